@@ -1,0 +1,72 @@
+"""Resumable checkpoints: params + trainer state + a JSON pointer written last.
+
+``last.json`` names the epoch the ``last.params``/``last.states`` pair belongs to and is
+moved into place only after both files are complete, so a kill at any moment leaves either
+the previous checkpoint or the new one (see STYLE.md section 5).
+"""
+import json
+import logging
+import os
+from pathlib import Path
+
+from eval.runs import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def _save_atomic(save_fn, path):
+    # MXNet writes the file itself, so write under a temporary name and rename.
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_fn(str(tmp))
+    os.replace(tmp, path)
+
+
+def _distributed(trainer):
+    kv = getattr(trainer, "_kvstore", None)
+    kv_type = kv.type if kv is not None and not isinstance(kv, str) else (kv or "")
+    return "dist" in str(kv_type)
+
+
+class Checkpointer:
+    """Save and restore the last and best states of a Gluon net and its Trainer.
+
+    Parameters
+    ----------
+    ckpt_dir : str or Path
+        Folder for ``last.params``, ``last.states``, ``last.json`` and ``best.params``.
+    """
+
+    def __init__(self, ckpt_dir):
+        self.dir = Path(ckpt_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.last_params = self.dir / "last.params"
+        self.last_states = self.dir / "last.states"
+        self.last_json = self.dir / "last.json"
+        self.best_params = self.dir / "best.params"
+
+    def save_last(self, net, trainer, state):
+        """Write params, trainer states (skipped under a dist kvstore, where MXNet cannot save
+        them: MXNET_TRAPS 36) and then the pointer with ``state`` (must hold "epoch")."""
+        if "epoch" not in state:
+            raise ValueError("checkpoint state needs an 'epoch' entry")
+        _save_atomic(net.save_parameters, self.last_params)
+        has_states = trainer is not None and not _distributed(trainer)
+        if has_states:
+            _save_atomic(trainer.save_states, self.last_states)
+        atomic_write_json(self.last_json, dict(state, has_states=has_states))
+
+    def save_best(self, net):
+        _save_atomic(net.save_parameters, self.best_params)
+
+    def load_last(self, net, trainer=None, ctx=None):
+        """Restore the last checkpoint into ``net`` (and ``trainer``); return its state dict,
+        or None when there is no checkpoint yet."""
+        if not self.last_json.exists():
+            return None
+        with open(self.last_json, encoding="utf-8") as f:
+            state = json.load(f)
+        net.load_parameters(str(self.last_params), ctx=ctx)
+        if trainer is not None and state.get("has_states") and self.last_states.exists():
+            trainer.load_states(str(self.last_states))
+        log.info("resumed from %s (epoch %s)", self.last_json, state["epoch"])
+        return state
