@@ -257,7 +257,8 @@ def build_schedule(mode, base_lr, iters_per_epoch, epochs, warmup_epochs=0, warm
             milestones = list(range(period, total, period))
         else:
             if any(s <= 0 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
-                raise ValueError(f"--lr-steps milestones must be positive and increasing, got {steps}")
+                raise ValueError("--lr-steps milestones must be positive and increasing, "
+                                 f"got {steps}")
             milestones = [int(round(s * iters_per_epoch)) for s in steps]
             late = [s for s in steps if s >= epochs]
             if late:

@@ -110,9 +110,10 @@ def use_focal_objectness(net, alpha=0.5, gamma=2.0):
     retraces with the new loss at its next call. The loss has no parameters: nothing to
     initialise or load.
     """
-    if not isinstance(getattr(net, "_loss", None), YOLOV3Loss):
+    current = getattr(net, "_loss", None)
+    if not isinstance(current, YOLOV3Loss):
         raise TypeError(f"expected a GluonCV YOLOV3 network with a YOLOV3Loss in ._loss, got "
-                        f"{type(net).__name__} with _loss={type(getattr(net, '_loss', None)).__name__}")
+                        f"{type(net).__name__} with _loss={type(current).__name__}")
     loss = FocalYOLOV3Loss(alpha=alpha, gamma=gamma)
     net._loss = loss
     net._clear_cached_op()  # HybridBlock.__setattr__ does it too; explicit for older mxnet

@@ -108,7 +108,8 @@ def test_write_csv(tmp_path):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(min_lr=0.0), "min_lr"), (dict(min_lr=1.0, max_lr=0.5), "min_lr"),
-    (dict(num_iters=1), "num_iters"), (dict(beta=1.0), "beta"), (dict(diverge_factor=1.0), "diverge"),
+    (dict(num_iters=1), "num_iters"), (dict(beta=1.0), "beta"),
+    (dict(diverge_factor=1.0), "diverge"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

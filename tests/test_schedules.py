@@ -64,7 +64,8 @@ def test_every_iteration_matches_closed_form(mode, ipe, epochs, warmup):
                       factor=0.5, gamma=0.9, min_lr=0.001, max_lr=0.5, step_size=3,
                       warm=warmup * ipe, warm_lr=0.01) for i in range(ipe * epochs)]
     assert curve.shape == (ipe * epochs,)
-    np.testing.assert_allclose(curve, want, rtol=1e-12, atol=1e-15, err_msg=f"{mode} {ipe}x{epochs}")
+    np.testing.assert_allclose(curve, want, rtol=1e-12, atol=1e-15,
+                               err_msg=f"{mode} {ipe}x{epochs}")
     # MXNet's optimizer asks for num_update = 1 on the first update
     sched = build_schedule(iters_per_epoch=ipe, epochs=epochs, **kw)
     assert [sched(i + 1) for i in range(ipe * epochs)] == list(curve)
@@ -113,7 +114,8 @@ def test_agrees_with_gluoncv_where_gluoncv_works(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_picklable_same_values(mode):
-    kw = dict(mode=mode, base_lr=0.1, warmup_epochs=1, step_epochs=[2] if mode == "step" else [2, 3])
+    kw = dict(mode=mode, base_lr=0.1, warmup_epochs=1,
+              step_epochs=[2] if mode == "step" else [2, 3])
     sched = build_schedule(iters_per_epoch=3, epochs=6, **kw)
     clone = pickle.loads(pickle.dumps(sched))
     assert type(clone).__module__ == "models.schedules"  # not __main__ (TRAPS 36)

@@ -41,7 +41,8 @@ def test_gamma0_no_alpha_is_gluoncv_loss(hybridize):
         focal.hybridize()
     got = focal(*args)
     for name, r, g in zip(["obj", "center", "scale", "cls"], ref, got):
-        np.testing.assert_allclose(g.asnumpy(), r.asnumpy(), rtol=1e-5, err_msg=f"{name} seed {SEED}")
+        np.testing.assert_allclose(g.asnumpy(), r.asnumpy(), rtol=1e-5,
+                                   err_msg=f"{name} seed {SEED}")
 
 
 def test_gamma0_alpha_half_is_half_of_bce():
