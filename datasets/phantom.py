@@ -1,0 +1,226 @@
+"""Synthetic raw data set in the clinic's form: dual-panel B-mode screenshots + annotations.
+
+Usage: ``python -m datasets.phantom --out RAW --num 200 --seed 0 [--preview]``
+
+Writes ``RAW/scan_0000.jpg`` (red boxes burnt in) or ``RAW/scan_0000.png|.jpg`` +
+``RAW/scan_0000.json`` (labelme, clean image), and ``RAW/truth.json`` with the exact boxes
+(docs/CONTRACTS.md, "Raw phantom set"). Screenshot ``i`` depends only on ``(seed, i)``,
+so a larger ``--num`` extends a set without changing its first images; same seed, same bytes.
+Rendering is in :mod:`datasets.phantom_scene`, the ink and labelme shapes in
+:mod:`datasets.phantom_annotation`.
+"""
+import argparse
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from datasets import phantom_annotation as ann
+from datasets.phantom_scene import SIZES, Screenshot, render_pair  # noqa: F401  (re-exported)
+from eval.runs import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+CLASSES = ["lesion"]
+_OWN_FILE = re.compile(r"^scan_\d{4,}\.(jpg|png|json)$")
+
+
+def image_rng(seed, index):
+    """Generator of screenshot ``index``: independent of how many screenshots are drawn."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
+
+
+def _encode(image, ext, quality=95):
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else \
+        [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {ext}")
+    return buf.tobytes()
+
+
+def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None):
+    """Render and annotate screenshot ``index`` of the set with ``seed``, in memory.
+
+    Returns
+    -------
+    (dict, dict, Screenshot)
+        ``files``: file name -> bytes; ``record``: its truth.json entry; the clean screenshot.
+    """
+    rng = image_rng(seed, index)
+    shot = render_pair(rng, sizes=sizes, both_sides_frac=both_sides_frac)
+    stem = f"scan_{index:04d}"
+    h, w = shot.image.shape[:2]
+    files = {}
+    if rng.random() < labelme_frac:
+        shapes = [ann.labelme_shape(rng, les) for les in shot.lesions]
+        ext = ".png" if rng.random() < 0.8 else ".jpg"
+        name = stem + ext
+        files[name] = _encode(shot.image, ext, quality=int(rng.integers(90, 96)))
+        doc = ann.labelme_document(shapes, name, w, h)
+        files[stem + ".json"] = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+        boxes = [ann.shape_box(s) for s in shapes]
+        annotation, labelme = "labelme", stem + ".json"
+    else:
+        inked, boxes = ann.burn_red_boxes(rng, shot.image, [les.box for les in shot.lesions])
+        name = stem + ".jpg"
+        files[name] = _encode(inked, ".jpg", quality=int(rng.integers(70, 96)))
+        annotation, labelme = "red", None
+    record = {
+        "file": name, "annotation": annotation, "labelme": labelme, "width": w, "height": h,
+        "panels": {k: [float(v) for v in p] for k, p in shot.panels.items()},
+        "boxes": [{"side": les.side, "box": [float(v) for v in b], "class": CLASSES[0]}
+                  for les, b in zip(shot.lesions, boxes)],
+        "lookalikes": [{"box": [float(v) for v in lk["box"]], "kind": lk["kind"]}
+                       for lk in shot.lookalikes],
+    }
+    return files, record, shot
+
+
+def draw_preview(out_dir, records, n=6, width=640):
+    """Contact sheet of the first ``n`` screenshots, truth boxes green, look-alikes blue."""
+    tiles = []
+    for rec in records[:n]:
+        img = cv2.imread(str(Path(out_dir) / rec["file"]), cv2.IMREAD_COLOR)
+        for b in rec["boxes"]:
+            x1, y1, x2, y2 = (int(round(v)) for v in b["box"])
+            cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        for b in rec["lookalikes"]:
+            x1, y1, x2, y2 = (int(round(v)) for v in b["box"])
+            cv2.rectangle(img, (x1, y1), (x2, y2), (255, 160, 0), 1)
+        s = width / img.shape[1]
+        img = cv2.resize(img, (width, int(round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+        cv2.putText(img, f"{rec['file']} {rec['annotation']}", (6, img.shape[0] - 6),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(img)
+    if not tiles:
+        return None
+    rows = []
+    for i in range(0, len(tiles), 2):
+        pair = tiles[i:i + 2]
+        hmax = max(t.shape[0] for t in pair)
+        pair = [cv2.copyMakeBorder(t, 0, hmax - t.shape[0] + 4, 0, 4, cv2.BORDER_CONSTANT,
+                                   value=(60, 60, 60)) for t in pair]
+        if len(pair) == 1:
+            pair.append(np.full_like(pair[0], 60))
+        rows.append(np.hstack(pair))
+    sheet = np.vstack(rows)
+    path = Path(out_dir) / "preview.png"
+    atomic_write_bytes(path, _encode(sheet, ".png"))
+    return path
+
+
+def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_frac=0.15,
+             sizes=None, progress=True):
+    """Write a raw phantom set of ``num`` screenshots into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    num : int
+        Number of screenshots (names ``scan_0000`` ...).
+    seed : int
+    preview : bool
+        Also write ``out_dir/preview.png``.
+    labelme_frac : float
+        Fraction of screenshots annotated with labelme JSON instead of red ink.
+    both_sides_frac : float
+        Fraction of screenshots with lesions in both halves.
+    sizes : sequence of (W, H), optional
+        Canvas sizes to draw from (default ``phantom_scene.SIZES``).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    dict
+        Summary: out, num, seed, n_red, n_labelme, n_boxes, n_lookalikes, seconds,
+        images_per_s, preview (path or None), removed (stale files deleted).
+    """
+    num = int(num)
+    if num < 0:
+        raise ValueError(f"--num must be >= 0, got {num}")
+    for name, v in (("labelme_frac", labelme_frac), ("both_sides_frac", both_sides_frac)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {v}")
+    if sizes is not None:
+        sizes = [tuple(int(v) for v in s) for s in sizes]
+        for s in sizes:
+            if len(s) != 2:
+                raise ValueError(f"sizes: want (W, H) pairs, got {s}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in out.iterdir() if _OWN_FILE.match(p.name)}
+    t0 = time.perf_counter()
+    records, written = [], set()
+    for i in tqdm(range(num), desc="phantom", unit="img", disable=not progress):
+        files, record, _ = make_example(seed, i, labelme_frac, both_sides_frac, sizes)
+        # image before its JSON, so a labelme file never points at a missing image
+        for name in sorted(files, key=lambda n: n.endswith(".json")):
+            atomic_write_bytes(out / name, files[name])
+            written.add(name)
+        records.append(record)
+    # files of an earlier, larger or differently annotated set would confuse prepare_data
+    stale = sorted(before - written)
+    for name in stale:
+        (out / name).unlink()
+    if stale:
+        log.info("removed %d stale files from an earlier set in %s", len(stale), out)
+    atomic_write_json(out / "truth.json", {"seed": int(seed), "classes": CLASSES,
+                                           "images": records})
+    seconds = time.perf_counter() - t0
+    prev = draw_preview(out, records) if preview else None
+    summary = {
+        "out": str(out), "num": num, "seed": int(seed),
+        "n_red": sum(r["annotation"] == "red" for r in records),
+        "n_labelme": sum(r["annotation"] == "labelme" for r in records),
+        "n_boxes": sum(len(r["boxes"]) for r in records),
+        "n_lookalikes": sum(len(r["lookalikes"]) for r in records),
+        "seconds": round(seconds, 3), "images_per_s": round(num / max(seconds, 1e-9), 2),
+        "preview": str(prev) if prev else None, "removed": len(stale),
+    }
+    log.info("wrote %d screenshots (%d red, %d labelme, %d boxes) to %s in %.1f s (%.1f/s)",
+             num, summary["n_red"], summary["n_labelme"], summary["n_boxes"], out, seconds,
+             summary["images_per_s"])
+    return summary
+
+
+def _size(text):
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"want a canvas size like 1024x768, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder for the raw set")
+    p.add_argument("--num", type=int, default=200, help="number of screenshots (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--preview", action="store_true", help="also write OUT/preview.png")
+    p.add_argument("--labelme-frac", type=float, default=0.4,
+                   help="fraction annotated by labelme JSON instead of red ink (default: %(default)s)")
+    p.add_argument("--both-sides-frac", type=float, default=0.15,
+                   help="fraction with lesions in both halves (default: %(default)s)")
+    p.add_argument("--sizes", type=_size, nargs="+", default=None, metavar="WxH",
+                   help="canvas sizes to draw from (default: " +
+                   " ".join(f"{w}x{h}" for w, h in SIZES) + ")")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(args):
+    return generate(args.out, args.num, seed=args.seed, preview=args.preview,
+                    labelme_frac=args.labelme_frac, both_sides_frac=args.both_sides_frac,
+                    sizes=args.sizes, progress=args.progress)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main(parse_args())
