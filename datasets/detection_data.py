@@ -1,0 +1,244 @@
+"""Detector data: fold subsets of the one record file, YOLOv3 transforms, loaders.
+
+All samples live in ``DATA/records/all.rec`` (docs/CONTRACTS.md); a fold selects items by
+sample id. Training goes through GluonCV's ``YOLO3DefaultTrainTransform`` (targets made in
+the loader workers) with random input shapes as in GluonCV's
+``scripts/detection/yolo/train_yolo3.py``; ``ExtraAugment`` (the notes' rotation / noise /
+sharpness ...) runs before it on the uint8 image and its boxes. Validation resizes to
+``data_shape`` and carries the original size along, so predictions map back to half pixels.
+"""
+import logging
+import os
+import random
+
+import numpy as np
+import mxnet as mx
+from mxnet import gluon, recordio
+
+log = logging.getLogger(__name__)
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+class RecordSubset(gluon.data.Dataset):
+    """Items ``indices`` of a ``RecordFileDetection``: (uint8 HWC RGB image, (N, 6) label).
+
+    Label columns are GluonCV's ``x1, y1, x2, y2, cls, difficult`` in pixels.
+
+    Forked loader workers inherit one random state, so every worker would draw the same
+    augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn). ``__getitem__``
+    reseeds ``random``, ``numpy`` and ``mx.random`` once per new process, from ``seed`` and
+    the pid. The creating process keeps its state, so 0-worker runs stay reproducible.
+    """
+
+    def __init__(self, records, indices, seed=0):
+        self._records = records
+        self._indices = list(indices)
+        self._seed = int(seed)
+        self._pid = os.getpid()
+
+    def __len__(self):
+        return len(self._indices)
+
+    def _reseed_if_forked(self):
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid = pid
+            s = (self._seed * 1000003 + pid) % (2 ** 31)
+            random.seed(s)
+            np.random.seed(s)
+            mx.random.seed(s)
+            import cv2
+            cv2.setNumThreads(0)  # one thread per worker (MXNET_TRAPS 30)
+
+    def __getitem__(self, i):
+        self._reseed_if_forked()
+        return self._records[self._indices[i]]
+
+
+def read_ground_truth(records, indices, ids, with_sizes=False):
+    """Ground truth in half pixels from the record headers, without decoding the images.
+
+    Parameters
+    ----------
+    records : gluoncv.data.RecordFileDetection
+    indices : list of int
+        Dataset positions.
+    ids : list of str
+        Sample id of every dataset item.
+    with_sizes : bool
+        Also return ``id -> (width, height)``.
+
+    Returns
+    -------
+    dict
+        ``id -> {"boxes": (N, 4) float, "labels": (N,) int, "difficult": (N,) bool}``
+        (the ``eval.detection`` ground-truth layout); with ``with_sizes`` a pair
+        ``(gt, sizes)``.
+    """
+    from gluoncv.data.recordio.detection import _transform_label
+
+    gt, sizes = {}, {}
+    for i in indices:
+        header, _ = recordio.unpack(records._record.read_idx(records._record.keys[i]))
+        label = np.asarray(header.label, dtype=np.float64).ravel()
+        width, height = label[2], label[3]  # .lst header: A=4 -> W, H (docs/CONTRACTS.md)
+        obj = _transform_label(label, height, width)
+        difficult = obj[:, 5] > 0 if obj.shape[1] > 5 else np.zeros(len(obj), bool)
+        gt[ids[i]] = {"boxes": obj[:, :4].astype(np.float64),
+                      "labels": obj[:, 4].astype(int), "difficult": difficult}
+        sizes[ids[i]] = (float(width), float(height))
+    return (gt, sizes) if with_sizes else gt
+
+
+class TrainTransform:
+    """``ExtraAugment`` (optional) on the uint8 image and its boxes, then a GluonCV YOLOv3
+    train transform. Module level so loader workers can unpickle it (MXNET_TRAPS 16)."""
+
+    def __init__(self, yolo_transform, extra=None):
+        self._yolo = yolo_transform
+        self._extra = extra
+
+    def __call__(self, img, label):
+        if self._extra is not None:
+            # ExtraAugment keeps at least one box (skips a rotation that would drop all),
+            # which the YOLO target generator needs.
+            img, label = self._extra(img, label)
+        return self._yolo(img, label)
+
+
+class ValTransform:
+    """GluonCV's YOLOv3 val transform plus the original ``(width, height)`` of the image."""
+
+    def __init__(self, width, height):
+        from gluoncv.data.transforms.presets.yolo import YOLO3DefaultValTransform
+        self._t = YOLO3DefaultValTransform(width, height, mean=IMAGE_MEAN, std=IMAGE_STD)
+
+    def __call__(self, img, label):
+        h, w = img.shape[:2]
+        x, y = self._t(img, label)
+        return x, y, np.array([w, h], dtype=np.float32)
+
+
+def random_shapes(data_shape, random_shape=True):
+    """Training input sizes: multiples of 32 in about [0.75, 1.5] x ``data_shape``.
+
+    For 416 this is GluonCV's 320..608; ``random_shape=False`` gives ``[data_shape]``.
+    """
+    if data_shape % 32:
+        raise ValueError(f"--data-shape must be a multiple of 32 (YOLOv3 strides), "
+                         f"got {data_shape}")
+    if not random_shape:
+        return [data_shape]
+    lo = max(32, int(np.ceil(0.75 * data_shape / 32)) * 32)
+    hi = int(np.floor(1.5 * data_shape / 32)) * 32
+    return list(range(lo, hi + 1, 32))
+
+
+def train_transforms(net, shapes, extra=None):
+    """One ``TrainTransform`` per input size.
+
+    ``net`` must be fresh, initialised and never hybridised (``models.yolo.transform_net``):
+    GluonCV runs it once in train mode for anchors and offsets (MXNET_TRAPS 15).
+    """
+    from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
+    return [TrainTransform(YOLO3DefaultTrainTransform(s, s, net, mean=IMAGE_MEAN, std=IMAGE_STD,
+                                                      mixup=False), extra) for s in shapes]
+
+
+class SplitSampler(gluon.data.sampler.Sampler):
+    """Part ``part_index`` of a seeded permutation per epoch; equal part lengths.
+
+    Distributed workers must run the same number of batches or dist_sync hangs at the end
+    of an epoch (MXNET_TRAPS 33); gluon 1.9.1 ships no such sampler (GluonCV's keeps fixed
+    parts). All workers draw the same permutation (from ``seed`` and the epoch) and take
+    disjoint slices of length ``length // num_parts``. With ``num_parts=1`` it is a seeded
+    shuffle. Call ``set_epoch`` before each pass (a resumed run then repeats the same
+    order); without it each pass advances one epoch.
+    """
+
+    def __init__(self, length, num_parts=1, part_index=0, seed=0):
+        if not 0 <= part_index < num_parts:
+            raise ValueError(f"part_index {part_index} outside 0..{num_parts - 1}")
+        self._length = int(length)
+        self._parts = int(num_parts)
+        self._part = int(part_index)
+        self._seed = int(seed)
+        self._epoch = 0
+        self.part_len = self._length // self._parts
+
+    def set_epoch(self, epoch):
+        self._epoch = int(epoch)
+
+    def __iter__(self):
+        perm = np.random.RandomState((self._seed + 7919 * self._epoch) % (2 ** 31)) \
+            .permutation(self._length)
+        self._epoch += 1
+        start = self.part_len * self._part
+        return iter(perm[start:start + self.part_len].tolist())
+
+    def __len__(self):
+        return self.part_len
+
+
+def train_batchify():
+    """Stack image and the 5 YOLO targets, pad the gt boxes (GluonCV train_yolo3)."""
+    from gluoncv.data.batchify import Pad, Stack, Tuple
+    return Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)]))
+
+
+def val_batchify():
+    from gluoncv.data.batchify import Pad, Stack, Tuple
+    return Tuple(Stack(), Pad(pad_val=-1), Stack())
+
+
+def train_loader(dataset, transforms, batch_size, num_workers=0, sampler=None, interval=10):
+    """Training loader; several transforms mean random input shapes.
+
+    Parameters
+    ----------
+    dataset : RecordSubset
+    transforms : list of TrainTransform
+        One per input size (``train_transforms``). With more than one, GluonCV's
+        ``RandomTransformDataLoader`` switches size every ``interval`` batches.
+    batch_size : int
+        Per process; must not exceed ``len(sampler or dataset)``.
+    num_workers : int
+        Forked loader processes (0 = load in this process).
+    sampler : SplitSampler, optional
+        Default: a seeded shuffle over the whole dataset.
+
+    Returns
+    -------
+    DataLoader
+        Yields ``(img, obj_t, center_t, scale_t, weight_t, class_t, gt_boxes)`` batches; the
+        last partial batch rolls over into the next epoch (constant batch size).
+    """
+    sampler = sampler or SplitSampler(len(dataset))
+    if batch_size > len(sampler):
+        raise ValueError(f"batch size {batch_size} exceeds the {len(sampler)} training "
+                         f"images of this process; lower --batch-size")
+    if len(transforms) == 1:
+        return gluon.data.DataLoader(
+            dataset.transform(transforms[0]), batch_size=batch_size, sampler=sampler,
+            last_batch="rollover", batchify_fn=train_batchify(), num_workers=num_workers)
+    from gluoncv.data.dataloader import RandomTransformDataLoader
+    return RandomTransformDataLoader(
+        transforms, dataset, interval=interval, batch_size=batch_size, sampler=sampler,
+        last_batch="rollover", batchify_fn=train_batchify(), num_workers=num_workers)
+
+
+def val_loader(dataset, data_shape, batch_size, num_workers=0):
+    """Validation/prediction loader in dataset order: ``(img, label, orig_wh)`` batches."""
+    return gluon.data.DataLoader(
+        dataset.transform(ValTransform(data_shape, data_shape)), batch_size=batch_size,
+        shuffle=False, last_batch="keep", batchify_fn=val_batchify(), num_workers=num_workers)
+
+
+def close_loader(loader):
+    """Stop a loader's worker pool now rather than at garbage collection."""
+    pool = getattr(loader, "_worker_pool", None)
+    if pool is not None:
+        pool.terminate()
+        loader._worker_pool = None

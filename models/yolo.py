@@ -1,0 +1,182 @@
+"""YOLOv3 detector factory over the GluonCV model zoo.
+
+``build`` returns an initialised ``yolo3_*_custom`` network for our classes: ImageNet backbone
+weights through GluonCV when ``pretrained_base`` is asked for (and reachable), a local
+``.params`` file with ``init_params``, and optionally the focal objectness loss of
+``models.yolo_loss``. ``model.json`` (docs/CONTRACTS.md) records what predict.py needs to
+rebuild the trained net.
+"""
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import mxnet as mx
+
+log = logging.getLogger(__name__)
+
+#: Networks the factory builds; darknet53 is the notes' detector, the MobileNets are for CPU.
+NETWORKS = ("yolo3_darknet53_custom", "yolo3_mobilenet1.0_custom", "yolo3_mobilenet0.25_custom")
+DEFAULT_NETWORK = NETWORKS[0]
+
+# ImageNet backbone file each network fetches through gluoncv.model_zoo.model_store.
+_BACKBONE = {"yolo3_darknet53_custom": "darknet53",
+             "yolo3_mobilenet1.0_custom": "mobilenet1.0",
+             "yolo3_mobilenet0.25_custom": "mobilenet0.25"}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained backbone weights are neither cached locally nor downloadable."""
+
+
+def add_model_arguments(parser):
+    """Declare the detector options (network, pretrained backbone, init file, focal loss)."""
+    g = parser.add_argument_group("detector")
+    g.add_argument("--network", default=DEFAULT_NETWORK, choices=NETWORKS,
+                   help="GluonCV YOLOv3 network (default: %(default)s; the MobileNets are for "
+                        "CPU smoke runs)")
+    g.add_argument("--pretrained-base", action="store_true",
+                   help="start the backbone from GluonCV's ImageNet weights (downloaded into "
+                        "$MXNET_HOME/models unless already there)")
+    g.add_argument("--init-params", default=None, metavar="PATH",
+                   help="initialise the whole detector from this .params file (same network "
+                        "and classes), e.g. a previous run's best.params")
+    g.add_argument("--focal-alpha", type=float, default=None,
+                   help="focal loss on objectness: weight of positives (0.5 = none); "
+                        "off unless --focal-alpha or --focal-gamma is given")
+    g.add_argument("--focal-gamma", type=float, default=None,
+                   help="focal loss on objectness: focusing exponent (0 = plain BCE)")
+    return g
+
+
+def _model_home():
+    return Path(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet"))).expanduser() / "models"
+
+
+def build(network, classes, pretrained_base=False, init_params=None, focal_alpha=None,
+          focal_gamma=None, ctx=None):
+    """Build and initialise a GluonCV YOLOv3 detector.
+
+    Parameters
+    ----------
+    network : str
+        One of :data:`NETWORKS`.
+    classes : list of str
+        Foreground class names, e.g. ``["lesion"]``.
+    pretrained_base : bool
+        Load GluonCV's ImageNet weights into the backbone (the heads start random).
+    init_params : str or Path, optional
+        A ``.params`` file for the whole detector; loaded after initialisation.
+    focal_alpha, focal_gamma : float, optional
+        When either is given, the objectness loss becomes a focal loss
+        (``models.yolo_loss.use_focal_objectness``); the missing one takes its neutral value
+        (alpha 0.5, gamma 0).
+    ctx : mx.Context or list of mx.Context, optional
+        Where the parameters live (default CPU).
+
+    Returns
+    -------
+    gluoncv.model_zoo.yolo.yolo3.YOLOV3
+        Initialised, not hybridised.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``network`` or empty ``classes``.
+    WeightsUnavailableError
+        ``pretrained_base`` asked for weights that can be neither found nor downloaded.
+    FileNotFoundError
+        ``init_params`` does not exist.
+    """
+    from gluoncv import model_zoo
+
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+    if not classes:
+        raise ValueError("classes is empty; the detector needs at least one class name")
+    ctx = ctx or [mx.cpu()]
+    try:
+        net = model_zoo.get_model(network, classes=list(classes), pretrained_base=pretrained_base)
+    except Exception as err:  # requests/urllib/OSError/RuntimeError: the zoo is not specific
+        if not pretrained_base:
+            raise
+        backbone = _BACKBONE[network]
+        raise WeightsUnavailableError(
+            f"--pretrained-base: could not load GluonCV's ImageNet weights for {backbone} "
+            f"({type(err).__name__}: {err}). Looked in {_model_home()} (set by MXNET_HOME) and "
+            f"tried to download them, which needs network access. Copy the file "
+            f"'{backbone}-<sha1[:8]>.params' there from a machine with network access "
+            f"(python -c \"import gluoncv; gluoncv.model_zoo.get_model('{network}', "
+            f"classes=['x'], pretrained_base=True)\" fetches it), or pass --init-params PATH, "
+            f"or drop --pretrained-base to train from scratch.") from err
+    with warnings.catch_warnings():
+        # initialize() warns about the backbone parameters that are already loaded.
+        warnings.simplefilter("ignore")
+        net.initialize(ctx=ctx)
+    if init_params:
+        load_params(net, init_params, ctx)
+    if focal_alpha is not None or focal_gamma is not None:
+        from models.yolo_loss import use_focal_objectness
+        alpha = 0.5 if focal_alpha is None else focal_alpha
+        gamma = 0.0 if focal_gamma is None else focal_gamma
+        use_focal_objectness(net, alpha, gamma)
+        log.info("objectness loss: focal (alpha=%g, gamma=%g)", alpha, gamma)
+    return net
+
+
+def load_params(net, path, ctx=None):
+    """Load a whole-detector ``.params`` file with a message that names the mismatch."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-params {path}: no such file")
+    try:
+        net.load_parameters(str(path), ctx=ctx or [mx.cpu()])
+    except (AssertionError, mx.base.MXNetError, ValueError) as err:
+        raise ValueError(
+            f"{path} does not fit this detector ({net.name}, classes {list(net.classes)}): "
+            f"{str(err).splitlines()[0]}. It must be saved from the same --network with the "
+            f"same classes.") from err
+    log.info("detector initialised from %s", path)
+
+
+def transform_net(network, classes):
+    """A fresh, initialised, never hybridised copy for building training transforms.
+
+    ``YOLO3DefaultTrainTransform`` runs this net once in train mode to get anchors and
+    offsets; a hybridised net holding the inference graph fails there (MXNET_TRAPS 15), and
+    under AMP the transforms must come from an fp32 net built before ``amp.init`` (TRAPS 42).
+    Anchors and offsets depend on the architecture only, so random weights are fine.
+    """
+    return build(network, classes, pretrained_base=False)
+
+
+def model_json(network, classes, data_shape, params):
+    """The ``model.json`` record of docs/CONTRACTS.md (``params`` relative to the run folder)."""
+    return {"net": network, "classes": list(classes), "data_shape": int(data_shape),
+            "params": str(params)}
+
+
+def load_model_json(path, ctx=None):
+    """Rebuild a trained detector from ``model.json``.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``model.json`` written by train_yolo3.py; its ``params`` path is relative to its folder.
+    ctx : mx.Context or list, optional
+
+    Returns
+    -------
+    (net, info) : (YOLOV3, dict)
+        The initialised net with the trained weights, and the JSON record.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    missing = [k for k in ("net", "classes", "data_shape", "params") if k not in info]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}; want net, classes, data_shape, params")
+    net = build(info["net"], info["classes"], ctx=ctx)
+    load_params(net, path.parent / info["params"], ctx)
+    return net, info
