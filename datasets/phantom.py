@@ -94,8 +94,10 @@ def draw_preview(out_dir, records, n=6, width=640):
             cv2.rectangle(img, (x1, y1), (x2, y2), (255, 160, 0), 1)
         s = width / img.shape[1]
         img = cv2.resize(img, (width, int(round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
-        cv2.putText(img, f"{rec['file']} {rec['annotation']}", (6, img.shape[0] - 6),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1, cv2.LINE_AA)
+        img = cv2.copyMakeBorder(img, 0, 20, 0, 0, cv2.BORDER_CONSTANT, value=(60, 60, 60))
+        cv2.putText(img, f"{rec['file']}  {rec['annotation']}  {len(rec['boxes'])} lesions",
+                    (6, img.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1,
+                    cv2.LINE_AA)
         tiles.append(img)
     if not tiles:
         return None

@@ -91,15 +91,14 @@ def _field(rng, shape, sigma_x, sigma_y, down=4):
 
 def _line_profile(rng, length, spacing, width, amp_range):
     """1-D profile of thin bright lines at random spacing (fibre or septum cross-section)."""
+    n = int(length / spacing[0]) + 2
+    pos = rng.uniform(0, spacing[1]) + np.cumsum(rng.uniform(*spacing, size=n))
+    amps = rng.uniform(*amp_range, size=n)
+    keep = pos < length - 1
     prof = np.zeros(length, np.float32)
-    pos = float(rng.uniform(0, spacing[1]))
-    while pos < length - 1:
-        i = int(pos)
-        prof[i] += rng.uniform(*amp_range)
-        pos += rng.uniform(*spacing)
+    np.add.at(prof, pos[keep].astype(np.int64), amps[keep].astype(np.float32))
     k = cv2.getGaussianKernel(int(6 * width) | 1, width).astype(np.float32).ravel()
-    prof = np.convolve(prof, k / k.max(), mode="same")
-    return prof
+    return np.convolve(prof, k / k.max(), mode="same")
 
 
 def _sample_1d(profile, u):
@@ -216,16 +215,31 @@ def _ellipse_box(centre, axes, angle, rmax=1.0):
 
 
 def _draw_lookalike(rng, amp, kind, centre, axes, angle):
-    """Darken a vessel or cyst into the anatomy map ``amp`` in place."""
+    """Draw a vessel or cyst into the anatomy map ``amp`` in place.
+
+    Most are anechoic with a sharp edge, a bright wall (vessels) and posterior enhancement;
+    about a third are "complex": low-level internal echoes, a soft edge and hardly any wall,
+    which a detector can take for a lesion. Only the contralateral comparison tells them
+    apart (they sit in both panels).
+    """
     box = _ellipse_box(centre, axes, angle, 1.4)
     sl, (ox, oy) = _window([box[0], box[1], box[2], box[3] + 6 * axes[1]], amp.shape, 4)
     sub = amp[sl]
     rho, _ = _ellipse_coords(sub.shape, (centre[0] - ox, centre[1] - oy), axes, angle)
-    inside = _sigmoid((1.0 - rho) * axes[1])       # sharp edge, ~1 px
-    lumen = rng.uniform(0.03, 0.12) if rng.random() < 0.7 else rng.uniform(0.15, 0.35)
-    wall_gain = rng.uniform(1.5, 2.8) if kind == "vessel" else rng.uniform(0.6, 1.6)
+    local = float(sub.mean())
+    if rng.random() < 0.35:
+        edge = rng.uniform(2.0, 4.0)
+        inside = _sigmoid((1.0 - rho) * axes[1] / edge)
+        mott = _field(rng, sub.shape, 5, 5, down=2)
+        fill = local * rng.uniform(0.3, 0.5) * np.clip(1 + 0.2 * mott, 0.6, 1.4)
+        wall_gain, enh_gain = rng.uniform(0.0, 0.4), rng.uniform(0.0, 0.3)
+    else:
+        inside = _sigmoid((1.0 - rho) * axes[1])       # sharp edge, ~1 px
+        fill = local * rng.uniform(0.03, 0.15)
+        wall_gain = rng.uniform(1.5, 2.8) if kind == "vessel" else rng.uniform(0.6, 1.6)
+        enh_gain = rng.uniform(0.3, 0.7)
     wall = np.exp(-0.5 * ((rho - 1.0) * axes[1] / (0.9 + 0.5 * rng.random())) ** 2)
-    out = sub * (1 - inside) + lumen * sub.mean() * inside
+    out = sub * (1 - inside) + fill * inside
     out = out + wall_gain * wall * (1 - inside)
     # posterior acoustic enhancement below fluid, fading with depth
     yy = np.arange(sub.shape[0], dtype=np.float32)[:, None] + oy - centre[1]
@@ -233,9 +247,8 @@ def _draw_lookalike(rng, amp, kind, centre, axes, angle):
     hw = axes[0] * abs(math.cos(angle)) + axes[1] * abs(math.sin(angle))
     col = np.exp(-0.5 * (xx / (0.7 * hw)) ** 2)
     below = np.clip(yy / axes[1] - 0.6, 0, None)
-    enh = rng.uniform(0.3, 0.7) * col * np.exp(-below / 4.0) * (below > 0)
-    out = out * (1 + enh * (1 - inside))
-    sub[...] = out
+    enh = enh_gain * col * np.exp(-below / 4.0) * (below > 0)
+    sub[...] = out * (1 + enh * (1 - inside))
 
 
 # ----------------------------------------------------------------------------- lesions
@@ -289,7 +302,7 @@ def _overlaps(box, others, gap):
     return False
 
 
-def _place_lesions(rng, n, pw, ph, top_of, scale, fibre_angle, avoid):
+def _place_lesions(rng, n, pw, ph, top_of, bottom_of, scale, fibre_angle, avoid):
     """Sample up to ``n`` non-overlapping lesions in a panel (panel coordinates)."""
     out, boxes = [], []
     for _ in range(60 * n):
@@ -301,10 +314,12 @@ def _place_lesions(rng, n, pw, ph, top_of, scale, fibre_angle, avoid):
         cx = rng.uniform(half + 4, pw - half - 4) if pw > 2 * half + 8 else None
         if cx is None:
             continue
-        y_top = float(top_of[int(np.clip(cx, 0, len(top_of) - 1))]) + half + 4
-        if y_top >= ph - half - 10:
+        col = int(np.clip(cx, 0, len(top_of) - 1))
+        y_top = float(top_of[col]) + half + 4
+        y_bot = min(ph - 10, float(bottom_of[max(col - int(half), 0):col + int(half) + 1].min())) - half
+        if y_top >= y_bot:
             continue
-        cy = rng.uniform(y_top, ph - half - 10)
+        cy = rng.uniform(y_top, y_bot)
         pts = _outline((cx, cy), axes, angle, harm)
         box = [float(pts[:, 0].min()), float(pts[:, 1].min()),
                float(pts[:, 0].max()), float(pts[:, 1].max())]
@@ -348,8 +363,9 @@ def _to_display(amp, speckle, gain_db, atten_db, floor, style):
     h = amp.shape[0]
     depth = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
     lin = amp * np.power(10.0, (gain_db - atten_db * depth) / 20.0).astype(np.float32)
-    g = k * np.power(np.maximum(lin, 0), beta) * np.power(speckle, gamma)
-    return np.clip(floor + (255.0 - floor) * g, 0, 255).astype(np.uint8)
+    g = cv2.multiply(cv2.pow(np.maximum(lin, 1e-6), beta), cv2.pow(speckle, gamma),
+                     scale=k * (255.0 - floor))
+    return np.clip(g + floor, 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -423,10 +439,12 @@ def _scanner_text(rng, img, panels, depth_cm):
     _put_text(img, date, (w - tw - 8, max(yt, 14)), s, grey, 1, keep)
     yb = lp[3] + 18 + int(rng.integers(0, max(h - lp[3] - 26, 1)))
     yb = min(yb, h - 6)
-    _put_text(img, f"G{rng.integers(40, 80)} D{depth_cm:.1f}cm FR{rng.integers(18, 45)}",
-              (6, yb), s, grey, 1, keep)
     for name, p, dx in (("L", lp, 10), ("R", rp, rp[2] - rp[0] - 24)):
         _put_text(img, name, (p[0] + dx, yb), s * 1.4, grey, 2, keep)
+    info = f"G{rng.integers(40, 80)} D{depth_cm:.1f}cm FR{rng.integers(18, 45)}"
+    for x in (6, lp[0] + 40, rp[0] + 30):     # first place that is free
+        if _put_text(img, info, (x, yb), s, grey, 1, keep):
+            break
     # depth marks: a dot per cm beside the outer edge of each panel, numbers every 1 cm
     px_cm = (lp[3] - lp[1]) / depth_cm
     for k in range(int(depth_cm) + 1):
@@ -523,7 +541,8 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
     border = int(rng.integers(0, 7))
     image[:] = border
     lesions, lookalikes = [], []
-    top_of = info["fat_end"] - _MARGIN + 6 * scale     # lesions live below the fascia
+    top_of = info["fat_end"] - _MARGIN + 6 * scale     # lesions live below the fascia ...
+    bottom_of = info.get("bone", np.full(aw, 1e9, np.float32)) - _MARGIN - 8 * scale  # ... above bone
     for side in ("left", "right"):
         ox, oy = crops[side]
         p_amp = amp[oy:oy + ph, ox:ox + pw].copy()
@@ -537,7 +556,8 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
                                "kind": kind, "side": side})
         if side in sides:
             n = lesion_count(rng)
-            shapes = _place_lesions(rng, n, pw, ph, top_of[ox:ox + pw], scale, fibre_angle, p_looks)
+            shapes = _place_lesions(rng, n, pw, ph, top_of[ox:ox + pw], bottom_of[ox:ox + pw],
+                                    scale, fibre_angle, p_looks)
             for centre, axes, angle, harm, pts, box in shapes:
                 kind = "hypo" if rng.random() < 0.6 else "hetero"
                 _draw_lesion(rng, p_amp, centre, axes, angle, harm, kind, p_smooth)

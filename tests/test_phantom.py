@@ -229,7 +229,7 @@ def test_lesion_counts_mostly_three_to_five(shots):
 
 
 def test_lookalikes_in_both_panels_at_same_position(shots):
-    n_pairs = 0
+    n_pairs, ratios = 0, []
     for s in shots:
         lp, rp = s.panels["left"], s.panels["right"]
         left = [lk for lk in s.lookalikes if lk["side"] == "left"]
@@ -248,9 +248,11 @@ def test_lookalikes_in_both_panels_at_same_position(shots):
                 inner = grey[y1 + (y2 - y1) // 4:y2 - (y2 - y1) // 4,
                              x1 + (x2 - x1) // 4:x2 - (x2 - x1) // 4]
                 ring = grey[max(y1 - 12, 0):y2 + 12, max(x1 - 12, 0):x2 + 12]
-                assert inner.mean() < 0.85 * ring.mean(), (lk, inner.mean(), ring.mean())
+                ratios.append(inner.mean() / ring.mean())
             n_pairs += 1
     assert n_pairs >= len(shots)
+    # drawn in both panels: every look-alike darker than its surroundings, most clearly so
+    assert max(ratios) < 0.95 and np.median(ratios) < 0.7, np.round(ratios, 2)
 
 
 def test_lesions_darker_than_the_same_place_on_the_healthy_side(shots):
