@@ -212,8 +212,10 @@ def test_scan_line_crop_finds_panels_and_midline_in_gap(raw_set):
         assert abs(top - lp[1]) <= 1 and abs(bottom - lp[3]) <= 1, (r["file"], top, bottom)
         mid = (left + right) / 2
         assert lp[2] + 2 <= mid <= rp[0] - 2, (r["file"], mid, lp, rp)
-        gap = grey[int(lp[1]):int(lp[3]), int(lp[2]) + 3:int(rp[0]) - 3]  # JPEG rings 1-2 px
-        assert gap.max() <= 20, r["file"]
+        # dark where the split cuts; JPEG blocks ring a few pixels from the panel edges
+        centre = grey[int(lp[1]):int(lp[3]), int(mid) - 2:int(mid) + 3]
+        assert centre.max() <= 20, r["file"]
+        assert grey[int(lp[1]):int(lp[3]), int(lp[2]):int(rp[0])].mean() <= 20, r["file"]
 
 
 def test_lesion_counts_mostly_three_to_five(shots):
