@@ -31,6 +31,7 @@ import numpy as np
 
 from datasets import distances as dist
 from datasets import features
+from datasets import similar_fast
 
 log = logging.getLogger(__name__)
 
@@ -309,5 +310,24 @@ def find_similar(lesion_gray, reference_gray, box, context=0.5, search_radius=24
     -------
     Match
     """
-    return find_similar_loop(lesion_gray, reference_gray, box, context, search_radius,
-                             stride, feature, distance)
+    match, _, _ = _search_fast(lesion_gray, reference_gray, box, context, search_radius,
+                               stride, feature, distance)
+    return match
+
+
+def _search_fast(lesion_gray, reference_gray, box, context, search_radius, stride, feature,
+                 distance):
+    """Fast search; returns (Match, offsets, distances) like find_similar_loop(return_all)."""
+    distance = check_pair(feature, distance)
+    plan = _plan(lesion_gray, reference_gray, box, context, search_radius, stride)
+    ox1, oy1, ox2, oy2 = plan.outer
+    masked_t = apply_mask(lesion_gray[oy1:oy2, ox1:ox2], plan.mask)
+    dys = np.unique(plan.offsets[:, 0])
+    dxs = np.unique(plan.offsets[:, 1])
+    region = reference_gray[oy1 + dys[0]:oy2 + dys[-1], ox1 + dxs[0]:ox2 + dxs[-1]]
+    region = region.astype(np.float64)
+    wys, wxs = dys - dys[0], dxs - dxs[0]
+    ds = similar_fast.distances(feature, distance, masked_t, plan.mask, region, wys, wxs)
+    best = pick_best(ds, plan.offsets)
+    match = _match(plan, best, ds[best])[2]
+    return match, plan.offsets, ds
