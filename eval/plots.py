@@ -85,14 +85,14 @@ def plot_pr_curves(curves, path, title="Precision-recall"):
         r = np.asarray(c["recall"], dtype=float)
         p = np.asarray(c["precision"], dtype=float)
         label = c["label"] + (f" (AP {_fmt_metric(c['ap'])})" if "ap" in c else "")
-        line, = ax.step(np.r_[0.0, r], np.r_[p[:1] if len(p) else [1.0], p], where="post",
-                        label=label)
+        # the raw curve (its saw-teeth show where false positives come), not the envelope
+        line, = ax.plot(r, p, label=label)
         if c.get("point") is not None:
             ax.plot(*c["point"], "o", color=line.get_color())
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     if curves:
-        ax.legend(loc="lower left", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
     return _save(fig, path)
 
 
