@@ -206,6 +206,10 @@ def _plan(lesion_gray, reference_gray, box, context, search_radius, stride):
     ox1, oy1, ox2, oy2 = outer
     ix1, iy1, ix2, iy2 = inner
     mask = ring_mask(oy2 - oy1, ox2 - ox1, (ix1 - ox1, iy1 - oy1, ix2 - ox1, iy2 - oy1))
+    if not mask.any():
+        raise ValueError(f"box {tuple(box)} leaves no ring around it (pixel box {inner}, "
+                         f"grown box {outer}, context={context}): use context > 0 or a box "
+                         f"smaller than the half")
     k = int(search_radius) // int(stride)
     steps = int(stride) * np.arange(-k, k + 1)
     dy, dx = np.meshgrid(steps, steps, indexing="ij")
