@@ -285,20 +285,23 @@ def _image_rows(task):
     keep = select_detections(scores, opts["min_score"], opts["top_k"])
     boxes, scores = boxes[keep], scores[keep]
     h, w = lesion.shape
-    # Detectors may return boxes a little outside the half; clip so crops stay in the image.
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-    ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    # Detectors may return boxes a little outside the half: crop the clipped box, but keep
+    # the detector's own box in the index (eval/two_stage.py matches rows to detections).
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, w)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, h)
+    ok = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
     if not ok.all():
-        log.warning("%s: %d degenerate box(es) after clipping skipped", image_id, (~ok).sum())
-    boxes, scores = boxes[ok], scores[ok]
+        log.warning("%s: %d box(es) outside the image skipped: %s", image_id, (~ok).sum(),
+                    boxes[~ok].round(1).tolist())
+    boxes, clipped, scores = boxes[ok], clipped[ok], scores[ok]
     origin = ["det"] * len(boxes)
     if opts["add_gt"] and len(gt):
-        boxes = np.concatenate([boxes, gt])
+        boxes, clipped = np.concatenate([boxes, gt]), np.concatenate([clipped, gt])
         scores = np.concatenate([scores, np.full(len(gt), np.nan)])
         origin += ["gt"] * len(gt)
     ious, labels = label_boxes(boxes, gt, opts["iou"])
-    crops, matches = crops_for_detections(lesion, reference, boxes, opts["search"],
+    crops, matches = crops_for_detections(lesion, reference, clipped, opts["search"],
                                           opts["size"])
     rows = []
     for i, box in enumerate(boxes):

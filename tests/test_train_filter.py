@@ -1,0 +1,195 @@
+"""Filter training: data split/balancing/augmentation, and train_filter.py end to end + resume."""
+import json
+
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from datasets import filter_data as fd
+from datasets.filter_crops import difference_channel
+from eval import runs
+from tests.filter_fixtures import make_data, write_detections
+
+
+# ---------------------------------------------------------------- data pieces
+
+def test_group_split_keeps_groups_apart_and_both_classes():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"g{i}" for i in range(20)], 5)
+    labels = np.where(rng.random(100) < 0.3, 1, -1)
+    tr, va = fd.group_split(labels, groups, 0.2, seed=0)
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(100))
+    assert not set(groups[tr]) & set(groups[va])
+    assert set(labels[va].tolist()) == {-1, 1}
+    tr2, va2 = fd.group_split(labels, groups, 0.2, seed=0)
+    assert va.tolist() == va2.tolist()
+    with pytest.raises(ValueError, match="val-frac"):
+        fd.group_split(labels, groups, 1.5)
+
+
+@pytest.mark.parametrize("balance", fd.BALANCE_MODES)
+def test_epoch_indices_balance(balance):
+    labels = np.array([1] * 10 + [-1] * 90)
+    idx = fd.epoch_indices(labels, epoch=3, seed=1, balance=balance, neg_ratio=2.0)
+    n_pos, n_neg = (labels[idx] == 1).sum(), (labels[idx] == -1).sum()
+    if balance == "none":
+        assert sorted(idx.tolist()) == list(range(100))
+    elif balance == "under":
+        assert (n_pos, n_neg) == (10, 20)
+        assert len(set(idx.tolist())) == 30  # no negative drawn twice
+    elif balance == "over":
+        assert (n_pos, n_neg) == (45, 90)
+        assert set(idx[labels[idx] == 1].tolist()) == set(range(10))  # every positive kept
+    else:  # both: positives up, negatives down, ratio 2
+        assert n_pos > 10 and n_neg < 90 and abs(n_neg / n_pos - 2.0) < 0.1
+    same = fd.epoch_indices(labels, epoch=3, seed=1, balance=balance, neg_ratio=2.0)
+    assert idx.tolist() == same.tolist()
+
+
+def test_augment_recomputes_difference_and_cancels_shared_brightness():
+    rng = np.random.default_rng(2)
+    c1 = rng.integers(60, 190, (32, 32)).astype(np.uint8)
+    c2 = rng.integers(60, 190, (32, 32)).astype(np.uint8)
+    crop = np.dstack([c1, c2, difference_channel(c1, c2)])
+    full = fd.CropAugment(hflip=True, vflip=True, rotate_deg=15, brightness=0.2, contrast=0.2,
+                          side_gain=0.1)
+    for seed in range(5):
+        out = full(crop, np.random.default_rng(seed)).astype(int)
+        np.testing.assert_array_equal(out[..., 2], (out[..., 0] - out[..., 1]) // 2 + 128)
+    # a pure brightness change of both sides leaves the difference as it was (no clipping here)
+    bright = fd.CropAugment(hflip=False, rotate_deg=0, brightness=0.2, contrast=0.0)
+    out = bright(crop, np.random.default_rng(0))
+    assert not np.array_equal(out[..., 0], c1)
+    np.testing.assert_array_equal(out[..., 2], crop[..., 2])
+    # flips move all three channels alike
+    flip = fd.CropAugment(hflip=True, rotate_deg=0, brightness=0, contrast=0)
+    flipped = [flip(crop, np.random.default_rng(s)) for s in range(6)]
+    assert any(np.array_equal(f, crop[:, ::-1]) for f in flipped)
+    assert all(np.array_equal(f, crop) or np.array_equal(f, crop[:, ::-1]) for f in flipped)
+
+
+def test_batches_do_not_depend_on_workers():
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (12, 16, 16, 3)).astype(np.uint8)
+    labels = np.array([1, -1] * 6)
+    batches = {}
+    for workers in (0, 2):
+        ds = fd.CropDataset(crops, labels, fd.CropAugment(), seed=5)
+        sampler = fd.EpochSampler(labels, seed=5)
+        sampler.set_epoch(2)
+        loader = gluon.data.DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers)
+        batches[workers] = [(x.asnumpy(), y.asnumpy()) for x, y in loader]
+    for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
+        np.testing.assert_array_equal(x0, x2)
+        np.testing.assert_array_equal(y0, y2)
+    assert batches[0][0][1].dtype == np.float32 and set(batches[0][0][1].tolist()) <= {-1, 1}
+
+
+# ---------------------------------------------------------------- the script
+
+import train_filter  # noqa: E402  (imports mxnet and the eval package; keep after the unit tests)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_filter")
+    data, lookalikes = make_data(root / "DATA", n_sources=12, seed=0, test_sources=4)
+    splits = json.loads((data / "splits.json").read_text())
+    oof = write_detections(data, splits["train"], lookalikes, root / "oof.json", seed=0)
+    test = write_detections(data, splits["test"], lookalikes, root / "test.json", seed=1)
+    return root, data, oof, test
+
+
+def _argv(root, data, name, *extra):
+    return ["--data", str(data), "--out", str(root / "runs"), "--name", name,
+            "--epochs", "2", "--batch-size", "8", "--crop-size", "32", "--search-radius", "4",
+            "--stride", "2", "--val-frac", "0.34", "--lr", "0.01", *extra]
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_set):
+    root, data, oof, test = tiny_set
+    args = train_filter.parse_args(_argv(root, data, "e2e", "--detections", str(oof),
+                                         "--test-detections", str(test)))
+    summary = train_filter.main(args)
+    return root / "runs" / "e2e", summary
+
+
+def test_end_to_end_writes_every_artefact(first_run):
+    run_dir, summary = first_run
+    for rel in ("args.json", "env.json", "log.txt", "metrics.csv", "summary.json",
+                "filter.json", "test_scores.csv", "val_scores.csv", "crops/crops.json",
+                "crops/train.csv", "crops/test.csv", "crops/train_preview.png",
+                "crops/test_preview.png", "checkpoints/best.params", "checkpoints/last.params",
+                "checkpoints/last.states", "checkpoints/last.json", "plots/metrics.png",
+                "plots/test_roc.png", "plots/test_pr.png", "plots/test_confusion.png",
+                "plots/val_roc.png"):
+        assert (run_dir / rel).exists(), rel
+    assert [int(r["epoch"]) for r in runs.MetricsCSV(run_dir / "metrics.csv").rows()] == [0, 1]
+    spec = json.loads((run_dir / "filter.json").read_text())
+    assert spec["threshold"] == summary["threshold"]
+    assert (run_dir / spec["params"]).exists()
+    assert {"feature", "distance", "context", "search_radius", "stride", "crop_size",
+            "min_score", "top_k"} <= set(spec)
+    assert spec["distance"] is not None  # resolved, not "default"
+    test_rows = train_filter.fc.read_index(run_dir / "test_scores.csv")
+    n_test = len(train_filter.fc.read_index(run_dir / "crops" / "test.csv"))
+    assert len(test_rows) == n_test == summary["test_pos"] + summary["test_neg"]
+    scores = np.array([float(r["filter_score"]) for r in test_rows])
+    assert np.all(np.abs(scores) <= 1)
+    for key in ("test_auc", "test_f1", "test_precision", "test_recall", "test_f2", "test_f0_5",
+                "test_accuracy", "val_auc", "val_f1", "train_pos", "train_neg", "val_pos",
+                "val_neg"):
+        assert key in summary, key
+    assert summary["train_pos"] > 0 and summary["train_neg"] > 0
+    # the threshold applied to test is the validation one, unchanged
+    keep = np.array([int(r["filter_keep"]) for r in test_rows])
+    np.testing.assert_array_equal(keep, (scores >= spec["threshold"]).astype(int))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _final_weights(run_dir):
+    import mxnet as mx
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(run_dir / "checkpoints" / "last.params")).items()}
+
+
+def test_resume_after_interrupted_run_matches_uninterrupted(first_run, tiny_set, monkeypatch):
+    root, data, oof, test = tiny_set
+    crops = str(first_run[0] / "crops")
+    ref = train_filter.main(train_filter.parse_args(
+        _argv(root, data, "ref", "--crops", crops, "--epochs", "3")))
+    calls = {"n": 0}
+    real = train_filter.predict_scores
+
+    def crash_in_second_validation(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Interrupt()
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_filter, "predict_scores", crash_in_second_validation)
+    with pytest.raises(Interrupt):
+        train_filter.main(train_filter.parse_args(
+            _argv(root, data, "crashy", "--crops", crops, "--epochs", "3")))
+    monkeypatch.setattr(train_filter, "predict_scores", real)
+    crashed = root / "runs" / "crashy"
+    assert [int(r["epoch"]) for r in runs.MetricsCSV(crashed / "metrics.csv").rows()] == [0]
+    # a conflicting option on resume is refused, naming the option
+    with pytest.raises(ValueError, match="--epochs"):
+        train_filter.main(train_filter.parse_args(
+            _argv(root, data, "x", "--crops", crops, "--epochs", "5", "--resume", str(crashed))))
+    out = train_filter.main(train_filter.parse_args(
+        ["--data", str(data), "--crops", crops, "--resume", str(crashed)]))
+    assert out["epochs_run"] == 2
+    rows = runs.MetricsCSV(crashed / "metrics.csv").rows()
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    ref_rows = runs.MetricsCSV(root / "runs" / "ref" / "metrics.csv").rows()
+    for a, b in zip(rows, ref_rows):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-4)
+    got, want = _final_weights(crashed), _final_weights(root / "runs" / "ref")
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert out["threshold"] == pytest.approx(ref["threshold"], rel=1e-4)

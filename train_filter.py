@@ -1,0 +1,400 @@
+"""Train the second-stage filter: fused crops of detections -> ResNet18_v2 + HingeLoss.
+
+Builds fused crops (datasets/filter_crops.py) from the detector's out-of-fold detections
+(training) and the final model's test detections (test), splits the training crops into
+train/validation by source screenshot, trains models/filter_net.py with HingeLoss on ±1
+labels, picks the score threshold with the best validation F1 and applies it unchanged to
+the test crops. Output: docs/CONTRACTS.md "Filter run".
+
+Usage:
+    python train_filter.py --data DATA --detections runs/train_yolo3/X/oof_detections.json \
+        --test-detections runs/train_yolo3/X/test_detections.json [--crops DIR] [--gpus 0]
+"""
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from datasets import filter_crops as fc
+from datasets import filter_data as fd
+from eval import classification, plots, runs
+from eval.detection_io import read_detections_json
+from models import devices, filter_net, schedules
+from models.epochs import fit
+
+log = logging.getLogger("train_filter")
+
+# Options a resumed run must keep: they define the crops, the split or the optimisation.
+_RESUME_FIXED = ("data", "detections", "test_detections", "crops", "feature", "distance",
+                 "context", "search_radius", "stride", "min_score", "top_k", "iou", "add_gt",
+                 "crop_size", "epochs", "batch_size", "lr", "lr_mode", "lr_steps", "lr_factor",
+                 "lr_gamma", "min_lr", "max_lr", "step_size_iters", "warmup_epochs", "warmup_lr",
+                 "momentum", "wd", "dropout", "margin", "val_frac", "balance", "neg_ratio",
+                 "hflip", "vflip", "rotate", "brightness", "contrast", "side_gain",
+                 "pretrained", "init_params", "seed")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="prepared data folder (prepare_data.py)")
+    p.add_argument("--detections", default=None,
+                   help="out-of-fold detections JSON of the training ids (train_yolo3.py)")
+    p.add_argument("--test-detections", default=None,
+                   help="final model's detections JSON of the test ids; without it no test "
+                        "metrics are computed")
+    p.add_argument("--crops", default=None,
+                   help="reuse the crops built by an earlier run (its crops/ folder) instead "
+                        "of building them")
+    fc.add_crop_arguments(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--wd", type=float, default=1e-4, help="weight decay (default: %(default)s)")
+    g.add_argument("--dropout", type=float, default=0.3,
+                   help="dropout after each hidden dense layer (default: %(default)s)")
+    g.add_argument("--margin", type=float, default=1.0,
+                   help="HingeLoss margin; scores are tanh-bounded in (-1, 1) (default: %(default)s)")
+    g.add_argument("--val-frac", type=float, default=0.2,
+                   help="validation fraction of the training crops, grouped by source "
+                        "screenshot (default: %(default)s)")
+    g.add_argument("--balance", choices=fd.BALANCE_MODES, default="none",
+                   help="resample classes per epoch; 'none' keeps the test distribution, the "
+                        "notes' conclusion (default: %(default)s)")
+    g.add_argument("--neg-ratio", type=float, default=1.0,
+                   help="negatives per positive after --balance (default: %(default)s)")
+    g.add_argument("--no-hflip", dest="hflip", action="store_false",
+                   help="no random horizontal flips")
+    g.add_argument("--vflip", action="store_true",
+                   help="random vertical flips (off: depth runs downwards in B-mode)")
+    g.add_argument("--rotate", type=float, default=10.0,
+                   help="largest random rotation, degrees (default: %(default)s)")
+    g.add_argument("--brightness", type=float, default=0.1,
+                   help="largest brightness offset, fraction of 255 (default: %(default)s)")
+    g.add_argument("--contrast", type=float, default=0.1,
+                   help="largest relative contrast change (default: %(default)s)")
+    g.add_argument("--side-gain", type=float, default=0.0,
+                   help="largest relative gain change of the reference side alone "
+                        "(default: %(default)s)")
+    g.add_argument("--num-workers", type=int, default=0,
+                   help="DataLoader worker processes; crops are in memory, so 0 is usually "
+                        "fastest on a CPU box (default: %(default)s)")
+    g.add_argument("--pretrained", action="store_true",
+                   help="start the features from ImageNet resnet18_v2 (needs the weights "
+                        "offline: MXNET_TRAPS 41)")
+    g.add_argument("--init-params", default=None,
+                   help="local parameter file: a filter's params or resnet18_v2 ImageNet weights")
+    schedules.add_schedule_arguments(p)
+    p.set_defaults(lr=0.01)
+    devices.add_device_arguments(p)
+    runs.add_run_arguments(p, "train_filter")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def _check_args(args):
+    if not args.detections and not args.crops:
+        raise ValueError("give --detections OOF.json (to build crops) or --crops DIR (to reuse)")
+    for name in ("epochs", "batch_size", "crop_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
+def _resume_options(args):
+    """On --resume, take the stored options; refuse explicit values that contradict them."""
+    record = json.loads((Path(args.resume) / "args.json").read_text(encoding="utf-8"))
+    stored = record["options"]
+    parser = build_parser()
+    for key in _RESUME_FIXED:
+        if key not in stored:
+            continue
+        now, default = getattr(args, key), parser.get_default(key)
+        if now != default and now != stored[key]:
+            raise ValueError(f"--resume {args.resume}: --{key.replace('_', '-')} {now!r} "
+                             f"conflicts with the run's {stored[key]!r}; drop it or start a "
+                             "new run")
+        setattr(args, key, stored[key])
+    return args
+
+
+# ---------------------------------------------------------------- crops
+
+def _read_json(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} not found")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _read_detections(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} not found")
+    return read_detections_json(path)[0]
+
+
+def _crop_options(args):
+    from datasets.similar import check_pair
+    search = fc.search_kwargs_from(args)
+    # Store the resolved distance, so predict.py does not depend on today's default.
+    search["distance"] = check_pair(search["feature"], search["distance"])
+    return {"min_score": args.min_score, "top_k": args.top_k, "iou": args.iou,
+            "add_gt": args.add_gt, "size": args.crop_size, "search": search,
+            "workers": args.crop_workers}
+
+
+def prepare_crops(args, run):
+    """Build (or reuse) the crops; return the crop folder and the options they were built with."""
+    own = run.dir / "crops"
+    if args.crops:
+        crop_dir = Path(args.crops)
+        opts = fc.read_crop_options(crop_dir)
+        if opts is None:
+            raise FileNotFoundError(f"--crops {crop_dir}: no crops.json there; point it at the "
+                                    "crops/ folder of an earlier train_filter run")
+        mine = _crop_options(args)
+        differ = {k: (opts.get(k), v) for k, v in mine.items()
+                  if k != "workers" and opts.get(k) != v}
+        if differ:
+            log.warning("reusing crops built with other options (theirs, command line): %s; "
+                        "filter.json records theirs", differ)
+        return crop_dir, opts
+    if (own / "crops.json").exists() and (own / "train.csv").exists():
+        log.info("reusing the crops in %s", own)
+        return own, fc.read_crop_options(own)
+    splits = _read_json(Path(args.data) / "splits.json", "splits file")
+    opts = _crop_options(args)
+    oof = _read_detections(args.detections, "--detections")
+    train_ids = list(splits["train"])
+    missing = [i for i in train_ids if i not in oof]
+    if missing:
+        log.warning("%d training id(s) have no out-of-fold detections (e.g. %s); they add "
+                    "no detection crops", len(missing), missing[:3])
+    extra = [i for i in oof if i not in set(train_ids)]
+    if extra:
+        log.warning("--detections holds %d id(s) outside the training ids (e.g. %s); ignored",
+                    len(extra), extra[:3])
+    fc.build_crop_set(args.data, oof, train_ids, own, "train", opts)
+    if args.test_detections:
+        test = _read_detections(args.test_detections, "--test-detections")
+        test_opts = dict(opts, add_gt=False)  # test crops mirror the detector only
+        fc.build_crop_set(args.data, test, list(splits["test"]), own, "test", test_opts)
+    fc.write_crop_options(own, opts)
+    return own, opts
+
+
+def _groups(data_dir, ids):
+    import csv
+    path = Path(data_dir) / "manifest.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        group = {r["id"]: r.get("group") or r["source"] for r in csv.DictReader(f)}
+    unknown = sorted({i for i in ids if i not in group})
+    if unknown:
+        raise KeyError(f"{path}: no row for crop image id(s) {unknown[:5]}")
+    return np.array([group[i] for i in ids])
+
+
+# ---------------------------------------------------------------- training
+
+def _split_batch(batch, ctxs):
+    data = gluon.utils.split_and_load(batch[0], ctxs, even_split=False)
+    label = gluon.utils.split_and_load(batch[1], ctxs, even_split=False)
+    return data, label
+
+
+def predict_scores(net, crops, ctxs, batch_size=64):
+    """Filter scores in (-1, 1) of uint8 crops (N, S, S, 3); float64 (N,)."""
+    out = []
+    for start in range(0, len(crops), batch_size):
+        x = mx.nd.array(filter_net.to_input(crops[start:start + batch_size]), ctx=ctxs[0])
+        out.append(net(x).asnumpy().reshape(-1))
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def _auc(y, scores):
+    try:
+        return classification.roc_auc(y, scores)
+    except ValueError:  # one class only (tiny validation part): undefined, not an error
+        return float("nan")
+
+
+def _best_f1(y, scores):
+    try:
+        return classification.best_f1_threshold(y, scores)["f1"]
+    except ValueError:
+        return float("nan")
+
+
+def _write_scores(path, rows, idx, scores, threshold):
+    out = []
+    for i, s in zip(idx, scores):
+        r = dict(rows[i], filter_score=float(s))
+        if threshold is not None:
+            r["filter_keep"] = int(s >= threshold)
+        out.append(r)
+    fc.write_index(path, out)
+
+
+def _plots(run, name, y, scores, threshold, metrics):
+    """PR, ROC, threshold sweep and confusion matrix of one scored set."""
+    if (y == 1).any():
+        prec, rec, _ = classification.pr_curve(y, scores)
+        plots.plot_pr_curves([{"label": name, "recall": rec, "precision": prec,
+                               "ap": metrics.get("average_precision"),
+                               "point": (metrics["recall"], metrics["precision"])}],
+                             run.path("plots", f"{name}_pr.png"), title=f"PR ({name})")
+        plots.plot_threshold_sweep(classification.threshold_sweep(y, scores),
+                                   run.path("plots", f"{name}_threshold.png"), chosen=threshold,
+                                   title=f"Threshold sweep ({name})")
+    if (y == 1).any() and (y != 1).any():
+        fpr, tpr, _ = classification.roc_curve(y, scores)
+        plots.plot_roc([{"label": name, "fpr": fpr, "tpr": tpr, "auc": metrics.get("auc"),
+                         "point": (1 - metrics["specificity"], metrics["recall"])}],
+                       run.path("plots", f"{name}_roc.png"), title=f"ROC ({name})")
+    cm = classification.confusion_matrix(y, scores >= threshold)
+    plots.plot_confusion_matrix(cm, run.path("plots", f"{name}_confusion.png"),
+                                title=f"Confusion matrix ({name}, t={threshold:.3g})")
+
+
+def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
+    """Pick the threshold on validation (best F1), apply it unchanged to the test crops.
+
+    Returns the summary dict (threshold, val_* and test_* metrics, test counts).
+    """
+    val_scores = predict_scores(net, val_crops, ctxs)
+    if (val_labels == 1).any():
+        threshold = classification.best_f1_threshold(val_labels, val_scores)["threshold"]
+    else:
+        threshold = 0.0  # sign(score): the hinge loss's own decision rule (MXNET_TRAPS 38)
+        log.warning("no positive validation crop: threshold falls back to 0 (sign of score)")
+    val = classification.summarize(val_labels, val_scores, threshold)
+    _write_scores(run.path("val_scores.csv"), rows, val_idx, val_scores, threshold)
+    _plots(run, "val", val_labels, val_scores, threshold, val)
+    summary = {"threshold": threshold,
+               **{f"val_{k}": v for k, v in val.items() if k != "threshold"}}
+    test_csv = crop_dir / "test.csv"
+    if not test_csv.exists():
+        log.warning("no test crops (no --test-detections): test metrics skipped")
+        return summary
+    test_rows = fc.read_index(test_csv)
+    test_labels = np.array([r["label"] for r in test_rows])
+    test_scores = predict_scores(net, fc.load_crops(crop_dir, test_rows), ctxs)
+    _write_scores(run.path("test_scores.csv"), test_rows, range(len(test_rows)), test_scores,
+                  threshold)
+    test = classification.summarize(test_labels, test_scores, threshold)
+    _plots(run, "test", test_labels, test_scores, threshold, test)
+    summary.update({f"test_{k}": v for k, v in test.items() if k != "threshold"})
+    # The detector alone keeps every crop: its crop-level precision is the positive share.
+    summary["test_pos"], summary["test_neg"] = int((test_labels == 1).sum()), int((test_labels != 1).sum())
+    summary["test_detector_precision"] = float((test_labels == 1).mean()) if len(test_labels) else None
+    log.info("threshold %.4f (best validation F1 %.3f); test AUC %s, F1 %.3f, P %.3f, R %.3f",
+             threshold, val["f1"], test["auc"], test["f1"], test["precision"], test["recall"])
+    return summary
+
+
+def main(args):
+    _check_args(args)
+    if args.resume:
+        args = _resume_options(args)
+    run = runs.start("train_filter", args)
+    ctxs = devices.contexts(args.gpus)
+    crop_dir, crop_opts = prepare_crops(args, run)
+
+    rows = fc.read_index(crop_dir / "train.csv")
+    crops = fc.load_crops(crop_dir, rows)
+    labels = np.array([r["label"] for r in rows])
+    is_gt = np.array([r.get("origin") == "gt" for r in rows])
+    groups = _groups(args.data, [r["image_id"] for r in rows])
+    train_idx, val_idx = fd.group_split(labels, groups, args.val_frac, args.seed)
+    # Validation mirrors the test crops (detections only) because it picks the threshold.
+    val_idx = val_idx[~is_gt[val_idx]]
+    train_labels, val_labels = labels[train_idx], labels[val_idx]
+    augment = fd.CropAugment(args.hflip, args.vflip, args.rotate, args.brightness,
+                             args.contrast, args.side_gain)
+    train_set = fd.CropDataset(crops[train_idx], train_labels, augment, args.seed)
+    sampler = fd.EpochSampler(train_labels, args.seed, args.balance, args.neg_ratio)
+    n_epoch = len(sampler)
+    last_batch = "discard" if n_epoch >= args.batch_size else "keep"
+    iters_per_epoch = max(1, n_epoch // args.batch_size if last_batch == "discard"
+                          else math.ceil(n_epoch / args.batch_size))
+    loader = gluon.data.DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                                   last_batch=last_batch, num_workers=args.num_workers)
+    counts = {"train_pos": int((train_labels == 1).sum()), "train_neg": int((train_labels != 1).sum()),
+              "val_pos": int((val_labels == 1).sum()), "val_neg": int((val_labels != 1).sum())}
+    sched_kw = schedules.schedule_kwargs(args)
+    runs.record_derived(run, {"iters_per_epoch": iters_per_epoch, "samples_per_epoch": n_epoch,
+                              "crop_dir": str(crop_dir), "crop_options": crop_opts,
+                              "counts": counts, "augment": repr(augment)})
+    log.info("crops: %s; %d samples/epoch, %d iterations/epoch", counts, n_epoch,
+             iters_per_epoch)
+
+    net = filter_net.build(args.pretrained, args.init_params, args.dropout, ctxs, args.seed)
+    net.hybridize()
+    sched = schedules.build_schedule(iters_per_epoch=iters_per_epoch, epochs=args.epochs,
+                                     **sched_kw)
+    kvstore = args.kvstore if len(ctxs) > 1 or args.kvstore.startswith("dist") else "local"
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd,
+                             "lr_scheduler": sched}, kvstore=kvstore)
+    loss_fn = gluon.loss.HingeLoss(margin=args.margin)
+    val_crops = crops[val_idx]
+
+    def train_epoch(epoch):
+        # Dropout draws from mx.random: seed it per epoch so a resumed run repeats the masks.
+        mx.random.seed(args.seed * 100003 + epoch)
+        sampler.set_epoch(epoch)
+        t0, total, seen = time.time(), 0.0, 0
+        for batch in loader:
+            data, label = _split_batch(batch, ctxs)
+            with autograd.record():
+                losses = [loss_fn(net(x), y) for x, y in zip(data, label)]
+            autograd.backward(losses)
+            trainer.step(batch[0].shape[0])
+            total += sum(float(l.sum().asscalar()) for l in losses)
+            seen += batch[0].shape[0]
+        if not math.isfinite(total):
+            raise FloatingPointError(f"non-finite hinge loss in epoch {epoch} (lr {trainer.learning_rate})")
+        return {"train_loss": total / max(seen, 1), "lr": trainer.learning_rate,
+                "images_per_s": seen / max(time.time() - t0, 1e-9)}
+
+    def validate(epoch):
+        scores = predict_scores(net, val_crops, ctxs)
+        y = val_labels
+        loss = float(np.maximum(0.0, args.margin - y * scores).mean()) if len(y) else float("nan")
+        return {"val_loss": loss, "val_auc": _auc(y, scores), "val_f1": _best_f1(y, scores)}
+
+    result = fit(run, net, trainer, args.epochs, train_epoch, validate, "val_auc",
+                 resume=bool(args.resume), extra_state={"seed": args.seed})
+    best = run.dir / "checkpoints" / "best.params"
+    if not best.exists():  # the metric was undefined every epoch (one class in validation)
+        best = run.dir / "checkpoints" / "last.params"
+    net.load_parameters(str(best), ctx=ctxs)
+    summary = evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels)
+    summary.update(counts)
+    summary.update(best_epoch=result["best_epoch"], best_val_auc=result["best_metric"],
+                   epochs_run=result["epochs_run"])
+    filter_spec = {"threshold": summary["threshold"], "params": str(best.relative_to(run.dir)),
+                   "crop_size": crop_opts["size"], **crop_opts["search"],
+                   "min_score": crop_opts["min_score"], "top_k": crop_opts["top_k"],
+                   "iou": crop_opts["iou"], "difference": fc.DIFFERENCE_FORM,
+                   "net": {"backbone": "resnet18_v2", "dropout": args.dropout,
+                           "mean": filter_net.IMAGENET_MEAN, "std": filter_net.IMAGENET_STD},
+                   "score_range": [-1, 1]}
+    run.write_json("filter.json", filter_spec)
+    plots.plot_metrics_csv(run.dir / "metrics.csv", run.path("plots", "metrics.png"))
+    return run.finish(summary)
+
+
+if __name__ == "__main__":
+    main(parse_args())
