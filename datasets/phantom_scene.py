@@ -155,7 +155,7 @@ def _anatomy(rng, h, w, scale):
     amp += 1.6 * _band(y, skin_col + 2 * scale, 1.8 * scale)             # dermis-fat interface
     amp += rng.uniform(2.2, 3.6) * _band(y, fat_end + 1.5 * scale, rng.uniform(1.4, 2.4) * scale)
     amp += rng.uniform(1.6, 2.8) * _band(y, deep, rng.uniform(1.2, 2.2) * scale)
-    info = {"fat_end": fat_end, "deep": deep, "skin": skin, "fibre_angle": ang1}
+    info = {"fat_end": fat_end, "deep": deep, "skin": skin, "fibre_angles": (ang1, ang2)}
     if rng.random() < 0.35:   # bone surface: bright curved line with an acoustic shadow below
         bone = _MARGIN + rng.uniform(0.84, 0.93) * h + _smooth_noise(rng, w, 120 * scale, 4 * scale)
         bone -= 0.04 * h * np.sin(np.linspace(0, math.pi, w, dtype=np.float32) * rng.uniform(0.5, 1))
@@ -166,7 +166,7 @@ def _anatomy(rng, h, w, scale):
     return amp.astype(np.float32), info
 
 
-def _ellipse_coords(shape, centre, axes, angle, r_of_phi=None):
+def _ellipse_coords(shape, centre, axes, angle):
     """Normalised radius rho and polar angle phi of every pixel relative to a rotated ellipse."""
     h, w = shape
     cx, cy = centre
@@ -278,15 +278,15 @@ def _draw_lesion(rng, amp, centre, axes, angle, harmonics, kind, smooth):
     sub[...] = sub * (1 - m) + lesion * m
 
 
-def _lesion_shape(rng, scale, fibre_angle):
-    """Random lesion ellipse: semi-axes, angle near the fibre direction, edge harmonics."""
+def _lesion_shape(rng, scale):
+    """Random lesion ellipse: semi-axes (a >= b), angle jitter off the fibres, edge harmonics."""
     major = rng.uniform(25, 90) * scale
     minor = max(major * rng.uniform(0.4, 0.9), 16 * scale)
-    angle = fibre_angle + math.radians(rng.uniform(-15, 15))
+    jitter = math.radians(rng.uniform(-15, 15))
     nh = int(rng.integers(2, 5))
     harmonics = [(int(k), rng.uniform(0.03, 0.16) / math.sqrt(k - 1), rng.uniform(0, 2 * math.pi))
                  for k in rng.choice(np.arange(2, 7), size=nh, replace=False)]
-    return (major / 2, minor / 2), angle, harmonics
+    return (major / 2, minor / 2), jitter, harmonics
 
 
 def lesion_count(rng):
@@ -302,13 +302,17 @@ def _overlaps(box, others, gap):
     return False
 
 
-def _place_lesions(rng, n, pw, ph, top_of, bottom_of, scale, fibre_angle, avoid):
-    """Sample up to ``n`` non-overlapping lesions in a panel (panel coordinates)."""
+def _place_lesions(rng, n, pw, ph, top_of, bottom_of, deep_of, scale, fibre_angles, avoid):
+    """Sample up to ``n`` non-overlapping lesions in a panel (panel coordinates).
+
+    Lesions lie below the superficial fascia (``top_of``, per column), above a bone surface
+    (``bottom_of``), elongated along the fibres of their muscle (above or below ``deep_of``).
+    """
     out, boxes = [], []
     for _ in range(60 * n):
         if len(out) >= n:
             break
-        axes, angle, harm = _lesion_shape(rng, scale, fibre_angle)
+        axes, jitter, harm = _lesion_shape(rng, scale)
         r = 1.0 + sum(h[1] for h in harm)
         half = max(axes) * r + 4                     # room for a circle/sector drawn around it
         cx = rng.uniform(half + 4, pw - half - 4) if pw > 2 * half + 8 else None
@@ -320,6 +324,7 @@ def _place_lesions(rng, n, pw, ph, top_of, bottom_of, scale, fibre_angle, avoid)
         if y_top >= y_bot:
             continue
         cy = rng.uniform(y_top, y_bot)
+        angle = fibre_angles[int(cy > deep_of[col])] + jitter   # strain follows the fibres
         pts = _outline((cx, cy), axes, angle, harm)
         box = [float(pts[:, 0].min()), float(pts[:, 1].min()),
                float(pts[:, 0].max()), float(pts[:, 1].max())]
@@ -492,7 +497,6 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
     scale = pw / 500.0
     ah, aw = ph + 2 * _MARGIN, pw + 2 * _MARGIN
     amp, info = _anatomy(rng, ah, aw, scale)
-    fibre_angle = info["fibre_angle"]
 
     # look-alikes in anatomy coordinates, so both panels show them (the right one shifted)
     looks, look_boxes = [], []
@@ -557,7 +561,8 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
         if side in sides:
             n = lesion_count(rng)
             shapes = _place_lesions(rng, n, pw, ph, top_of[ox:ox + pw], bottom_of[ox:ox + pw],
-                                    scale, fibre_angle, p_looks)
+                                    info["deep"][ox:ox + pw] - _MARGIN, scale,
+                                    info["fibre_angles"], p_looks)
             for centre, axes, angle, harm, pts, box in shapes:
                 kind = "hypo" if rng.random() < 0.6 else "hetero"
                 _draw_lesion(rng, p_amp, centre, axes, angle, harm, kind, p_smooth)
