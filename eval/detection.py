@@ -298,9 +298,11 @@ def evaluate(gt, det, classes=None, iou=0.5, offset=1, ties="stable"):
 
 
 def result_summary(result):
-    """``evaluate``'s result without the curves: plain numbers, ready for JSON."""
-    out = {k: v for k, v in result.items() if k != "per_class"}
-    out["per_class"] = {name: {k: v for k, v in d.items()
+    """``evaluate``'s result without the curves, NaN as None: plain values for strict JSON."""
+    def plain(v):
+        return None if isinstance(v, float) and np.isnan(v) else v
+    out = {k: plain(v) for k, v in result.items() if k != "per_class"}
+    out["per_class"] = {name: {k: plain(v) for k, v in d.items()
                                if k not in ("precision", "recall", "scores")}
                         for name, d in result["per_class"].items()}
     return out

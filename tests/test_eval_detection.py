@@ -394,3 +394,19 @@ def test_detections_json_errors(tmp_path):
     p.write_text("{")
     with pytest.raises(FormatError, match="not JSON"):
         D.read_detections_json(p)
+
+
+def test_eval_modules_import_only_numpy_matplotlib_stdlib():
+    import ast
+    allowed = set(sys.stdlib_module_names) | {"numpy", "matplotlib", "eval", "defusedxml"}
+    for name in ("detection", "detection_io", "classification", "plots", "report"):
+        tree = ast.parse((ROOT / "eval" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for m in mods:
+                assert m.split(".")[0] in allowed, f"eval/{name}.py imports {m}"
