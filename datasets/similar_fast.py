@@ -23,6 +23,7 @@ without computing each window from scratch:
 Window grid: `wys` (ny,) and `wxs` (nx,) are window top-left corners in region
 coordinates; outputs are ordered row-major over (wys, wxs).
 """
+import functools
 import logging
 
 import cv2
@@ -56,20 +57,6 @@ def _rect_sums(ii_last, wys, wxs, y1, x1, y2, x2):
     return ii_last[yb, xb] - ii_last[ya, xb] - ii_last[yb, xa] + ii_last[ya, xa]
 
 
-def _masked_values(region, mask, wys, wxs, rows, cols):
-    """Values of the masked windows at window pixels (rows, cols): (ny, nx, k) float64.
-
-    Pixels outside the window or inside the blacked-out box read as 0.
-    """
-    h, w = mask.shape
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    rr = np.clip(rows, 0, h - 1)
-    cc = np.clip(cols, 0, w - 1)
-    keep = inside & (mask[rr, cc] > 0)
-    vals = region[wys[:, None, None] + rr[None, None, :], wxs[None, :, None] + cc[None, None, :]]
-    return np.where(keep[None, None, :], vals, 0.0)
-
-
 # ---------------------------------------------------------------- HOG
 
 def _hog_bins(g_row, g_col):
@@ -80,6 +67,22 @@ def _hog_bins(g_row, g_col):
     # skimage keeps the bin edges as C floats: pixel in bin i iff edge[i] <= ori < edge[i+1]
     edges = np.array([np.float32(180.0 / n * i) for i in range(1, n)], dtype=np.float64)
     return mag, np.searchsorted(edges, ori, side="right")
+
+
+@functools.lru_cache(maxsize=1)
+def _hog_lut():
+    """`_hog_bins` of every integer gradient pair in [-255, 255]^2, flattened."""
+    g = np.arange(-255, 256, dtype=np.float64)
+    mag, bins = _hog_bins(*np.meshgrid(g, g, indexing="ij"))
+    return mag.ravel(), bins.astype(np.intp).ravel()
+
+
+def _hog_lookup(g_row, g_col):
+    """`_hog_bins` for integer gradients (uint8 images), by table look-up: same numbers,
+    no trigonometry."""
+    mag_lut, bin_lut = _hog_lut()
+    idx = (np.asarray(g_row, np.intp) + 255) * 511 + (np.asarray(g_col, np.intp) + 255)
+    return mag_lut[idx], bin_lut[idx]
 
 
 def _clean(hist):
@@ -106,46 +109,44 @@ class _HogSearch:
     """Everything about the windows' HOG that does not depend on the template.
 
     Cells (8x8 px) of window (ky, kx) sit at region pixels (wys[ky] + 8 i, wxs[kx] + 8 j).
-    A cell is *modified* if it holds a pixel whose gradient differs in the masked window
+    A cell is *changed* if it holds a pixel whose gradient differs in the masked window
     from the unmasked region: the window's 1-px frame (skimage zeroes the gradient across
-    the image border) and the blacked-out box grown by 1 px. Other cells are plain box
-    sums of the region's per-bin magnitudes, computed once on the lattice of window
-    corners; blocks made only of such cells are normalised once on that lattice and
-    shared by every window that contains them.
+    the image border) and the blacked-out box grown by 1 px; it is *zero* if it lies
+    where the masked window is flat (inside the box). Other cells are box sums of the
+    region's per-bin magnitudes, computed once on the lattice of window corners; blocks
+    made only of such cells are normalised once on that lattice and shared by every
+    window that contains them. Arrays of per-window cells are cell-major: (K, ny, nx, nb).
     """
 
     def __init__(self, region, mask, wys, wxs):
         cell, nb = features.HOG_CELL_PX, features.HOG_ORIENTATIONS
         self.mask = mask
-        self.region = region
         h, w = mask.shape
         self.ncr, self.ncc = ncr, ncc = h // cell, w // cell
         self.nbr, self.nbc = ncr - 1, ncc - 1
-        self.wys, self.wxs = wys, wxs
-        hs, ws = region.shape
-        g_row = np.zeros_like(region)
-        g_col = np.zeros_like(region)
-        g_row[1:-1] = region[2:] - region[:-2]
-        g_col[:, 1:-1] = region[:, 2:] - region[:, :-2]
-        self.mag, self.bins = mag, bins = _hog_bins(g_row, g_col)
+        self.wys, self.wxs = wys, wxs = np.asarray(wys), np.asarray(wxs)
+        self.img = img = np.asarray(region).astype(np.intp)
+        hs, ws = img.shape
+        g_row = np.zeros_like(img)
+        g_col = np.zeros_like(img)
+        g_row[1:-1] = img[2:] - img[:-2]
+        g_col[:, 1:-1] = img[:, 2:] - img[:, :-2]
+        self.mag, self.bins = _hog_lookup(g_row, g_col)
         self.abs_row, self.abs_col = np.abs(g_row), np.abs(g_col)
         self.row_pos = g_row > 0
-        planes = np.zeros((hs, ws, nb))
-        rr, cc = np.indices((hs, ws))
-        planes[rr, cc, bins] = mag
-        planes.cumsum(axis=0, out=planes)
-        planes.cumsum(axis=1, out=planes)
-        self.ii = ii = np.zeros((hs + 1, ws + 1, nb))
-        ii[1:, 1:] = planes
+        planes = np.zeros((hs * ws, nb))
+        planes[np.arange(hs * ws), self.bins.ravel()] = self.mag.ravel()
+        self.ii = cv2.integral(planes.reshape(hs, ws, nb), sdepth=cv2.CV_64F)  # (hs+1, ws+1, nb)
 
-        # global cell sums and normalised blocks on the lattice of possible corners
-        step = np.gcd.reduce(np.concatenate([np.diff(wys), np.diff(wxs), [cell]]).astype(int))
-        self.g = g = int(step)
+        # window corners are evenly spaced: cells live on a lattice of step g
+        steps = np.concatenate([np.diff(wys), np.diff(wxs), [cell]]).astype(int)
+        self.g = g = int(np.gcd.reduce(steps))
+        self.sy = int(wys[1] - wys[0]) // g if len(wys) > 1 else 0
+        self.sx = int(wxs[1] - wxs[0]) // g if len(wxs) > 1 else 0
         q = cell // g
-        iig = ii[::g, ::g]
+        iig = self.ii[::g, ::g]
         self.cell_sums = iig[q:, q:] - iig[:-q, q:] - iig[q:, :-q] + iig[:-q, :-q]
-        self.cells = _clean(self.cell_sums.copy())
-        c = self.cells
+        self.cells = c = _clean(self.cell_sums.copy())
         blocks = np.concatenate([c[:-q, :-q], c[:-q, q:], c[q:, :-q], c[q:, q:]], axis=-1)
         self.blocks = _l2hys(blocks)                       # (Ly, Lx, 4 nb)
         self.block_sq = np.einsum("yxd,yxd->yx", self.blocks, self.blocks)
@@ -156,35 +157,44 @@ class _HogSearch:
         self.inner = (iy1, ix1, iy2, ix2)
         self.z = (iy1 + 1, ix1 + 1, iy2 - 1, ix2 - 1)     # zero gradient in the masked window
 
-    def lattice_view(self, arr, nr=None, nc=None):
-        """View (ny, nx, nr, nc, ...) of a lattice array at every window's blocks (or cells)."""
+    def lattice_view(self, arr, nr, nc):
+        """View (ny, nx, nr, nc, ...) of a lattice array at every window's blocks or cells."""
         g, q = self.g, features.HOG_CELL_PX // self.g
-        sy, sx = (int(np.diff(self.wys[:2])[0]) // g if len(self.wys) > 1 else 0,
-                  int(np.diff(self.wxs[:2])[0]) // g if len(self.wxs) > 1 else 0)
         base = arr[self.wys[0] // g:, self.wxs[0] // g:]
         st = base.strides
-        shape = (len(self.wys), len(self.wxs), nr or self.nbr, nc or self.nbc) + arr.shape[2:]
-        need_y = (shape[0] - 1) * sy + (shape[2] - 1) * q
-        need_x = (shape[1] - 1) * sx + (shape[3] - 1) * q
-        if need_y >= base.shape[0] or need_x >= base.shape[1]:
+        shape = (len(self.wys), len(self.wxs), nr, nc) + arr.shape[2:]
+        if ((shape[0] - 1) * self.sy + (nr - 1) * q >= base.shape[0]
+                or (shape[1] - 1) * self.sx + (nc - 1) * q >= base.shape[1]):
             raise RuntimeError("HOG lattice too small for the window grid")
         return np.lib.stride_tricks.as_strided(
-            base, shape, (sy * st[0], sx * st[1], q * st[0], q * st[1]) + st[2:], writeable=False)
+            base, shape, (self.sy * st[0], self.sx * st[1], q * st[0], q * st[1]) + st[2:],
+            writeable=False)
+
+    def lattice_cells(self, ci, cj, arr):
+        """Lattice array at cells (ci[k], cj[k]) of every window: (K, ny, nx, ...)."""
+        cell, g = features.HOG_CELL_PX, self.g
+        ly = (self.wys[None, :] + cell * ci[:, None]) // g
+        lx = (self.wxs[None, :] + cell * cj[:, None]) // g
+        return arr[ly[:, :, None], lx[:, None, :]]
 
     def exact_cells(self, ci, cj):
-        """Histograms of cells (ci[k], cj[k]) in every masked window: (ny, nx, K, nb)."""
+        """Histograms of cells (ci[k], cj[k]) in every masked window: (K, ny, nx, nb)."""
         cell, nb = features.HOG_CELL_PX, features.HOG_ORIENTATIONS
-        wys, wxs, g = self.wys, self.wxs, self.g
+        wys, wxs = self.wys, self.wxs
+        ny, nx = len(wys), len(wxs)
         h, w = self.mask.shape
-        ly = (wys[:, None] + cell * ci[None, :]) // g
-        lx = (wxs[:, None] + cell * cj[None, :]) // g
-        hist = self.cell_sums[ly[:, None, :], lx[None, :, :]]        # (ny, nx, K, nb)
+        hist = self.lattice_cells(ci, cj, self.cell_sums)
         zy1, zx1, zy2, zx2 = self.z
         ry1, ry2 = np.maximum(ci * cell, zy1), np.minimum(ci * cell + cell, zy2)
         rx1, rx2 = np.maximum(cj * cell, zx1), np.minimum(cj * cell + cell, zx2)
         hit = np.flatnonzero((ry2 > ry1) & (rx2 > rx1))
         if len(hit):
-            hist[:, :, hit] -= _rect_sums(self.ii, wys, wxs, ry1[hit], rx1[hit], ry2[hit], rx2[hit])
+            ii = self.ii
+            ya = wys[None, :, None] + ry1[hit, None, None]
+            yb = wys[None, :, None] + ry2[hit, None, None]
+            xa = wxs[None, None, :] + rx1[hit, None, None]
+            xb = wxs[None, None, :] + rx2[hit, None, None]
+            hist[hit] -= ii[yb, xb] - ii[ya, xb] - ii[yb, xa] + ii[ya, xa]
 
         # changed pixels of these cells, in window coordinates
         kk, yy, xx = np.meshgrid(np.arange(len(ci)), np.arange(cell), np.arange(cell),
@@ -192,62 +202,116 @@ class _HogSearch:
         yy = yy + cell * ci[:, None, None]
         xx = xx + cell * cj[:, None, None]
         iy1, ix1, iy2, ix2 = self.inner
-        top_bot = (yy == 0) | (yy == h - 1)
-        lef_rig = (xx == 0) | (xx == w - 1)
+        frame = (yy == 0) | (yy == h - 1) | (xx == 0) | (xx == w - 1)
         band = (yy >= iy1 - 1) & (yy < iy2 + 1) & (xx >= ix1 - 1) & (xx < ix2 + 1)
-        inz = (yy >= zy1) & (yy < zy2) & (xx >= zx1) & (xx < zx2)
-        band &= ~inz
-        frame_only = (top_bot | lef_rig) & ~band
-        corner = top_bot & lef_rig
-        win = np.arange(len(wys) * len(wxs)).reshape(len(wys), len(wxs), 1)
+        band &= ~((yy >= zy1) & (yy < zy2) & (xx >= zx1) & (xx < zx2))
+        sel = frame | band
+        k, y, x = kk[sel], yy[sel], xx[sel]
+        if not len(k):
+            return _clean(hist)
+
+        def keep(yn, xn):
+            ok = (yn >= 0) & (yn < h) & (xn >= 0) & (xn < w)
+            ok[ok] = self.mask[yn[ok], xn[ok]] > 0
+            return ok
+        # which neighbours the masked window still has, and skimage's zeroed border gradients
+        flags = np.stack([keep(y + 1, x), keep(y - 1, x), keep(y, x + 1), keep(y, x - 1),
+                          (y == 0) | (y == h - 1), (x == 0) | (x == w - 1)])
+        code = (flags * (1 << np.arange(6))[:, None]).sum(0)
+        img, hs_, ws_ = self.img, self.img.shape[0], self.img.shape[1]
+        cell_base = (np.arange(len(ci))[:, None, None] * ny + np.arange(ny)[None, :, None]) * nx
+        cell_base = (cell_base + np.arange(nx)[None, None, :]) * nb      # (K, ny, nx)
         idx, wts = [], []
-
-        def pix(sel):
-            return kk[sel], yy[sel], xx[sel]
-
-        def gather(arr, y, x):
-            return arr[wys[:, None, None] + y[None, None, :], wxs[None, :, None] + x[None, None, :]]
-
-        # every changed pixel: remove its unmasked contribution
-        k, y, x = pix(band | frame_only)
-        idx.append((win * len(ci) + k) * nb + gather(self.bins, y, x))
-        wts.append(-gather(self.mag, y, x))
-        # frame, away from the box: one gradient component is zeroed, no trigonometry needed
-        # (skimage: g_row = 0 on the top/bottom row, g_col = 0 on the left/right column)
-        k, y, x = pix(top_bot & ~lef_rig & ~band)
-        b = _hog_bins(np.zeros(1), np.ones(1))[1][0]
-        idx.append(np.broadcast_to((win * len(ci) + k) * nb + b, (len(wys), len(wxs), len(k))))
-        wts.append(gather(self.abs_col, y, x))
-        k, y, x = pix(lef_rig & ~top_bot & ~band)
-        b_up = _hog_bins(np.ones(1), np.zeros(1))[1][0]
-        b_dn = _hog_bins(-np.ones(1), np.zeros(1))[1][0]
-        idx.append((win * len(ci) + k) * nb + np.where(gather(self.row_pos, y, x), b_up, b_dn))
-        wts.append(gather(self.abs_row, y, x))
-        del corner  # corners get magnitude 0: removal above is all they need
-        # band around the box: masked neighbours, full gradient
-        k, y, x = pix(band)
-        if len(k):
-            up = _masked_values(self.region, self.mask, wys, wxs, y + 1, x)
-            dn = _masked_values(self.region, self.mask, wys, wxs, y - 1, x)
-            rt = _masked_values(self.region, self.mask, wys, wxs, y, x + 1)
-            lf = _masked_values(self.region, self.mask, wys, wxs, y, x - 1)
-            er = np.where(((y == 0) | (y == h - 1))[None, None, :], 0.0, up - dn)
-            ec = np.where(((x == 0) | (x == w - 1))[None, None, :], 0.0, rt - lf)
-            mag_e, bin_e = _hog_bins(er, ec)
-            idx.append((win * len(ci) + k) * nb + bin_e)
-            wts.append(mag_e)
+        for c in np.unique(code):
+            # pixels sharing a neighbour pattern: their masked gradient is a function of the
+            # absolute position only, so compute it once on the rows x columns they visit
+            m = code == c
+            kd, ku, kr, kl, zr, zc = ((c >> b) & 1 for b in range(6))
+            pk, py, px = k[m], y[m], x[m]
+            rows = np.unique(wys[:, None] + py[None, :])
+            cols = np.unique(wxs[:, None] + px[None, :])
+            if zr:
+                g_row = np.zeros((len(rows), len(cols)), np.intp)
+            else:
+                g_row = (kd * img[np.minimum(rows + 1, hs_ - 1)][:, cols]
+                         - ku * img[np.maximum(rows - 1, 0)][:, cols])
+            if zc:
+                g_col = np.zeros((len(rows), len(cols)), np.intp)
+            else:
+                g_col = (kr * img[rows][:, np.minimum(cols + 1, ws_ - 1)]
+                         - kl * img[rows][:, np.maximum(cols - 1, 0)])
+            mag_e, bin_e = _hog_lookup(g_row, g_col)
+            mag_g, bin_g = self.mag[np.ix_(rows, cols)], self.bins[np.ix_(rows, cols)]
+            ri = np.searchsorted(rows, wys[:, None] + py[None, :])          # (ny, P)
+            ci_ = np.searchsorted(cols, wxs[:, None] + px[None, :])         # (nx, P)
+            grid = ri[:, None, :] * len(cols) + ci_[None, :, :]             # (ny, nx, P)
+            base = np.moveaxis(cell_base[pk], 0, -1)                       # (ny, nx, P)
+            idx += [base + bin_e.ravel()[grid], base + bin_g.ravel()[grid]]
+            wts += [mag_e.ravel()[grid], -mag_g.ravel()[grid]]
         idx = np.concatenate([a.ravel() for a in idx])
         wts = np.concatenate([a.ravel() for a in wts])
-        hist += np.bincount(idx, wts, minlength=hist.size).reshape(hist.shape)
+        hist.reshape(-1)[:] += np.bincount(idx, wts, minlength=hist.size)
         return _clean(hist)
 
-    def all_cells(self):
-        """Exact cell histograms of every window: (ny, nx, ncr, ncc, nb)."""
-        ci, cj = (a.ravel() for a in np.indices((self.ncr, self.ncc)))
-        hist = self.exact_cells(ci, cj)
-        return hist.reshape(hist.shape[:2] + (self.ncr, self.ncc, -1))
+    def side_cells(self):
+        """Frame cells away from the box, shared by windows on the same row or column.
 
-    def modified_cells(self):
+        A top-frame cell of window (ky, kx) differs from the plain lattice cell only on the
+        window's top row, where skimage zeroes g_row: the pixel adds |g_col| to the 0-deg
+        bin instead of its usual vote. That depends on the absolute row wys[ky] and the
+        cell's column, not on kx, so it is computed once per (ky, lattice column) with 1-D
+        prefix sums. Likewise bottom (if the last cell row holds the last pixel row), left
+        and right. Corner cells are not covered (two frame sides meet there).
+
+        Returns
+        -------
+        dict side -> (ny or nx, L, nb) scaled cell histograms; 'top'/'bottom' are indexed
+        [ky, lattice column], 'left'/'right' [kx, lattice row].
+        """
+        cell, nb, g = features.HOG_CELL_PX, features.HOG_ORIENTATIONS, self.g
+        h, w = self.mask.shape
+        ly_n, lx_n = self.cell_sums.shape[:2]
+        b0 = _hog_lookup(0, 1)[1]
+        b_up, b_dn = _hog_lookup(1, 0)[1], _hog_lookup(-1, 0)[1]
+        out = {}
+
+        def variant(add_mag, add_bin, mag, bins, base, n_lat):
+            n, length = mag.shape
+            d = np.zeros((n * length, nb))
+            rows = np.arange(n * length)
+            d[rows, np.broadcast_to(add_bin, mag.shape).ravel()] += add_mag.ravel()
+            d[rows, bins.ravel()] -= mag.ravel()
+            pre = np.zeros((n, length + 1, nb))
+            np.cumsum(d.reshape(n, length, nb), axis=1, out=pre[:, 1:])
+            lat = np.arange(n_lat) * g
+            return _clean(base + pre[:, lat + cell] - pre[:, lat])
+
+        for side, row in (("top", 0), ("bottom", h - 1)):
+            if side == "bottom" and cell * self.ncr != h:
+                continue
+            y = self.wys + row
+            cy = (self.wys + cell * (0 if side == "top" else self.ncr - 1)) // g
+            out[side] = variant(self.abs_col[y], b0, self.mag[y], self.bins[y],
+                                self.cell_sums[cy], lx_n)
+        for side, col in (("left", 0), ("right", w - 1)):
+            if side == "right" and cell * self.ncc != w:
+                continue
+            x = self.wxs + col
+            cx = (self.wxs + cell * (0 if side == "left" else self.ncc - 1)) // g
+            add_bin = np.where(self.row_pos[:, x].T, b_up, b_dn)
+            out[side] = variant(self.abs_row[:, x].T, add_bin, self.mag[:, x].T,
+                                self.bins[:, x].T, self.cell_sums[:, cx].transpose(1, 0, 2),
+                                ly_n)
+        return out
+
+    def side_cell(self, sides, side, i, j):
+        """Side-variant histogram of window cell (i, j) for every window: (ny, nx, nb)."""
+        cell, g = features.HOG_CELL_PX, self.g
+        if side in ("top", "bottom"):
+            return sides[side][np.arange(len(self.wys))[:, None], (self.wxs + cell * j) // g]
+        return sides[side][np.arange(len(self.wxs))[None, :], ((self.wys + cell * i) // g)[:, None]]
+
+    def changed_cells(self):
         """(changed (ncr, ncc) bool, zero (ncr, ncc) bool): cells needing per-window work."""
         cell = features.HOG_CELL_PX
         h, w = self.mask.shape
@@ -259,28 +323,24 @@ class _HogSearch:
         frame_c = (x0 == 0) | (x0 + cell > w - 1)
         near_r = (y0 < iy2 + 1) & (y0 + cell > iy1 - 1)
         near_c = (x0 < ix2 + 1) & (x0 + cell > ix1 - 1)
-        zero_r = (y0 >= zy1) & (y0 + cell <= zy2)
-        zero_c = (x0 >= zx1) & (x0 + cell <= zx2)
-        zero = zero_r[:, None] & zero_c[None, :]
-        changed = (frame_r[:, None] | frame_c[None, :] | (near_r[:, None] & near_c[None, :]))
+        zero = ((y0 >= zy1) & (y0 + cell <= zy2))[:, None] & ((x0 >= zx1) & (x0 + cell <= zx2))
+        changed = frame_r[:, None] | frame_c[None, :] | (near_r[:, None] & near_c[None, :])
         return changed & ~zero, zero
 
 
 def hog_single(img):
-    """`features.hog` of one image in numpy (same numbers up to skimage's float32 sums).
-
-    Used for the template, where one skimage call would cost as much as the whole
-    batched search.
-    """
+    """`features.hog` of one uint8 image in numpy (same numbers up to skimage's float32
+    cell sums). Used for the template, where one skimage call would cost as much as the
+    whole batched search."""
     cell, nb = features.HOG_CELL_PX, features.HOG_ORIENTATIONS
-    img = np.asarray(img, dtype=np.float64)
+    img = np.asarray(img).astype(np.intp)
     h, w = img.shape
     ncr, ncc = h // cell, w // cell
     g_row = np.zeros_like(img)
     g_col = np.zeros_like(img)
     g_row[1:-1] = img[2:] - img[:-2]
     g_col[:, 1:-1] = img[:, 2:] - img[:, :-2]
-    mag, bins = _hog_bins(g_row[:ncr * cell, :ncc * cell], g_col[:ncr * cell, :ncc * cell])
+    mag, bins = _hog_lookup(g_row[:ncr * cell, :ncc * cell], g_col[:ncr * cell, :ncc * cell])
     cell_id = (np.arange(ncr * cell)[:, None] // cell) * ncc + np.arange(ncc * cell) // cell
     hist = np.bincount((cell_id * nb + bins).ravel(), mag.ravel(), minlength=ncr * ncc * nb)
     hist = hist.reshape(ncr, ncc, nb) / (cell * cell)
@@ -289,11 +349,11 @@ def hog_single(img):
 
 
 def hog_windows(region, mask, wys, wxs):
-    """HOG (as `features.hog`) of every masked window of `region`, all cells exact.
+    """HOG (as `features.hog`) of every masked window of `region`, every cell exact.
 
     Parameters
     ----------
-    region : (Hs, Ws) float64
+    region : (Hs, Ws) array of integers 0..255
         Reference pixels covering all windows.
     mask : (H, W) uint8
         Ring mask (0 on the blacked-out box, a rectangle).
@@ -304,50 +364,149 @@ def hog_windows(region, mask, wys, wxs):
     -------
     (ny * nx, D) float64
     """
-    hs = _HogSearch(region, mask, np.asarray(wys), np.asarray(wxs))
-    hist = hs.all_cells()
-    ny, nx = hist.shape[:2]
-    blocks = sliding_window_view(hist, (2, 2), axis=(2, 3))  # (ny, nx, nbr, nbc, nb, 2, 2)
-    blocks = np.ascontiguousarray(np.moveaxis(blocks, 4, 6))  # (..., 2, 2, nb), skimage order
-    blocks = _l2hys(blocks.reshape(ny * nx, hs.nbr * hs.nbc, -1))
-    return blocks.reshape(ny * nx, -1)
+    hs = _HogSearch(region, mask, wys, wxs)
+    ci, cj = (a.ravel() for a in np.indices((hs.ncr, hs.ncc)))
+    hist = hs.exact_cells(ci, cj)                                 # (ncr*ncc, ny, nx, nb)
+    ny, nx = len(hs.wys), len(hs.wxs)
+    hist = np.moveaxis(hist.reshape(hs.ncr, hs.ncc, ny, nx, -1), (2, 3), (0, 1))
+    blocks = np.concatenate([hist[:, :, :-1, :-1], hist[:, :, :-1, 1:],
+                             hist[:, :, 1:, :-1], hist[:, :, 1:, 1:]], axis=-1)
+    return _l2hys(blocks).reshape(ny * nx, -1)
 
 
 def hog_terms(region, mask, wys, wxs, template):
     """Dot products of the template HOG with every window's HOG, and the windows' norms.
+
+    Parameters
+    ----------
+    region, mask, wys, wxs
+        As `hog_windows`.
+    template : (D,) float64
+        HOG of the masked template (same size as the windows).
 
     Returns
     -------
     tw, ww : (ny * nx,) float64
         `template @ f` and `f @ f` for each window's feature `f`.
     """
-    hs = _HogSearch(region, mask, np.asarray(wys), np.asarray(wxs))
-    nb = features.HOG_ORIENTATIONS
-    ny, nx = len(wys), len(wxs)
+    hs = _HogSearch(region, mask, wys, wxs)
+    cell, nb, g = features.HOG_CELL_PX, features.HOG_ORIENTATIONS, hs.g
+    q = cell // g
+    ny, nx = len(hs.wys), len(hs.wxs)
+    ncr, ncc = hs.ncr, hs.ncc
     t = template.reshape(hs.nbr, hs.nbc, 4 * nb)
-    changed, zero = hs.modified_cells()
-    bad = changed | zero
-    # a block is plain if none of its 2x2 cells needs per-window work
-    b_bad = bad[:-1, :-1] | bad[:-1, 1:] | bad[1:, :-1] | bad[1:, 1:]
-    b_zero = zero[:-1, :-1] & zero[:-1, 1:] & zero[1:, :-1] & zero[1:, 1:]
-    t_plain = np.where(b_bad[..., None], 0.0, t)
-    tw = np.einsum("yxijd,ijd->yx", hs.lattice_view(hs.blocks), t_plain)
-    ww = np.einsum("yxij,ij->yx", hs.lattice_view(hs.block_sq), (~b_bad).astype(float))
+    changed, zero = hs.changed_cells()
+    sides = hs.side_cells()
+    # cell kinds: 0 plain, 1 zero, 2 per-window, or a side whose variant covers it
+    h, w = mask.shape
+    iy1, ix1, iy2, ix2 = hs.inner
+    y0, x0 = cell * np.arange(ncr), cell * np.arange(ncc)
+    near = (((y0 < iy2 + 1) & (y0 + cell > iy1 - 1))[:, None]
+            & ((x0 < ix2 + 1) & (x0 + cell > ix1 - 1))[None, :])
+    on = {"top": (y0 == 0)[:, None] & np.ones(ncc, bool),
+          "bottom": ((y0 + cell == h)[:, None] & np.ones(ncc, bool)),
+          "left": np.ones(ncr, bool)[:, None] & (x0 == 0)[None, :],
+          "right": np.ones(ncr, bool)[:, None] & (x0 + cell == w)[None, :]}
+    n_sides = sum(v.astype(int) for v in on.values())
+    kind = np.where(zero, "zero", np.where(changed, "window", "plain")).astype(object)
+    for side, cells_on in on.items():
+        pure = changed & cells_on & (n_sides == 1) & ~near & (side in sides)
+        kind[pure] = side
 
-    per_win = b_bad & ~b_zero
+    tw = np.zeros((ny, nx))
+    ww = np.zeros((ny, nx))
+    blocks_kind = [[{kind[i, j], kind[i, j + 1], kind[i + 1, j], kind[i + 1, j + 1]}
+                    for j in range(hs.nbc)] for i in range(hs.nbr)]
+    plain = np.array([[k == {"plain"} for k in row] for row in blocks_kind])
+    tw += np.einsum("yxijd,ijd->yx", hs.lattice_view(hs.blocks, hs.nbr, hs.nbc),
+                    np.where(plain[..., None], t, 0.0))
+    ww += np.einsum("yxij,ij->yx", hs.lattice_view(hs.block_sq, hs.nbr, hs.nbc),
+                    plain.astype(float))
+
+    # blocks of plain cells and one side's cells: normalised once per window row/column
+    c = hs.cells
+    for side in sides:
+        sel = np.array([[k - {"plain"} == {side} for k in row] for row in blocks_kind])
+        if not sel.any():
+            continue
+        v = sides[side]
+        if side == "top":
+            yc = hs.wys // g + q
+            blk = np.concatenate([v[:, :-q], v[:, q:], c[yc, :-q], c[yc, q:]], -1)
+        elif side == "bottom":
+            yc = (hs.wys + cell * (ncr - 2)) // g
+            blk = np.concatenate([c[yc, :-q], c[yc, q:], v[:, :-q], v[:, q:]], -1)
+        elif side == "left":
+            xc = hs.wxs // g + q
+            cc = c[:, xc].transpose(1, 0, 2)
+            blk = np.concatenate([v[:, :-q], cc[:, :-q], v[:, q:], cc[:, q:]], -1)
+        else:
+            xc = (hs.wxs + cell * (ncc - 2)) // g
+            cc = c[:, xc].transpose(1, 0, 2)
+            blk = np.concatenate([cc[:, :-q], v[:, :-q], cc[:, q:], v[:, q:]], -1)
+        blk = _l2hys(blk)
+        bi, bj = np.nonzero(sel)
+        if side in ("top", "bottom"):
+            idx = (np.arange(ny)[:, None, None], (hs.wxs[None, :, None] + cell * bj) // g)
+        else:
+            idx = (np.arange(nx)[None, :, None], (hs.wys[:, None, None] + cell * bi) // g)
+        tw += np.einsum("yxkd,kd->yx", blk[idx], t[bi, bj])
+        ww += np.einsum("yxkd,yxkd->yx", blk[idx], blk[idx])
+
+    # everything else: cells per window, blocks normalised per window
+    per_win = np.array([[not (k <= {"plain"} or k <= {"zero"}
+                              or (len(k - {"plain"}) == 1 and (k - {"plain"}) <= set(sides)))
+                         for k in row] for row in blocks_kind], bool)
     if per_win.any():
-        ci, cj = np.nonzero(changed)
-        hist = np.empty((ny, nx, hs.ncr, hs.ncc, nb))
-        hist[...] = hs.lattice_view(hs.cells, hs.ncr, hs.ncc)
-        hist[:, :, ci, cj] = hs.exact_cells(ci, cj)
-        hist[:, :, zero] = 0.0
         bi, bj = np.nonzero(per_win)
-        blocks = np.concatenate([hist[:, :, bi, bj], hist[:, :, bi, bj + 1],
-                                 hist[:, :, bi + 1, bj], hist[:, :, bi + 1, bj + 1]], axis=-1)
-        blocks = _l2hys(blocks)                                  # (ny, nx, K, 4 nb)
-        tw += np.einsum("yxkd,kd->yx", blocks, t[bi, bj])
-        ww += np.einsum("yxkd,yxkd->yx", blocks, blocks)
+        need = np.zeros((ncr, ncc), bool)
+        for di in (0, 1):
+            for dj in (0, 1):
+                need[bi + di, bj + dj] = True
+        ni, nj = np.nonzero(need)
+        pos = np.full((ncr, ncc), -1)
+        pos[ni, nj] = np.arange(len(ni))
+        cells = np.empty((len(ni), ny, nx, nb))
+        kinds = kind[ni, nj]
+        sel = kinds == "window"
+        if sel.any():
+            cells[sel] = hs.exact_cells(ni[sel], nj[sel])
+        cells[kinds == "zero"] = 0.0
+        sel = kinds == "plain"
+        if sel.any():
+            cells[sel] = hs.lattice_cells(ni[sel], nj[sel], hs.cells)
+        for k in np.flatnonzero(np.isin(kinds, list(sides))):
+            cells[k] = hs.side_cell(sides, kinds[k], ni[k], nj[k])
+        slots = [pos[bi, bj], pos[bi, bj + 1], pos[bi + 1, bj], pos[bi + 1, bj + 1]]
+        t_slots = t[bi, bj].reshape(len(bi), 4, nb)
+        dt, dd = _l2hys_terms(cells, slots, t_slots)
+        tw += dt
+        ww += dd
     return tw.ravel(), ww.ravel()
+
+
+def _l2hys_terms(cells, slots, t_slots, eps=1e-5):
+    """Sum over blocks of (t_b . f_b, f_b . f_b), f_b the L2-Hys block of four cells.
+
+    Same arithmetic as `_l2hys` (so the same numbers up to summation order) without
+    building the (K, ny, nx, 36) block array: L2-Hys is v / n1, clipped at 0.2, divided by
+    n2 = sqrt(|clipped|^2 + eps^2), so t.f = (t.clipped) / n2 and f.f = |clipped|^2 / n2^2.
+
+    cells : (Kc, ny, nx, nb); slots : four (K,) index arrays into cells (block order);
+    t_slots : (K, 4, nb) template blocks.
+    """
+    sq = np.einsum("kyxd,kyxd->kyx", cells, cells)
+    inv1 = 1.0 / np.sqrt(sq[slots[0]] + sq[slots[1]] + sq[slots[2]] + sq[slots[3]] + eps ** 2)
+    clip_sq = np.zeros(inv1.shape)
+    clip_t = np.zeros(inv1.shape)
+    for s, idx in enumerate(slots):
+        v = cells[idx]
+        v *= inv1[..., None]
+        np.minimum(v, 0.2, out=v)
+        clip_sq += np.einsum("kyxd,kyxd->kyx", v, v)
+        clip_t += np.einsum("kyxd,kd->kyx", v, t_slots[:, s])
+    n2sq = clip_sq + eps ** 2
+    return (clip_t / np.sqrt(n2sq)).sum(0), (clip_sq / n2sq).sum(0)
 
 
 # ---------------------------------------------------------------- raw, pHash, Canny, LBP
@@ -378,12 +537,6 @@ def raw_terms(region, mask, wys, wxs, masked_template):
     whole = _rect_sums(ii[..., None], wys, wxs, [0], [0], [h], [w])[..., 0, 0]
     box = _rect_sums(ii[..., None], wys, wxs, [iy1], [ix1], [iy2], [ix2])[..., 0, 0]
     return tt, tw.ravel(), (whole - box).ravel()
-
-
-def _window_stack(region, wys, wxs, h, w):
-    """(ny, nx, h, w) read-only view of all windows."""
-    view = sliding_window_view(region, (h, w))
-    return view[wys][:, wxs]
 
 
 def phash_windows(region, mask, wys, wxs):
