@@ -57,6 +57,19 @@ def _rect_sums(ii_last, wys, wxs, y1, x1, y2, x2):
     return ii_last[yb, xb] - ii_last[ya, xb] - ii_last[yb, xa] + ii_last[ya, xa]
 
 
+def _check_grid(region_shape, window_shape, wys, wxs):
+    """Windows must be evenly spaced and lie inside the region."""
+    wys, wxs = np.asarray(wys), np.asarray(wxs)
+    if len(wys) == 0 or len(wxs) == 0 or wys[0] < 0 or wxs[0] < 0:
+        raise ValueError(f"window grid: want non-negative corners, got {wys}, {wxs}")
+    for name, v in (("wys", wys), ("wxs", wxs)):
+        if len(v) > 1 and (np.any(np.diff(v) <= 0) or len(set(np.diff(v))) != 1):
+            raise ValueError(f"window grid: {name} must be evenly spaced and increasing, got {v}")
+    need = (int(wys[-1]) + window_shape[0], int(wxs[-1]) + window_shape[1])
+    if need[0] > region_shape[0] or need[1] > region_shape[1]:
+        raise ValueError(f"window grid needs a region of at least {need}, got {region_shape}")
+
+
 # ---------------------------------------------------------------- HOG
 
 def _hog_bins(g_row, g_col):
@@ -127,6 +140,7 @@ class _HogSearch:
         self.wys, self.wxs = wys, wxs = np.asarray(wys), np.asarray(wxs)
         self.img = img = np.asarray(region).astype(np.intp)
         hs, ws = img.shape
+        _check_grid(img.shape, mask.shape, wys, wxs)
         g_row = np.zeros_like(img)
         g_col = np.zeros_like(img)
         g_row[1:-1] = img[2:] - img[:-2]
@@ -529,6 +543,7 @@ def raw_terms(region, mask, wys, wxs, masked_template):
     h, w = mask.shape
     t = masked_template.astype(np.float64)
     tt = float(np.sum(t * t))
+    _check_grid(region.shape, mask.shape, wys, wxs)
     sub = region[wys[0]:wys[-1] + h, wxs[0]:wxs[-1] + w]
     corr = signal.correlate(sub, t, mode="valid", method="fft")
     tw = np.rint(corr[(wys - wys[0])[:, None], (wxs - wxs[0])[None, :]])
@@ -626,6 +641,7 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     (len(wys) * len(wxs),) float64
     """
     from datasets import similar  # window_feature: the template goes through the loop path
+    _check_grid(region.shape, mask.shape, wys, wxs)
     if feature == "hog":
         template = hog_single(masked_template)
     else:

@@ -152,6 +152,26 @@ def test_hog_windows_match_skimage_per_window():
             k += 1
 
 
+@pytest.mark.parametrize("h, w, inner, step", [
+    (64, 64, (16, 16, 48, 48), 4),   # sizes multiple of 8: bottom/right frame cells exist
+    (64, 56, (0, 0, 64, 20), 4),     # box across the whole width at the top
+    (41, 48, (20, 10, 48, 41), 3),   # box in the bottom-right corner, odd stride
+    (101, 99, (25, 25, 75, 74), 8),  # not multiples of 8, stride = cell
+])
+def test_hog_terms_match_full_features(h, w, inner, step):
+    _, ref = speckle_pair(9, shape=(150, 140))
+    mask = similar.ring_mask(h, w, inner)
+    wys, wxs = np.arange(0, 5 * step, step), np.arange(0, 4 * step, step)
+    region = ref[:h + wys[-1], :w + wxs[-1]].astype(np.float64)
+    feats = similar_fast.hog_windows(region, mask, wys, wxs)
+    template = similar_fast.hog_single(similar.apply_mask(ref[7:7 + h, 5:5 + w], mask))
+    tw, ww = similar_fast.hog_terms(region, mask, wys, wxs, template)
+    np.testing.assert_allclose(tw, feats @ template, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ww, np.einsum("ij,ij->i", feats, feats), rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="needs a region"):
+        similar_fast.hog_terms(region[:-1], mask, wys, wxs, template)
+
+
 def test_ties_prefer_smallest_offset_then_row_major():
     offsets = np.array([[-4, -4], [-4, 0], [0, -4], [0, 4], [4, 0], [4, 4]])
     assert similar.pick_best([1, 0.5, 0.5, 0.5, 0.5, 0.2], offsets) == 5
