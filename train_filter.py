@@ -213,13 +213,9 @@ def _split_batch(batch, ctxs):
     return data, label
 
 
-def predict_scores(net, crops, ctxs, batch_size=64):
-    """Filter scores in (-1, 1) of uint8 crops (N, S, S, 3); float64 (N,)."""
-    out = []
-    for start in range(0, len(crops), batch_size):
-        x = mx.nd.array(filter_net.to_input(crops[start:start + batch_size]), ctx=ctxs[0])
-        out.append(net(x).asnumpy().reshape(-1))
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+def predict_scores(net, crops, ctxs):
+    """Filter scores in [-1, 1] of uint8 crops (N, S, S, 3); float64 (N,)."""
+    return filter_net.score_crops(net, crops, ctxs)
 
 
 def _auc(y, scores):
@@ -304,9 +300,9 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
 
 
 def main(args):
-    _check_args(args)
     if args.resume:
         args = _resume_options(args)
+    _check_args(args)
     run = runs.start("train_filter", args)
     ctxs = devices.contexts(args.gpus)
     crop_dir, crop_opts = prepare_crops(args, run)

@@ -223,6 +223,14 @@ def fuse_crop(lesion_gray, reference_gray, box, match, size=CROP_SIZE):
     return np.dstack([c1, c2, difference_channel(c1, c2)])
 
 
+def clip_boxes(boxes, shape):
+    """Boxes (N, 4) clipped to an image of ``shape`` (H, W); a new float64 array."""
+    boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, shape[1])
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, shape[0])
+    return boxes
+
+
 def crops_for_detections(lesion_gray, reference_gray, boxes, search_kwargs, size=CROP_SIZE):
     """Search the reference half for every box and fuse the crops (used by predict.py).
 
@@ -230,7 +238,8 @@ def crops_for_detections(lesion_gray, reference_gray, boxes, search_kwargs, size
     ----------
     lesion_gray, reference_gray : ndarray of uint8, 2-D
     boxes : array-like, shape (N, 4)
-        Boxes in lesion-half pixels.
+        Boxes in lesion-half pixels; clipped to the lesion half before the search (a box
+        wholly outside raises ValueError: drop those first).
     search_kwargs : dict
         Keyword arguments of ``datasets.similar.find_similar`` (feature, distance, context,
         search_radius, stride).
@@ -242,7 +251,7 @@ def crops_for_detections(lesion_gray, reference_gray, boxes, search_kwargs, size
     matches : list of Match, one per box
     """
     from datasets.similar import find_similar
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    boxes = clip_boxes(boxes, lesion_gray.shape)
     crops = np.zeros((len(boxes), size, size, 3), np.uint8)
     matches = []
     for i, box in enumerate(boxes):
@@ -287,9 +296,7 @@ def _image_rows(task):
     h, w = lesion.shape
     # Detectors may return boxes a little outside the half: crop the clipped box, but keep
     # the detector's own box in the index (eval/two_stage.py matches rows to detections).
-    clipped = boxes.copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, w)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, h)
+    clipped = clip_boxes(boxes, (h, w))
     ok = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
     if not ok.all():
         log.warning("%s: %d box(es) outside the image skipped: %s", image_id, (~ok).sum(),

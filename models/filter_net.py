@@ -170,3 +170,60 @@ def load_init_params(net, path, ctx=None):
         p.set_data(loaded[k])
     log.info("filter features initialised from %s (head left fresh)", path)
     return "features"
+
+
+def score_crops(net, crops, ctx=None, batch_size=64):
+    """Filter scores of fused crops.
+
+    Parameters
+    ----------
+    net : FilterNet
+    crops : ndarray of uint8, shape (N, S, S, 3)
+    ctx : mx.Context or list of them, optional
+        The first one is used (default CPU).
+    batch_size : int
+
+    Returns
+    -------
+    ndarray of float64, shape (N,), scores in [-1, 1]; "strain" when ``>= threshold``.
+    """
+    if isinstance(ctx, (list, tuple)):
+        ctx = ctx[0]
+    ctx = ctx or mx.cpu()
+    out = []
+    for start in range(0, len(crops), batch_size):
+        x = mx.nd.array(to_input(crops[start:start + batch_size]), ctx=ctx)
+        out.append(net(x).asnumpy().reshape(-1))
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def load_filter(spec_path, ctx=None):
+    """Load a trained filter from its ``filter.json`` (train_filter.py output).
+
+    Parameters
+    ----------
+    spec_path : str or Path
+        ``filter.json``; its ``params`` entry is relative to the file's folder.
+    ctx : mx.Context or list, optional
+
+    Returns
+    -------
+    net : FilterNet, hybridized, weights loaded
+    spec : dict
+        The JSON: ``threshold``, ``crop_size``, the search options (``feature``, ``distance``,
+        ``context``, ``search_radius``, ``stride``), ``min_score``, ``top_k``...
+    """
+    import json
+    spec_path = Path(spec_path)
+    if not spec_path.exists():
+        raise FileNotFoundError(f"filter spec {spec_path} not found (train_filter.py writes "
+                                "filter.json into its run folder)")
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    params = spec_path.parent / spec["params"]
+    if not params.exists():
+        raise FileNotFoundError(f"{spec_path}: params file {params} not found")
+    ctx = ctx or [mx.cpu()]
+    net = FilterNet(dropout=spec.get("net", {}).get("dropout", 0.0))
+    net.load_parameters(str(params), ctx=ctx)
+    net.hybridize()
+    return net, spec

@@ -193,3 +193,24 @@ def test_resume_after_interrupted_run_matches_uninterrupted(first_run, tiny_set,
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert out["threshold"] == pytest.approx(ref["threshold"], rel=1e-4)
+
+
+def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
+    """What predict.py does: filter.json alone -> the same crops and the same scores."""
+    from datasets import filter_crops as fc
+    from models import filter_net
+    run_dir, _ = first_run
+    _, data, _, _ = tiny_set
+    net, spec = filter_net.load_filter(run_dir / "filter.json")
+    rows = fc.read_index(run_dir / "test_scores.csv")
+    image_id = rows[0]["image_id"]
+    mine = [r for r in rows if r["image_id"] == image_id]
+    boxes = [[r["x1"], r["y1"], r["x2"], r["y2"]] for r in mine]
+    lesion = fc.read_gray(data / "JPEGImages" / f"{image_id}.jpg")
+    reference = fc.read_gray(data / "Reference" / f"{image_id}.jpg")
+    search = {k: spec[k] for k in fc.SEARCH_KEYS}
+    crops, matches = fc.crops_for_detections(lesion, reference, boxes, search, spec["crop_size"])
+    np.testing.assert_array_equal(crops, fc.load_crops(run_dir / "crops", mine))
+    assert [(m.dx, m.dy) for m in matches] == [(r["dx"], r["dy"]) for r in mine]
+    scores = filter_net.score_crops(net, crops)
+    np.testing.assert_allclose(scores, [float(r["filter_score"]) for r in mine], atol=1e-5)
