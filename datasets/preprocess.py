@@ -7,8 +7,9 @@ at the vertical midline; a half that holds strain boxes is a sample, with its bo
 shifted into half coordinates.
 
 Made robust here: each edge is scanned along several lines (a 5-pixel-wide strip each, so
-one dark speckle does not stop the scan) and the median of the hits is the edge, so
-scanner text or a depth scale crossing one line does not move it; when too few lines hit
+one dark speckle does not stop the scan); an edge must be followed by a solid stretch of
+panel (scanner text and scale ticks are thin), and the median of the lines' hits is the
+edge, so text crossing a few lines does not move it; when too few lines hit
 or the crop would be implausibly small, the full image is used and the reason returned.
 Boxes are clipped to the image, the crop and their half, and every clip or drop is
 reported with its reason (nothing is dropped silently).
@@ -25,10 +26,19 @@ COLUMN_FRACS = (0.15, 0.25, 0.35, 0.65, 0.75, 0.85)
 ROW_FRACS = (0.35, 0.5, 0.65, 0.75)
 MIN_CROP_FRAC = 0.3         # a crop narrower/lower than this fraction of the image is refused
 STRIP = 2                   # half-width of each scan strip in pixels
+MIN_RUN, RUN_FRAC = 16, 0.04  # an edge is followed by max(16 px, 4% of the size) of panel
 
 
-def _first_above(profile, threshold):
-    hits = np.flatnonzero(profile > threshold)
+def _first_above(profile, threshold, run):
+    """First index where at least 90% of the next ``run`` values exceed ``threshold``.
+
+    A panel is a solid bright region; scanner text and scale ticks are thin strokes with
+    black between them, so a short bright stretch does not count as the edge.
+    """
+    bright = (profile > threshold).astype(np.int32)
+    run = max(1, min(run, bright.size))
+    sums = np.convolve(bright, np.ones(run, np.int32), mode="valid")
+    hits = np.flatnonzero((sums >= 0.9 * run) & (bright[:sums.size] == 1))
     return int(hits[0]) if hits.size else None
 
 
@@ -59,20 +69,22 @@ def find_crop(grey, threshold=BORDER_THRESHOLD, column_fracs=COLUMN_FRACS,
         grey = grey.max(axis=2)
     h, w = grey.shape
     hits = {"top": [], "bottom": [], "left": [], "right": []}
+    # A panel edge must be followed by this many mostly-bright pixels (text is shorter).
+    run_v, run_h = max(MIN_RUN, round(RUN_FRAC * h)), max(MIN_RUN, round(RUN_FRAC * w))
     for f in column_fracs:
         c = int(round(f * (w - 1)))
         strip = grey[:, max(c - STRIP, 0):c + STRIP + 1].max(axis=1)
-        top = _first_above(strip, threshold)
+        top = _first_above(strip, threshold, run_v)
         if top is not None:
             hits["top"].append(top)
-            hits["bottom"].append(h - _first_above(strip[::-1], threshold))
+            hits["bottom"].append(h - _first_above(strip[::-1], threshold, run_v))
     for f in row_fracs:
         r = int(round(f * (h - 1)))
         strip = grey[max(r - STRIP, 0):r + STRIP + 1, :].max(axis=0)
-        left = _first_above(strip, threshold)
+        left = _first_above(strip, threshold, run_h)
         if left is not None:
             hits["left"].append(left)
-            hits["right"].append(w - _first_above(strip[::-1], threshold))
+            hits["right"].append(w - _first_above(strip[::-1], threshold, run_h))
     info = {"method": "scan", "reason": None, "hits": hits}
     if len(hits["top"]) * 2 < len(column_fracs) or len(hits["left"]) * 2 < len(row_fracs):
         info.update(method="full", reason=(f"only {len(hits['top'])}/{len(column_fracs)} columns "

@@ -37,6 +37,7 @@ CR_INK = 138         # lower threshold for what gets painted out (JPEG halo)
 MIN_SIDE = 6         # boxes (and ink components) smaller than this are noise, in pixels
 GROUP = 9            # ink closer than this (px) is analysed together
 MAX_LINES = 24       # per component; more means something other than boxes
+RATIO = 2.0          # luma must vary this much less along a pixel line to call it ink
 
 
 def cr_channel(img):
@@ -322,33 +323,33 @@ def extract_red_boxes(img, threshold=CR_THRESHOLD, min_side=MIN_SIDE, refine=Tru
 
 
 def _refine_edge(luma, pos, a, b, thick, vertical):
-    """Snap one thin stroke's centre line to the pixels whose luma is constant along it.
+    """Settle a stroke centre line that the chroma mask leaves at a half pixel.
 
-    JPEG stores colour at half resolution (4:2:0), so the chroma mask of a 1-3 px stroke is
+    JPEG stores colour at half resolution (4:2:0), so the chroma mask of a stroke that
+    cv2 painted an odd number of pixels wide shows up one pixel wider, and its centre is
     only known to +-0.5 px. Luma is full resolution: along the stroke it is the ink's one
-    grey level, beside it it is speckle. Returns the refined position, or ``pos`` when the
-    luma does not single out the stroke (flat background, short edge).
+    grey level, beside it is the scene. Of the two pixel lines that the two hypotheses
+    (centre ``pos - 0.5`` or ``pos + 0.5``) disagree on, the one whose luma varies far less
+    along the edge is ink. Returns ``pos`` unchanged when the evidence is not clear.
     """
-    k = int(np.ceil(thick / 2)) + 2
-    lo, hi = int(round(a + thick + 2)), int(round(b - thick - 2))
-    if hi - lo < 8:
+    if abs(pos - round(pos)) < 0.25:
+        return pos  # an odd-width mask already centres on a pixel: nothing to settle
+    lo, hi = int(round(a + thick / 2 + 1)), int(round(b - thick / 2 - 1))
+    if hi - lo < 4:
         return pos
-    c0 = int(round(pos))
-    idx = np.arange(c0 - k, c0 + k + 1)
+    c = int(np.floor(pos))                  # hypotheses: centre c or c + 1
+    m = max(int(round(thick)) // 2 - 1, 0)  # half-width of the painted stroke
+    first, second = c - m, c + m + 1        # ink under hypothesis c only / c + 1 only
     limit = luma.shape[1] if vertical else luma.shape[0]
-    if idx[0] < 0 or idx[-1] >= limit:
+    if first < 0 or second >= limit:
         return pos
-    strip = luma[lo:hi, idx] if vertical else luma[idx, lo:hi].T
-    sd = strip.astype(np.float32).std(axis=0)
-    if sd.max() < 3 * max(sd.min(), 1.0):
-        return pos
-    ink = np.flatnonzero(sd < 0.5 * sd.max())
-    runs = np.split(ink, np.flatnonzero(np.diff(ink) > 1) + 1)
-    centre = k + (pos - c0)
-    run = min(runs, key=lambda r: abs(r.mean() - centre))
-    new = float(idx[run].mean())
-    # Only settle the half-pixel ambiguity; texture parallel to a stroke must not move it.
-    return new if abs(new - pos) <= 0.5 + 1e-6 and run.size <= thick + 1 else pos
+    lines = luma[lo:hi, [first, second]] if vertical else luma[[first, second], lo:hi].T
+    sd = lines.astype(np.float32).std(axis=0) + 0.5
+    if sd[0] * RATIO <= sd[1]:
+        return float(c)
+    if sd[1] * RATIO <= sd[0]:
+        return float(c + 1)
+    return pos
 
 
 def refine_boxes(luma, boxes, thick=3):
