@@ -379,13 +379,18 @@ def _layout(rng, size):
     w, h = size
     gap = int(rng.integers(14, 41))
     side_min = 34                                    # room for depth marks
-    pw_max = min(PANEL_WIDTH[1], (w - gap - 2 * side_min) // 2)
-    pw_min = min(PANEL_WIDTH[0], pw_max)
-    if pw_max < 120 or h < 200:
-        raise ValueError(f"canvas {w}x{h} too small for two panels (want W >= {2 * 120 + 2 * side_min + 40}, H >= 200)")
+    # centred panels reach the scan column W/4 only if pw + gap/2 > W/4 (+ jitter, + margin)
+    reach = int(math.ceil(w / 4 - gap / 2)) + 28
+    room = (w - gap - 2 * side_min) // 2
+    pw_min = min(max(PANEL_WIDTH[0], reach), room)
+    pw_max = min(max(PANEL_WIDTH[1], pw_min), room)
+    if room < 120 or h < 200:
+        raise ValueError(f"canvas {w}x{h} too small for two panels "
+                         f"(want W >= {2 * 120 + 2 * side_min + 40}, H >= 200)")
     pw = int(rng.integers(pw_min, pw_max + 1))
     spare = w - 2 * pw - gap
-    left = spare // 2 + int(rng.integers(-min(12, spare // 2 - side_min), min(12, spare // 2 - side_min) + 1))
+    jit = max(min(12, spare // 2 - side_min), 0)
+    left = spare // 2 + int(rng.integers(-jit, jit + 1))
     top = int(rng.integers(max(int(0.06 * h), 34), max(int(0.11 * h), 35) + 1))
     bottom = int(rng.integers(max(int(0.05 * h), 28), max(int(0.1 * h), 29) + 1))
     # the panel must span the scan rows H/4 and 3H/4 with room to spare

@@ -218,6 +218,14 @@ def test_scan_line_crop_finds_panels_and_midline_in_gap(raw_set):
         assert grey[int(lp[1]):int(lp[3]), int(lp[2]):int(rp[0])].mean() <= 20, r["file"]
 
 
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080), (960, 1280)])
+def test_scan_line_crop_on_other_canvas_sizes(size):
+    for i in range(2):
+        s = render_pair(np.random.default_rng(i), size=size)
+        lp, rp = s.panels["left"], s.panels["right"]
+        assert _scan_crop(s.image[:, :, 0]) == (lp[0], lp[1], rp[2], lp[3]), (size, i)
+
+
 def test_lesion_counts_mostly_three_to_five(shots):
     counts = []
     for s in shots:
