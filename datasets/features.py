@@ -3,9 +3,10 @@
 Each function takes a 2-D grey image (uint8, or float holding 0..255 values) and returns
 a feature array; `datasets.similar` compares a masked template's features with the
 features of windows of the reference half. Library code is used where it exists
-(OpenCV Sobel/Canny, scikit-image HOG/LBP); pHash is written out with explicit
-matrices so that `datasets.similar` can apply the same linear maps to many windows at
-once, and tests compare it with `cv2.resize(INTER_AREA)` and `scipy.fft.dct`.
+(OpenCV Sobel/Canny, scikit-image HOG). pHash and LBP are written out in numpy so that
+`datasets.similar_fast` can apply the same arithmetic to many windows at once; tests
+compare them with `cv2.resize(INTER_AREA)`, `scipy.fft.dct` and scikit-image's
+`local_binary_pattern` (see `lbp` for the one, documented, difference: exact ties).
 """
 import functools
 import logging
@@ -138,10 +139,83 @@ def phash(gray):
     return (coef >= coef.mean()).ravel()
 
 
+LBP_TIE = 1e-9
+
+
+@functools.lru_cache(maxsize=4)
+def lbp_samples(points=LBP_POINTS, radius=LBP_RADIUS):
+    """Bilinear sampling of the LBP circle, as scikit-image places it.
+
+    Returns
+    -------
+    tuple of (r0, r1, c0, c1, dr, dc) per sample point: integer tap offsets (floor, ceil)
+    and the interpolation weights, fixed for every pixel.
+    """
+    angles = 2 * np.pi * np.arange(points, dtype=np.double) / points
+    rp = np.round(-radius * np.sin(angles), 5)
+    cp = np.round(radius * np.cos(angles), 5)
+    out = []
+    for r, c in zip(rp, cp):
+        r0, c0 = int(np.floor(r)), int(np.floor(c))
+        out.append((r0, int(np.ceil(r)), c0, int(np.ceil(c)), float(r - r0), float(c - c0)))
+    return tuple(out)
+
+
+def lbp_codes(tap, center):
+    """Uniform LBP codes from neighbour values: `tap(dy, dx)` gives the pixels at that
+    offset from each centre (an array shaped like `center`)."""
+    bits = []
+    for r0, r1, c0, c1, dr, dc in lbp_samples():
+        if dr == 0 and dc == 0:      # on the pixel grid: (1 - 0) * a + 0 * b is a exactly
+            bits.append(tap(r0, c0) - center >= -LBP_TIE)
+            continue
+        top = (1 - dc) * tap(r0, c0) + dc * tap(r0, c1)
+        bottom = (1 - dc) * tap(r1, c0) + dc * tap(r1, c1)
+        bits.append((1 - dr) * top + dr * bottom - center >= -LBP_TIE)
+    bits = np.stack(bits).astype(np.int8)
+    # skimage counts the P-1 transitions between consecutive points, not the wrap-around
+    changes = np.abs(np.diff(bits, axis=0)).sum(0)
+    return np.where(changes <= 2, bits.sum(0), LBP_POINTS + 1).astype(np.int64)
+
+
 def lbp(gray):
-    """Rotation-invariant uniform LBP codes (scikit-image, P=8, R=2): values 0..9 per pixel."""
-    gray = _as_gray(gray)
-    return skfeature.local_binary_pattern(gray, LBP_POINTS, LBP_RADIUS, method="uniform")
+    """Rotation-invariant uniform LBP codes (P=8, R=2, zero outside the image): 0..9.
+
+    scikit-image's `local_binary_pattern(gray, 8, 2, 'uniform')` up to ties: skimage
+    recomputes the bilinear weights from each pixel's absolute coordinates, so when an
+    interpolated neighbour equals the centre exactly (a flat patch) rounding decides its
+    bit, differently at different positions. Here the weights are fixed and a neighbour
+    within LBP_TIE of the centre counts as >= (the exact-arithmetic answer), so a window's
+    codes do not depend on where it was cut from the half. Tests check equality with
+    skimage at every pixel without such a tie.
+    """
+    img = _as_gray(gray).astype(np.float64)
+    h, w = img.shape
+    r = int(np.ceil(LBP_RADIUS))
+    pad = np.pad(img, r)
+    return lbp_codes(lambda dy, dx: pad[r + dy:r + dy + h, r + dx:r + dx + w], img)
+
+
+def lbp_ties(gray):
+    """Pixels where an interpolated (off-grid) neighbour is within LBP_TIE of the centre.
+
+    Only there can `lbp` and skimage differ; neighbours on the pixel grid are read exactly
+    by both.
+    """
+    img = _as_gray(gray).astype(np.float64)
+    h, w = img.shape
+    r = int(np.ceil(LBP_RADIUS))
+    pad = np.pad(img, r)
+    tie = np.zeros((h, w), bool)
+    for r0, r1, c0, c1, dr, dc in lbp_samples():
+        if dr == 0 and dc == 0:
+            continue
+        def tap(dy, dx):
+            return pad[r + dy:r + dy + h, r + dx:r + dx + w]
+        top = (1 - dc) * tap(r0, c0) + dc * tap(r0, c1)
+        bottom = (1 - dc) * tap(r1, c0) + dc * tap(r1, c1)
+        tie |= np.abs((1 - dr) * top + dr * bottom - img) <= LBP_TIE
+    return tie
 
 
 def lbp_histograms(gray, valid=None):

@@ -595,29 +595,123 @@ def canny_windows(region, mask, wys, wxs):
 
 
 def lbp_windows(region, mask, wys, wxs):
-    """LBP cell histograms (as `features.lbp_histograms`) of every masked window.
+    """LBP cell histograms (as `features.lbp_histograms` over the ring) of every window.
 
-    skimage's LBP samples neighbours by bilinear interpolation whose rounding depends on
-    the pixel's position in the image, so codes are computed per window (C speed); the
-    histograms of all windows come from one bincount.
+    Codes are computed once over the region (`features.lbp` is translation-invariant) and
+    counted per cell with integral images on the lattice of window corners; the box's
+    pixels are subtracted with box sums. Ring pixels within R of the window border or of
+    the blacked-out box sample masked or missing neighbours: they are grouped by which
+    neighbour taps they lose, and each group's codes are computed once on the rows x
+    columns its pixels visit across all windows, then counted per window with one
+    bincount.
+
+    Returns
+    -------
+    (ny * nx, ncells * 10) float64
     """
-    h, w = mask.shape
+    _check_grid(region.shape, mask.shape, wys, wxs)
     cell, nbins = features.LBP_CELL_PX, features.LBP_POINTS + 2
-    nr, nc = h // cell, w // cell
-    ring = mask.astype(bool)[:nr * cell, :nc * cell]
-    cell_id = ((np.arange(nr * cell)[:, None] // cell) * nc + np.arange(nc * cell) // cell)[ring]
-    img = region.astype(np.uint8)
-    n = len(wys) * len(wxs)
-    codes = np.empty((n, cell_id.size), np.int64)
-    k = 0
-    for y in wys:
-        for x in wxs:
-            win = cv2.bitwise_and(img[y:y + h, x:x + w], img[y:y + h, x:x + w], mask=mask)
-            codes[k] = features.lbp(win)[:nr * cell, :nc * cell][ring]
-            k += 1
-    idx = (np.arange(n)[:, None] * (nr * nc) + cell_id[None, :]) * nbins + codes
-    hist = np.bincount(idx.ravel(), minlength=n * nr * nc * nbins).astype(np.float64)
-    return hist.reshape(n, -1) / (cell * cell)
+    rad = int(np.ceil(features.LBP_RADIUS))
+    wys, wxs = np.asarray(wys), np.asarray(wxs)
+    ny, nx = len(wys), len(wxs)
+    h, w = mask.shape
+    ncr, ncc = h // cell, w // cell
+    img = np.asarray(region, np.float64)
+    hs, ws = img.shape
+    codes = features.lbp(img)
+    planes = np.zeros((hs * ws, nbins))
+    planes[np.arange(hs * ws), codes.ravel()] = 1.0
+    ii = cv2.integral(planes.reshape(hs, ws, nbins), sdepth=cv2.CV_64F)
+
+    ci, cj = (a.ravel() for a in np.indices((ncr, ncc)))
+    # cell sums once on the lattice of window corners, then one gather per window cell
+    steps = np.concatenate([np.diff(wys), np.diff(wxs), [cell]]).astype(int)
+    g = int(np.gcd.reduce(steps))
+    q = cell // g
+    iig = ii[::g, ::g]
+    lattice = iig[q:, q:] - iig[:-q, q:] - iig[q:, :-q] + iig[:-q, :-q]
+    hist = lattice[((wys[None, :] + cell * ci[:, None]) // g)[:, :, None],
+                   ((wxs[None, :] + cell * cj[:, None]) // g)[:, None, :]]   # (K, ny, nx, nb)
+    iy1, ix1, iy2, ix2 = _inner(mask)
+    ry1, ry2 = np.maximum(ci * cell, iy1), np.minimum(ci * cell + cell, iy2)
+    rx1, rx2 = np.maximum(cj * cell, ix1), np.minimum(cj * cell + cell, ix2)
+    inside = (ry2 - ry1 == cell) & (rx2 - rx1 == cell)
+    hist[inside] = 0.0  # the box's pixels are not counted
+    hit = np.flatnonzero((ry2 > ry1) & (rx2 > rx1) & ~inside)
+    if len(hit):
+        ya = wys[None, :, None] + ry1[hit, None, None]
+        yb = wys[None, :, None] + ry2[hit, None, None]
+        xa = wxs[None, None, :] + rx1[hit, None, None]
+        xb = wxs[None, None, :] + rx2[hit, None, None]
+        hist[hit] -= ii[yb, xb] - ii[ya, xb] - ii[yb, xa] + ii[ya, xa]
+
+    # ring pixels (inside whole cells) whose neighbourhood reaches the border or the box
+    yy, xx = np.mgrid[:ncr * cell, :ncc * cell]
+    ring = mask[:ncr * cell, :ncc * cell] > 0
+    near = ((yy < rad) | (yy >= h - rad) | (xx < rad) | (xx >= w - rad)
+            | ((yy >= iy1 - rad) & (yy < iy2 + rad) & (xx >= ix1 - rad) & (xx < ix2 + rad)))
+    py, px = yy[ring & near], xx[ring & near]
+    taps = sorted({(r, c) for r0, r1, c0, c1, _, _ in features.lbp_samples()
+                   for r in (r0, r1) for c in (c0, c1)})
+    kept = np.stack([_kept(mask, py + dy, px + dx) for dy, dx in taps], axis=1)
+    pattern = kept @ (1 << np.arange(len(taps), dtype=np.int64))
+    # corrections are accumulated over the touched cells only, then added to those
+    touched, cell_of = np.unique((py // cell) * ncc + px // cell, return_inverse=True)
+    base = (cell_of[:, None, None] * ny + np.arange(ny)[None, :, None]) * nx
+    base = (base + np.arange(nx)[None, None, :]) * nbins                # (P, ny, nx)
+    add, sub = [], []
+    pats, counts = np.unique(pattern, return_counts=True)
+    small = np.isin(pattern, pats[counts < 16])
+    for pat in pats[counts >= 16]:
+        m = pattern == pat
+        keep = dict(zip(taps, ((pat >> np.arange(len(taps))) & 1).astype(bool)))
+        gy, gx = py[m], px[m]
+        rows = np.unique(wys[:, None] + gy[None, :])
+        cols = np.unique(wxs[:, None] + gx[None, :])
+        cache = {}
+
+        def tap(dy, dx):
+            if not keep[(dy, dx)]:
+                return 0.0
+            if (dy, dx) not in cache:
+                cache[(dy, dx)] = img[(rows + dy)[:, None], (cols + dx)[None, :]]
+            return cache[(dy, dx)]
+        exact = features.lbp_codes(tap, img[rows[:, None], cols[None, :]])
+        plain = codes[rows[:, None], cols[None, :]]
+        grid = (np.searchsorted(rows, wys[:, None] + gy[None, :])[:, None, :] * len(cols)
+                + np.searchsorted(cols, wxs[:, None] + gx[None, :])[None, :, :])  # (ny, nx, P)
+        b = np.moveaxis(base[m], 0, -1)
+        add.append((b + exact.ravel()[grid]).ravel())
+        sub.append((b + plain.ravel()[grid]).ravel())
+    if small.any():
+        # rare patterns (corners of the box and of the window): every window directly
+        gy, gx, kp = py[small], px[small], kept[small]
+        ay = wys[:, None, None] + gy[None, None, :]                        # (ny, 1, P)
+        ax = wxs[None, :, None] + gx[None, None, :]                        # (1, nx, P)
+
+        def tap(dy, dx):
+            k = kp[:, taps.index((dy, dx))]
+            vals = img[np.clip(ay + dy, 0, hs - 1), np.clip(ax + dx, 0, ws - 1)]
+            return vals * k
+        exact = features.lbp_codes(tap, img[ay, ax])
+        b = np.moveaxis(base[small], 0, -1)
+        add.append((b + exact).ravel())
+        sub.append((b + codes[ay, ax]).ravel())
+    if add:
+        size = len(touched) * ny * nx * nbins
+        delta = (np.bincount(np.concatenate(add), minlength=size)
+                 - np.bincount(np.concatenate(sub), minlength=size))
+        hist[touched] += delta.reshape(len(touched), ny, nx, nbins)
+    hist = np.rint(hist)      # counts: integral-image round-off removed
+    return np.moveaxis(hist, 0, 2).reshape(ny * nx, -1) / (cell * cell)
+
+
+def _kept(mask, y, x):
+    """Whether window pixels (y, x) exist and are not blacked out."""
+    h, w = mask.shape
+    ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+    ok[ok] = mask[y[ok], x[ok]] > 0
+    return ok
 
 
 def distances(feature, distance, masked_template, mask, region, wys, wxs):
@@ -657,7 +751,10 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     if feature == "canny":
         return dist.to_many(distance, template, canny_windows(region, mask, wys, wxs))
     if feature == "lbp":
-        return dist.to_many(distance, template, lbp_windows(region, mask, wys, wxs))
+        # histograms are multiples of 1/64: these dot products are exact, like the loop's
+        f = lbp_windows(region, mask, wys, wxs)
+        return _from_terms(distance, float(template @ template), f @ template,
+                           np.einsum("ij,ij->i", f, f), template.size)
     raise ValueError(f"unknown feature {feature!r}")
 
 

@@ -65,11 +65,26 @@ def test_hog_matches_skimage(shape):
     np.testing.assert_allclose(similar_fast.hog_single(gray), want, rtol=0, atol=1e-6)
 
 
-def test_lbp_matches_skimage_and_histograms_match_loop():
+@pytest.mark.parametrize("seed", [3, 4])
+def test_lbp_matches_skimage_except_exact_ties(seed):
+    gray = speckle(60, 47, seed=seed)
+    gray[40:52, 5:20] = 200          # flat patches: interpolated neighbours tie the centre
+    gray[:6, 30:] = 0
+    want = skfeature.local_binary_pattern(gray, 8, 2, method="uniform")
+    codes = features.lbp(gray)
+    ties = features.lbp_ties(gray)
+    assert ties[42:50, 8:17].all() and ties.mean() < 0.2
+    np.testing.assert_array_equal(codes[~ties], want[~ties])
+    # at a tie the neighbour counts as >= the centre: a flat patch is all ones (code 8)
+    assert (codes[42:50, 8:17] == 8).all()
+    # a pure speckle image has (almost) no ties, so it is skimage's result throughout
+    plain = speckle(40, 40, seed=seed + 10)
+    assert features.lbp_ties(plain).mean() < 0.01
+
+
+def test_lbp_histograms_match_loop():
     gray = speckle(24, 19, seed=3)
     codes = features.lbp(gray)
-    np.testing.assert_array_equal(
-        codes, skfeature.local_binary_pattern(gray, 8, 2, method="uniform"))
     valid = np.ones(gray.shape, bool)
     valid[5:12, 4:15] = False
     hist = features.lbp_histograms(gray, valid)
