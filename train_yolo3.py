@@ -15,7 +15,6 @@ import copy
 import json
 import logging
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,6 @@ import mxnet as mx
 from datasets import detection_data as dd
 from eval import cv, runs
 from eval import detection as det_eval
-from im2rec_tools.records import load_detection_records, subset_indices
 from models import devices, grid, schedules, yolo, yolo_train
 from models.epochs import fit
 
@@ -117,39 +115,6 @@ def resolve_resume(args, stored_options, defaults):
     return args
 
 
-def seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    mx.random.seed(seed)
-
-
-class Data:
-    """The record file, its ids, the splits and the transform cache of one process."""
-
-    def __init__(self, data_dir, classes, network):
-        self.records, self.ids = load_detection_records(data_dir)
-        with open(Path(data_dir) / "splits.json", encoding="utf-8") as f:
-            self.splits = json.load(f)
-        self.classes, self.network = classes, network
-        self._transforms = {}
-
-    def transforms(self, data_shape, random_shape, extra):
-        key = (data_shape, random_shape)
-        if key not in self._transforms:
-            net = yolo.transform_net(self.network, self.classes)
-            self._transforms[key] = dd.train_transforms(
-                net, dd.random_shapes(data_shape, random_shape))
-        return [dd.TrainTransform(t._yolo, extra) for t in self._transforms[key]]
-
-    def ground_truth(self, sample_ids, with_sizes=False):
-        return dd.read_ground_truth(self.records, subset_indices(self.ids, sample_ids), self.ids,
-                                    with_sizes)
-
-    def val_loader(self, sample_ids, data_shape, batch_size, num_workers):
-        subset = dd.RecordSubset(self.records, subset_indices(self.ids, sample_ids))
-        return dd.val_loader(subset, data_shape, batch_size, num_workers)
-
-
 def job_params(args, overrides):
     p = copy.copy(args)
     for k, v in overrides.items():
@@ -157,8 +122,10 @@ def job_params(args, overrides):
     return p
 
 
-def predict_ids(net, data, sample_ids, p, ctx, args):
-    loader = data.val_loader(sample_ids, p.data_shape, p.batch_size, 0)
+def predict_ids(net, data, sample_ids, p, ctx, args, loader=None):
+    """``id -> detections`` (half pixels) for ``sample_ids``; ``loader`` must list them in
+    that order (one is made when not given)."""
+    loader = loader or dd.val_loader(data.subset(sample_ids), p.data_shape, p.batch_size, 0)
     preds = yolo_train.predict(net, loader, ctx, args.score_thresh, args.top_k)
     return dict(zip(sample_ids, preds))
 
@@ -179,10 +146,15 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     if job is not None and (job.dir / "done.json").exists():
         return job.read_json("done.json")
     t0 = time.time()
-    seed_all(seed)
+    from datasets.augment import ExtraAugment
+    extra = None if p.no_extra_augment else ExtraAugment()
+    # Transforms first (built once per process, drawing random numbers the first time), so
+    # a job's random stream is the same whether it runs first, later, or in its own process.
+    transforms = data.transforms(p.data_shape, not p.no_random_shape, extra)
+    yolo_train.seed_all(seed)
     net = yolo.build(p.network, data.classes, p.pretrained_base, p.init_params, p.focal_alpha,
                      p.focal_gamma, ctx)
-    train_set = dd.RecordSubset(data.records, subset_indices(data.ids, train_ids), seed)
+    train_set = data.subset(train_ids, seed)
     sampler = dd.SplitSampler(len(train_set), kv.num_workers, kv.rank, seed)
     batch = min(p.batch_size, len(sampler))
     ipe = len(sampler) // batch
@@ -190,13 +162,12 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
                                      epochs=p.epochs)
     trainer = yolo_train.make_trainer(net, sched, kv.kv or args.kvstore, p.wd, p.momentum,
                                       args.amp)
-    from datasets.augment import ExtraAugment
-    extra = None if p.no_extra_augment else ExtraAugment()
-    loader = dd.train_loader(train_set, data.transforms(p.data_shape, not p.no_random_shape,
-                                                         extra), batch, args.num_workers, sampler)
+    loader = dd.train_loader(train_set, transforms, batch, args.num_workers, sampler)
     log.info("%s: %d training images (%d on this worker), batch %d, %d iterations/epoch, "
              "%s", name, len(train_set), len(sampler), batch, ipe, sched)
     gt = data.ground_truth(val_ids) if val_ids else None
+    # One validation loader per job (gluon's DataLoader runs gc.collect() in __init__).
+    vloader = dd.val_loader(data.subset(val_ids), p.data_shape, p.batch_size, 0) if gt else None
     progress = {"auto": None, "on": True, "off": False}[args.progress]
 
     def train_epoch(epoch):
@@ -209,7 +180,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     def validate(epoch):
         if gt is None:
             return {"map_voc12": None, "map_voc07": None}
-        return score(gt, predict_ids(net, data, val_ids, p, ctx, args), data.classes)
+        return score(gt, predict_ids(net, data, val_ids, p, ctx, args, vloader), data.classes)
 
     epochs = epochs or p.epochs
     try:
@@ -234,7 +205,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
               "param_digest": yolo_train.param_digest(net)}
     if gt is not None:
         yolo.load_params(net, ckpt / "best.params", ctx)
-        dets = predict_ids(net, data, val_ids, p, ctx, args)
+        dets = predict_ids(net, data, val_ids, p, ctx, args, vloader)
         det_eval.write_detections_json(job.path("val_detections.json"), dets, data.classes)
         result.update(score(gt, dets, data.classes))
     job.write_json("done.json", result)
@@ -330,7 +301,8 @@ def main(args):
     ctx = devices.contexts(args.gpus)
     devices.check_amp(args.amp, ctx)
     run = open_run(args, kv, {"sets": sets})
-    data = Data(args.data, classes, args.network)
+    data = dd.DetectionData(args.data, classes,
+                             lambda: yolo.transform_net(args.network, classes))
     if args.amp:
         # Train transforms run an fp32 net on the CPU: build them before amp.init (TRAPS 42).
         for s in sets:
@@ -365,15 +337,16 @@ def finish(run, args, sets, params, data, ctx, kv, results):
     summary = {"sets": [grid.set_label(s) for s in sets]}
     best, final_epochs = 0, None
     if results:
-        rows = [dict(set=s, fold=k, params=grid.set_label(sets[s]), **sets[s],
-                     epochs=params[s].epochs, best_epoch=r["best_epoch"], map_voc12=r["map_voc12"],
-                     map_voc07=r["map_voc07"], seconds=r["seconds"],
-                     images_per_s=r["images_per_s"]) for (s, k), r in results.items()]
+        rows = [{"set": s, "fold": k, "params": grid.set_label(sets[s]), **sets[s],
+                 "epochs": params[s].epochs, "best_epoch": r["best_epoch"],
+                 "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
+                 "seconds": r["seconds"], "images_per_s": r["images_per_s"]}
+                for (s, k), r in results.items()]
         cv.write_csv(run.path("cv_results.csv"), rows)
         table = cv.summarize(rows)
         cv.write_csv(run.path("cv_summary.csv"), table)
         best = cv.best_set(table)
-        plot_cv(run, rows, table)
+        plot_cv(run, rows)
         folds = range(len(data.splits["folds"]))
         oof = cv.merge_out_of_fold(
             [det_eval.read_detections_json(run.dir / f"set{best}_fold{k}" /
@@ -398,6 +371,9 @@ def finish(run, args, sets, params, data, ctx, kv, results):
     test_gt = data.ground_truth(test_ids)
     test_det = predict_ids(net, data, test_ids, p, ctx, args)
     write_predictions(run, "test", test_det, test_gt, data.classes)
+    from eval import plots
+    plots.plot_metrics_csv(run.dir / "final" / "metrics.csv", run.path("plots", "final.png"),
+                           title="final model")
     run.write_json("model.json", yolo.model_json(p.network, data.classes, p.data_shape,
                                                  "final/checkpoints/best.params"))
     test = score(test_gt, test_det, data.classes)
@@ -431,14 +407,9 @@ def random_baseline(data, gt, repeats=5, per_image=10):
     return {k: float(np.mean([m[k] for m in maps])) for k in ("map_voc12", "map_voc07")}
 
 
-def plot_cv(run, rows, table):
-    try:
-        from eval import plots
-    except ImportError:
-        return
-    fn = getattr(plots, "plot_cv", None) or getattr(plots, "cv_plot", None)
-    if fn is not None:
-        fn(rows, table, run.path("plots", "cv.png"))
+def plot_cv(run, rows):
+    from eval import plots
+    plots.plot_cv(rows, run.path("plots", "cv.png"), metric="map_voc12")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,55 @@ class RecordSubset(gluon.data.Dataset):
         return self._records[self._indices[i]]
 
 
+class DetectionData:
+    """A prepared DATA folder opened once per process: records, ids, splits, transforms.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        ``prepare_data.py`` output (``records/all.rec``, ``manifest.csv``, ``splits.json``).
+    classes : list of str
+    make_transform_net : callable
+        ``() -> net``: a fresh, initialised, never hybridised detector
+        (``models.yolo.transform_net``); the train transforms are built from it once per
+        input size and reused by every job.
+    """
+
+    def __init__(self, data_dir, classes, make_transform_net):
+        import json
+        from pathlib import Path
+        from im2rec_tools.records import load_detection_records
+
+        self.records, self.ids = load_detection_records(data_dir)
+        path = Path(data_dir) / "splits.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no splits; run prepare_data.py --out {data_dir}")
+        with open(path, encoding="utf-8") as f:
+            self.splits = json.load(f)
+        self.classes = list(classes)
+        self._make_net = make_transform_net
+        self._transforms = {}
+
+    def subset(self, sample_ids, seed=0):
+        """``RecordSubset`` of the given sample ids (in that order)."""
+        from im2rec_tools.records import subset_indices
+        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed)
+
+    def transforms(self, data_shape, random_shape=True, extra=None):
+        """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``."""
+        key = (int(data_shape), bool(random_shape))
+        if key not in self._transforms:
+            net = self._make_net()
+            self._transforms[key] = train_transforms(net, random_shapes(data_shape, random_shape))
+        return [TrainTransform(t._yolo, extra) for t in self._transforms[key]]
+
+    def ground_truth(self, sample_ids, with_sizes=False):
+        """``read_ground_truth`` of the given sample ids."""
+        from im2rec_tools.records import subset_indices
+        return read_ground_truth(self.records, subset_indices(self.ids, sample_ids), self.ids,
+                                 with_sizes)
+
+
 def read_ground_truth(records, indices, ids, with_sizes=False):
     """Ground truth in half pixels from the record headers, without decoding the images.
 

@@ -11,6 +11,7 @@ stops the run with the iteration and each loss part.
 """
 import hashlib
 import logging
+import random
 import time
 
 import numpy as np
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 LOSS_NAMES = ("loss_obj", "loss_center", "loss_scale", "loss_cls")
 NMS_THRESH = 0.45
 NMS_TOPK = 400
+
+
+def seed_all(seed):
+    """Seed Python's ``random``, numpy and MXNet (``--seed``)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    mx.random.seed(seed)
 
 
 def set_mode(net, mode, post_nms=100):

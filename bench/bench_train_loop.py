@@ -1,0 +1,130 @@
+"""Images/s of the real detector training loop against bare forward/backward/step.
+
+Real loop: record decoding, ExtraAugment, GluonCV's YOLOv3 train transform (targets
+included), batchify, loader workers, then ``models.yolo_train.train_step``. Baseline: the
+same ``train_step`` on batches made beforehand. Same net, input size and batch, one fixed
+input size for both (random shapes would make the two differ in compute). The loop is
+measured with 0, 1 and 2 loader workers; the last line is the best ratio.
+
+    python bench/bench_train_loop.py [--data DATA] [--network yolo3_mobilenet0.25_custom]
+        [--data-shape 256] [--batch-size 8] [--iters 12] [--workers 0,1,2] [--min-ratio 0.9]
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import mxnet as mx  # noqa: E402
+
+from datasets import detection_data as dd  # noqa: E402
+from datasets.augment import ExtraAugment  # noqa: E402
+from models import schedules, yolo, yolo_train  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None, help="prepared DATA folder (default: a synthetic one)")
+    p.add_argument("--network", default="yolo3_mobilenet0.25_custom", choices=yolo.NETWORKS)
+    p.add_argument("--data-shape", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--iters", type=int, default=8, help="timed iterations per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    p.add_argument("--workers", default="0,1,2", help="loader worker counts to measure")
+    p.add_argument("--repeats", type=int, default=3, help="measurements per setting (median)")
+    p.add_argument("--min-ratio", type=float, default=None,
+                   help="exit with status 1 when the best ratio is below this")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def bare_rate(net, trainer, batches, ctx, warmup):
+    for b in batches[:warmup]:
+        yolo_train.train_step(net, trainer, b, ctx)
+    mx.nd.waitall()
+    t0 = time.time()
+    n = 0
+    for b in batches[warmup:]:
+        yolo_train.train_step(net, trainer, b, ctx)
+        n += b[0].shape[0]
+    mx.nd.waitall()
+    return n / (time.time() - t0)
+
+
+def loop_rate(net, trainer, loader, ctx, warmup, iters):
+    it = yolo_train.endless(loader)
+    for _ in range(warmup):
+        yolo_train.train_step(net, trainer, next(it), ctx)
+    mx.nd.waitall()
+    t0 = time.time()
+    n = 0
+    for _ in range(iters):
+        b = next(it)
+        yolo_train.train_step(net, trainer, b, ctx)
+        n += b[0].shape[0]
+    mx.nd.waitall()
+    return n / (time.time() - t0)
+
+
+def main(args):
+    yolo_train.seed_all(args.seed)
+    print(f"mxnet {mx.__version__}, cpus {os.cpu_count()}, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
+          f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}")
+    data_dir = args.data
+    if data_dir is None:
+        from tests.yolo_fixtures import make_detection_data
+        data_dir = tempfile.mkdtemp(prefix="bench_train_loop_")
+        make_detection_data(data_dir, n=32, n_test=0, k=2, seed=args.seed,
+                            sizes=((320, 280), (300, 330), (360, 300)))
+    classes = ["lesion"]
+    data = dd.DetectionData(data_dir, classes, lambda: yolo.transform_net(args.network, classes))
+    ids = data.splits["train"]
+    ctx = [mx.cpu()]
+    net = yolo.build(args.network, classes, ctx=ctx)
+    sched = schedules.build_schedule("constant", 1e-4, 1, 1)
+    trainer = yolo_train.make_trainer(net, sched)
+    yolo_train.set_mode(net, "train")
+    transforms = data.transforms(args.data_shape, False, ExtraAugment())
+    subset = data.subset(ids, args.seed)
+    n_batches = args.warmup + args.iters
+    pre = dd.train_loader(subset, transforms, args.batch_size, 0)
+    batches = []
+    while len(batches) < n_batches:
+        batches += list(pre)
+    batches = batches[:n_batches]
+    t0 = time.time()
+    for _ in range(args.repeats):
+        for b in pre:
+            pass
+    n_img = args.repeats * (len(subset) // args.batch_size) * args.batch_size
+    print(f"loader alone (0 workers, no training): {n_img / (time.time() - t0):.1f} img/s")
+    bare = [bare_rate(net, trainer, batches, ctx, args.warmup) for _ in range(args.repeats)]
+    bare_med = float(np.median(bare))
+    print(f"bare forward/backward/step: {bare_med:.2f} img/s (runs {np.round(bare, 2).tolist()})")
+    best = (0.0, None)
+    for w in [int(v) for v in args.workers.split(",") if v.strip()]:
+        loader = dd.train_loader(subset, transforms, args.batch_size, w)
+        try:
+            rates = [loop_rate(net, trainer, loader, ctx, args.warmup, args.iters)
+                     for _ in range(args.repeats)]
+        finally:
+            dd.close_loader(loader)
+        med = float(np.median(rates))
+        print(f"real loop, {w} worker(s): {med:.2f} img/s, ratio {med / bare_med:.3f} "
+              f"(runs {np.round(rates, 2).tolist()})")
+        if med / bare_med > best[0]:
+            best = (med / bare_med, w)
+    print(f"best: {best[1]} worker(s)")
+    print(f"ratio: {best[0]:.3f}")
+    if args.min_ratio is not None and best[0] < args.min_ratio:
+        sys.exit(1)
+    return best
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,171 @@
+"""datasets/detection_data.py: fold subsets, ground truth, samplers, worker seeding, box
+consistency through the augmentations, and prediction boxes mapped back to half pixels."""
+import os
+
+import numpy as np
+import mxnet as mx
+import pytest
+from mxnet import gluon
+
+from datasets import detection_data as dd
+from tests.yolo_fixtures import make_detection_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root, _ = make_detection_data(tmp_path_factory.mktemp("dd"), n=12, n_test=4, k=2, seed=3)
+    return dd.DetectionData(root, ["lesion"], None)
+
+
+def test_ground_truth_from_headers_equals_the_decoded_gluoncv_labels(data):
+    gt, sizes = data.ground_truth(data.ids, with_sizes=True)
+    assert list(gt) == data.ids
+    for i, sid in enumerate(data.ids):
+        img, label = data.records[i]  # GluonCV decodes and scales by the image's own size
+        np.testing.assert_allclose(gt[sid]["boxes"], label[:, :4], rtol=1e-5, atol=1e-3)
+        assert gt[sid]["labels"].tolist() == label[:, 4].astype(int).tolist()
+        assert sizes[sid] == (img.shape[1], img.shape[0])
+
+
+def test_subset_follows_the_requested_ids(data):
+    want = data.splits["folds"][1]["val"]
+    sub = data.subset(want)
+    assert len(sub) == len(want)
+    for k, sid in enumerate(want):
+        np.testing.assert_array_equal(sub[k][1], data.records[data.ids.index(sid)][1])
+    with pytest.raises(KeyError, match="not in the record file"):
+        data.subset(["nope"])
+
+
+def test_split_sampler_gives_equal_disjoint_parts_per_epoch():
+    parts = [dd.SplitSampler(11, 3, r, seed=5) for r in range(3)]
+    for epoch in range(3):
+        for p in parts:
+            p.set_epoch(epoch)
+        got = [list(p) for p in parts]
+        assert all(len(g) == 11 // 3 for g in got)
+        flat = sum(got, [])
+        assert len(set(flat)) == len(flat) and set(flat) <= set(range(11))
+    a, b = dd.SplitSampler(11, seed=5), dd.SplitSampler(11, seed=5)
+    assert list(a) == list(b)                # same seed, same order
+    assert list(a) != list(dd.SplitSampler(11, seed=5))  # next epoch differs
+    a.set_epoch(0)
+    assert list(a) == list(dd.SplitSampler(11, seed=5))  # set_epoch replays
+
+
+class _Draws(gluon.data.Dataset):
+    """What a worker's RecordSubset.__getitem__ sees: its pid and the next random draw."""
+
+    def __init__(self, sub):
+        self._sub = sub
+
+    def __len__(self):
+        return len(self._sub)
+
+    def __getitem__(self, i):
+        self._sub._reseed_if_forked()
+        return np.array([os.getpid(), np.random.randint(2 ** 30)], dtype=np.int64)
+
+
+def test_forked_workers_reseed_once_from_seed_and_pid(data):
+    """MXNET_TRAPS 13: without reseeding every worker draws the parent's next numbers."""
+    np.random.seed(0)
+    parent_next = np.random.RandomState(0).randint(2 ** 30)
+    sub = data.subset(data.ids, seed=7)
+    loader = gluon.data.DataLoader(_Draws(sub), batch_size=1, num_workers=2)
+    rows = np.concatenate([b.asnumpy() for b in loader])
+    dd.close_loader(loader)
+    first = {}
+    for pid, draw in rows:
+        first.setdefault(int(pid), int(draw))
+    assert os.getpid() not in first
+    for pid, draw in first.items():
+        s = (7 * 1000003 + pid) % (2 ** 31)
+        assert draw == np.random.RandomState(s).randint(2 ** 30), pid
+        assert draw != parent_next
+    # In-process use keeps the caller's random state (reproducible 0-worker runs).
+    np.random.seed(1)
+    assert int(_Draws(sub)[0][1]) == np.random.RandomState(1).randint(2 ** 30)
+
+
+def _box_iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_boxes_follow_the_pixels_through_extra_augment_and_the_yolo_transform():
+    """A white rectangle off-centre on black, its box as label: after ExtraAugment's
+    rotation and GluonCV's colour jitter, expand, crop, resize and flip, the returned box
+    must match the bounding box of the white pixels. A box that missed one geometric step
+    (e.g. the rotation about the image centre) lands elsewhere."""
+    from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
+    from datasets.augment import ExtraAugment
+    t = dd.TrainTransform(YOLO3DefaultTrainTransform(96, 96, net=None),
+                          ExtraAugment(rotate_deg=30, p=1.0, noise_std=0, speckle_std=0,
+                                       brightness=0, contrast=0, sharpness=0))
+    np.random.seed(11)
+    mean = np.array(dd.IMAGE_MEAN)[:, None, None]
+    std = np.array(dd.IMAGE_STD)[:, None, None]
+    ious = []
+    for k in range(12):
+        img = np.zeros((90, 120, 3), np.uint8)
+        x1, y1 = 8 + 3 * k, 6 + 2 * k
+        img[y1:y1 + 24, x1:x1 + 30] = 255
+        label = np.array([[x1, y1, x1 + 30, y1 + 24, 0, 0]], np.float32)
+        x, boxes = t(mx.nd.array(img, dtype=np.uint8), label)
+        grey = (x.asnumpy() * std + mean).mean(axis=0) * 255
+        ys, xs = np.nonzero(grey > 0.8 * grey.max())  # colour jitter dims the white
+        white = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        ious.append(_box_iou(white, boxes[0, :4]))
+    assert np.median(ious) > 0.8 and min(ious) > 0.6, np.round(ious, 2)
+
+
+class _FixedBoxNet:
+    """Stands in for YOLOV3 at inference: the same boxes for every image of a batch."""
+
+    def __init__(self, ids, scores, boxes):
+        self._out = (np.array(ids, np.float32)[:, None], np.array(scores, np.float32)[:, None],
+                     np.array(boxes, np.float32))
+
+    def set_nms(self, **kwargs):
+        self.nms = kwargs
+
+    def hybridize(self):
+        pass
+
+    def __call__(self, x):
+        n = x.shape[0]
+        return tuple(mx.nd.array(np.repeat(a[None], n, axis=0)) for a in self._out)
+
+
+def test_predict_maps_boxes_back_to_each_images_own_pixels(data):
+    from models.yolo_train import predict
+    net = _FixedBoxNet(ids=[0, 0, -1, 0], scores=[0.9, 0.005, 0.8, 0.3],
+                       boxes=[[16, 8, 32, 48], [0, 0, 64, 64], [1, 1, 2, 2], [-8, 40, 20, 70]])
+    sub = data.subset(data.ids[:5])
+    preds = predict(net, dd.val_loader(sub, 64, 2), [mx.cpu()], score_thresh=0.01, top_k=7)
+    assert net.nms["post_nms"] == 7
+    assert len(preds) == 5
+    _, sizes = data.ground_truth(data.ids[:5], with_sizes=True)
+    for sid, p in zip(data.ids[:5], preds):
+        w, h = sizes[sid]
+        sx, sy = w / 64, h / 64
+        np.testing.assert_allclose(p["scores"], [0.9, 0.3], rtol=1e-6)  # -1 id and 0.005 gone
+        np.testing.assert_allclose(p["boxes"], [[16 * sx, 8 * sy, 32 * sx, 48 * sy],
+                                                [0, 40 * sy, 20 * sx, h]], rtol=1e-5)
+        assert p["labels"].tolist() == [0, 0]
+
+
+def test_random_shapes():
+    assert dd.random_shapes(416) == list(range(320, 609, 32))  # GluonCV's 320..608
+    assert dd.random_shapes(64) == [64, 96]
+    assert dd.random_shapes(256, random_shape=False) == [256]
+    with pytest.raises(ValueError, match="multiple of 32"):
+        dd.random_shapes(100)
+
+
+def test_train_loader_refuses_a_batch_larger_than_the_data(data):
+    with pytest.raises(ValueError, match="exceeds"):
+        dd.train_loader(data.subset(data.ids[:3]), [None], 4)

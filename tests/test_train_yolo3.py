@@ -1,0 +1,177 @@
+"""train_yolo3.py end to end at tiny settings: every artefact of a 2-set x 2-fold CV run,
+out-of-fold coverage, scores that agree across the three ways of computing them, folds in
+parallel processes, and resuming a run killed with SIGKILL."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import train_yolo3
+from eval import detection as det_eval
+from models import yolo, yolo_train
+from tests.yolo_fixtures import make_detection_data
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--network", "yolo3_mobilenet0.25_custom", "--data-shape", "64", "--batch-size", "2",
+        "--num-workers", "0", "--progress", "off", "--gpus", ""]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root, _ = make_detection_data(tmp_path_factory.mktemp("data"), n=12, n_test=4, k=2, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cv_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3,2e-4",
+                                   "--epochs", "2", "--val-interval", "2", "--out", str(out),
+                                   "--name", "cv", *TINY])
+    summary = train_yolo3.main(args)
+    return out / "cv", summary
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cv_run_writes_every_artefact(cv_run, data_dir):
+    run, summary = cv_run
+    splits = json.loads((data_dir / "splits.json").read_text())
+    for name in ("args.json", "env.json", "log.txt", "cv_results.csv", "cv_summary.csv",
+                 "model.json", "oof_detections.json", "test_detections.json", "summary.json"):
+        assert (run / name).is_file(), name
+    results = _csv(run / "cv_results.csv")
+    assert [(r["set"], r["fold"]) for r in results] == [("0", "0"), ("0", "1"), ("1", "0"),
+                                                          ("1", "1")]
+    assert {"params", "lr", "epochs", "best_epoch", "map_voc12", "map_voc07"} <= set(results[0])
+    table = _csv(run / "cv_summary.csv")
+    assert [r["set"] for r in table] == ["0", "1"]
+    assert sorted(r["rank"] for r in table) == ["1", "2"]
+    for job in ("set0_fold0", "set0_fold1", "set1_fold0", "set1_fold1", "final"):
+        rows = _csv(run / job / "metrics.csv")
+        assert [r["epoch"] for r in rows] == ["0", "1"], job
+        # --val-interval 2: epoch 0 is not validated, the last epoch always is (CV jobs).
+        if job != "final":
+            assert rows[0]["map_voc12"] == "" and rows[1]["map_voc12"] != ""
+        for f in ("last.params", "last.states", "last.json", "best.params"):
+            assert (run / job / "checkpoints" / f).is_file(), (job, f)
+    for key in ("cv_map_mean", "cv_map_std", "test_map_voc12", "test_map_voc07", "best_set",
+                "test_random_map_voc12"):
+        assert key in summary
+    for folder, ids in (("oof", splits["train"]), ("test", splits["test"])):
+        for sub in ("ground-truth", "detection-results"):
+            names = sorted(p.stem for p in (run / folder / sub).glob("*.txt"))
+            assert names == sorted(ids), (folder, sub)
+    model = json.loads((run / "model.json").read_text())
+    assert model["params"] == "final/checkpoints/best.params" and model["data_shape"] == 64
+    net, _ = yolo.load_model_json(run / "model.json")
+    assert yolo_train.param_digest(net) == summary["param_digest"]
+
+
+def test_out_of_fold_predictions_cover_the_training_set_once(cv_run, data_dir):
+    run, summary = cv_run
+    splits = json.loads((data_dir / "splits.json").read_text())
+    oof, classes = det_eval.read_detections_json(run / "oof_detections.json")
+    assert classes == ["lesion"]
+    assert sorted(oof) == sorted(splits["train"])
+    best = summary["best_set"]
+    for k, fold in enumerate(splits["folds"]):
+        dets, _ = det_eval.read_detections_json(run / f"set{best}_fold{k}" /
+                                                "val_detections.json")
+        assert sorted(dets) == sorted(fold["val"])
+        for sid in fold["val"]:  # OOF entries are that fold model's own predictions
+            np.testing.assert_array_equal(oof[sid]["scores"], dets[sid]["scores"])
+    test, _ = det_eval.read_detections_json(run / "test_detections.json")
+    assert sorted(test) == sorted(splits["test"])
+    for d in list(oof.values()) + list(test.values()):
+        assert np.all(d["scores"] >= 0.01) and len(d["scores"]) <= 100
+
+
+def test_scores_agree_with_the_metrics_rows_and_the_cartucho_cli(cv_run, capsys):
+    run, summary = cv_run
+    # A fold's recorded mAP = its best epoch's metrics.csv row = mAP of its saved detections.
+    for r in _csv(run / "cv_results.csv"):
+        job = run / f"set{r['set']}_fold{r['fold']}"
+        rows = {int(x["epoch"]): x for x in _csv(job / "metrics.csv")}
+        assert float(rows[int(r["best_epoch"])]["map_voc12"]) == pytest.approx(
+            float(r["map_voc12"]), abs=1e-5)
+    # The test mAP in summary.json is what the Cartucho scorer reads from test/.
+    det_eval.main(det_eval.parse_args(["--gt", str(run / "test" / "ground-truth"),
+                                       "--dr", str(run / "test" / "detection-results"),
+                                       "--offset", "0"]))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"mAP = {100 * summary['test_map_voc12']:.2f}%"
+
+
+def test_folds_in_parallel_processes_match_the_sequential_run(cv_run, data_dir, tmp_path):
+    """--folds-parallel 2: each fold in its own process gives the sequential run's result."""
+    run, _ = cv_run
+    args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3",
+                                   "--epochs", "2", "--val-interval", "2",
+                                   "--out", str(tmp_path), "--name", "par",
+                                   "--folds-parallel", "2", *TINY])
+    summary = train_yolo3.main(args)
+    for k in (0, 1):
+        par = json.loads((tmp_path / "par" / f"set0_fold{k}" / "done.json").read_text())
+        seq = json.loads((run / f"set0_fold{k}" / "done.json").read_text())
+        assert par["best_epoch"] == seq["best_epoch"]
+        assert par["map_voc12"] == pytest.approx(seq["map_voc12"], abs=1e-6)
+        # Same data, seed and schedule: the same losses, up to the float summation order of
+        # one OpenMP thread per child against two here.
+        rows_par = _csv(tmp_path / "par" / f"set0_fold{k}" / "metrics.csv")
+        rows_seq = _csv(run / f"set0_fold{k}" / "metrics.csv")
+        for a, b in zip(rows_par, rows_seq):
+            for col in ("loss_obj", "loss_center", "loss_scale", "loss_cls", "lr"):
+                assert float(a[col]) == pytest.approx(float(b[col]), rel=1e-3), (k, col)
+        assert (tmp_path / "par" / f"set0_fold{k}" / "log.txt").is_file()
+    assert (tmp_path / "par" / "oof_detections.json").is_file()
+    assert "test_map_voc12" in summary
+
+
+def _rows(path):
+    return [int(r["epoch"]) for r in _csv(path)] if path.exists() else []
+
+
+def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
+    epochs = 3
+    cmd = [sys.executable, str(ROOT / "train_yolo3.py"), "--data", str(data_dir),
+           "--epochs", str(epochs), "--val-interval", "3", "--out", str(tmp_path),
+           "--name", "killed", *TINY]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        # Wait for a row and its checkpoint, so the resume starts from a checkpoint.
+        while not (run / "set0_fold0" / "checkpoints" / "last.json").exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (run / "summary.json").exists()
+    assert not (run / "set0_fold1" / "done.json").exists()
+    assert 1 <= len(_rows(run / "set0_fold0" / "metrics.csv"))
+    res = subprocess.run([sys.executable, str(ROOT / "train_yolo3.py"), "--resume", str(run),
+                          "--progress", "off"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for job in ("set0_fold0", "set0_fold1", "final"):
+        assert _rows(run / job / "metrics.csv") == list(range(epochs)), job
+        assert (run / job / "done.json").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_epochs"] == epochs
+    assert "resumed from" in (run / "log.txt").read_text()
+    assert list(run.glob("args.resume-*.json"))
