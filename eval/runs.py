@@ -214,28 +214,49 @@ class Run:
     def finish(self, summary):
         self.write_json("summary.json", summary)
         self.log.info("summary written to %s", self.dir / "summary.json")
+        self.close()
         return summary
+
+    def close(self):
+        """Stop writing this run's log.txt (the console and outer runs keep logging)."""
+        handler = getattr(self, "_log_handler", None)
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            self._log_handler = None
 
 
 def setup_logging(log_path=None, level=logging.INFO):
-    """Console + log file on the root logger, once per process (re-pointed on a new run)."""
+    """Console handler once per process, plus a file handler for ``log_path``.
+
+    Runs nest (demo.py calls the other scripts in-process): an inner run adds its own
+    log.txt while the outer one keeps receiving everything; :meth:`Run.finish` removes the
+    inner file handler again.
+    """
     root = logging.getLogger()
     root.setLevel(level)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    for h in list(root.handlers):
-        if getattr(h, "_run_handler", False):
-            root.removeHandler(h)
-            h.close()
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(fmt)
-    console._run_handler = True
-    root.addHandler(console)
+    if not any(getattr(h, "_run_console", False) for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(fmt)
+        console._run_console = True
+        root.addHandler(console)
     if log_path is not None:
-        fh = logging.FileHandler(log_path, encoding="utf-8")
-        fh.setFormatter(fmt)
-        fh._run_handler = True
-        root.addHandler(fh)
+        log_path = str(Path(log_path).resolve())
+        for h in root.handlers:
+            if getattr(h, "_run_file", None) == log_path:
+                return logging.getLogger(LOGGER_NAME)
+        handler = logging.FileHandler(log_path, encoding="utf-8")
+        handler.setFormatter(fmt)
+        handler._run_file = log_path
+        root.addHandler(handler)
     return logging.getLogger(LOGGER_NAME)
+
+
+def _file_handler(log_path):
+    log_path = str(Path(log_path).resolve())
+    return next((h for h in logging.getLogger().handlers
+                 if getattr(h, "_run_file", None) == log_path), None)
 
 
 def start(script, args, derived=None, rank=0):
@@ -270,6 +291,7 @@ def start(script, args, derived=None, rank=0):
     log_name = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
     log = setup_logging(directory / log_name)
     run = Run(directory, log)
+    run._log_handler = _file_handler(directory / log_name)
     if rank == 0:
         record = {"script": script, "argv": sys.argv, "options": _plain(vars(args)),
                   "derived": derived or {}}
