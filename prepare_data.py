@@ -116,13 +116,16 @@ def process_source(src, args, label_map, out_dir, taken):
     for side in sides:
         sid = base if side == "full" else f"{base}_{side}"
         x0, y0, x1, y1 = halves[side]
-        write_jpeg(out_dir / "JPEGImages" / f"{sid}.jpg", img[y0:y1, x0:x1], JPEG_QUALITY)
+        # out_dir is the staging folder: moving it in at the end is the atomic step.
+        write_jpeg(out_dir / "JPEGImages" / f"{sid}.jpg", img[y0:y1, x0:x1], JPEG_QUALITY,
+                   atomic=False)
         ref = {"L": "R", "R": "L"}.get(side)
         rx0 = ry0 = rw = rh = ""
         if ref:
             rx0, ry0, rx1, ry1 = halves[ref]
             rw, rh = rx1 - rx0, ry1 - ry0
-            write_jpeg(out_dir / "Reference" / f"{sid}.jpg", img[ry0:ry1, rx0:rx1], JPEG_QUALITY)
+            write_jpeg(out_dir / "Reference" / f"{sid}.jpg", img[ry0:ry1, rx0:rx1],
+                       JPEG_QUALITY, atomic=False)
         objs = [{"name": o["name"], "box": o["box"], "difficult": o["difficult"],
                  "truncated": 0} for o in per_half[side]]
         voc.write_voc(out_dir / "Annotations" / f"{sid}.xml", f"{sid}.jpg", x1 - x0, y1 - y0, objs)

@@ -122,6 +122,18 @@ def encode_jpeg(img, quality=JPEG_QUALITY):
     return buf.tobytes()
 
 
-def write_jpeg(path, img, quality=JPEG_QUALITY):
-    """Write a BGR image as JPEG atomically; returns the path."""
-    return atomic_write_bytes(path, encode_jpeg(img, quality))
+def write_jpeg(path, img, quality=JPEG_QUALITY, atomic=True):
+    """Write a BGR image as JPEG; returns the path.
+
+    ``atomic=True`` goes through a temporary file, fsync and rename. Callers that build a
+    whole folder in a staging place and move it in at the end (prepare_data.py) pass
+    False: the folder swap is their atomic step, and an fsync per image costs more than
+    the encoding.
+    """
+    path = Path(path)
+    data = encode_jpeg(img, quality)
+    if atomic:
+        return atomic_write_bytes(path, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

@@ -16,6 +16,7 @@ reported with its reason (nothing is dropped silently).
 """
 import logging
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def find_crop(grey, threshold=BORDER_THRESHOLD, column_fracs=COLUMN_FRACS,
         ``{"method": "scan"|"full", "reason": str or None, "hits": {edge: [positions]}}``.
     """
     if grey.ndim == 3:
-        grey = grey.max(axis=2)
+        # channel maximum; numpy's max over a length-3 last axis is ~30x slower than this
+        grey = cv2.max(cv2.max(grey[:, :, 0], grey[:, :, 1]), grey[:, :, 2])
     h, w = grey.shape
     hits = {"top": [], "bottom": [], "left": [], "right": []}
     # A panel edge must be followed by this many mostly-bright pixels (text is shorter).

@@ -178,3 +178,45 @@ def test_remove_ink_without_ink_returns_the_image():
     img = grey_image(np.random.default_rng(4))
     out, n = remove_ink(img)
     assert n == 0 and out is img
+
+
+def side_thickness_loop(mask, hole, x0, y0, x1, y1):
+    """The obvious per-row/per-column version of redbox._side_thickness."""
+    def run(line):
+        n = 0
+        for v in line:
+            if not v:
+                break
+            n += 1
+        return n
+    h, w = mask.shape
+    out = []
+    for side in ("left", "top", "right", "bottom"):
+        runs = []
+        if side in ("left", "right"):
+            for y in range(y0, y1 + 1):
+                if side == "left" and x0 > 0 and hole[y, x0]:
+                    runs.append(run(mask[y, x0 - 1::-1]))
+                elif side == "right" and x1 < w - 1 and hole[y, x1]:
+                    runs.append(run(mask[y, x1 + 1:]))
+        else:
+            for x in range(x0, x1 + 1):
+                if side == "top" and y0 > 0 and hole[y0, x]:
+                    runs.append(run(mask[y0 - 1::-1, x]))
+                elif side == "bottom" and y1 < h - 1 and hole[y1, x]:
+                    runs.append(run(mask[y1 + 1:, x]))
+        runs = [r for r in runs if r > 0]
+        out.append(float(np.median(runs)) if runs else 0.0)
+    return out
+
+
+def test_side_thickness_matches_loop():
+    from datasets.redbox import _holes, _side_thickness
+    rng = np.random.default_rng(12)
+    for trial in range(20):
+        mask = np.zeros((90, 120), np.uint8)
+        for b in random_boxes(rng, 3, 120, 90, lo=12, hi=40, gap=-5):
+            cv2.rectangle(mask, (b[0], b[1]), (b[2], b[3]), 1, int(rng.integers(1, 4)))
+        mask[rng.random(mask.shape) < 0.02] = 1           # ragged strokes
+        for rect, hole in _holes(mask):
+            assert _side_thickness(mask, hole, *rect) == side_thickness_loop(mask, hole, *rect)
