@@ -324,6 +324,12 @@ def test_cli_errors_name_file_and_line(tmp_path, files, where, message):
     assert where in str(e.value) and message in str(e.value)
 
 
+def test_numeric_difficult_flag_is_refused(tmp_path):
+    gt_dir = write_folder(tmp_path / "gt", {"a": "cat 1 2 30 40\ncat 1 2 30 40 1\n"})
+    with pytest.raises(FormatError, match="a.txt:2: 6 fields ending in '1'.*'difficult'"):
+        D.read_cartucho(gt_dir)
+
+
 def test_cli_error_exit_code(tmp_path):
     gt_dir = write_folder(tmp_path / "gt", {"a": "cat 1 2 3\n"})
     out = subprocess.run([sys.executable, "-m", "eval.detection", "--gt", str(gt_dir),
