@@ -167,12 +167,10 @@ def _read_text(path):
     # os.open/os.read skips the buffered-reader objects of open(); thousands of small files.
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = []
-        while True:
-            b = os.read(fd, 1 << 16)
-            if not b:
-                break
-            chunks.append(b)
+        chunks = [os.read(fd, 1 << 16)]
+        # a short read of a regular file means end of file: saves a syscall per small file
+        while len(chunks[-1]) == 1 << 16:
+            chunks.append(os.read(fd, 1 << 16))
     finally:
         os.close(fd)
     data = b"".join(chunks)

@@ -330,6 +330,14 @@ def test_numeric_difficult_flag_is_refused(tmp_path):
         D.read_cartucho(gt_dir)
 
 
+def test_files_larger_than_one_read(tmp_path):
+    lines = [f"cat {i} {i} {i + 10.5} {i + 20.25}\n" for i in range(5000)]  # > 64 KiB
+    gt_dir = write_folder(tmp_path / "gt", {"a": "".join(lines)})
+    gt, _, _ = D.read_cartucho(gt_dir)
+    assert len(gt["a"]["boxes"]) == 5000 and gt["a"]["boxes"][-1].tolist() == [
+        4999, 4999, 5009.5, 5019.25]
+
+
 def test_cli_error_exit_code(tmp_path):
     gt_dir = write_folder(tmp_path / "gt", {"a": "cat 1 2 3\n"})
     out = subprocess.run([sys.executable, "-m", "eval.detection", "--gt", str(gt_dir),
