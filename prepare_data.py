@@ -249,6 +249,7 @@ def main(args):
         raise ValueError(f"--raw {raw}: not a folder")
     state = _check_out(args, raw)
     out = Path(args.out)
+    created = not out.exists()
     stage = staging.start(out)
     runs.setup_logging(stage / "log.txt")
     handlers = [h for h in logging.getLogger().handlers if getattr(h, "_run_handler", False)]
@@ -268,6 +269,8 @@ def main(args):
         staging.install(stage, out, replace=OUTPUTS)
     except BaseException:
         staging.abandon(stage)
+        if created and not any(out.iterdir()):
+            out.rmdir()
         raise
     finally:
         for h in handlers:

@@ -21,8 +21,10 @@ This module keeps that recipe and makes it exact and robust:
   chroma only places it to +-0.5 px; along the stroke the (full-resolution) luma is the
   ink's constant grey while beside it is speckle, which pins the stroke to its pixels.
 * **Ink removal.** Everything reddish (a lower Cr threshold than detection) plus a margin is
-  inpainted (``cv2.inpaint``, Telea), and a ring around it is set to its luma, so no
-  chroma halo from JPEG's subsampled colour survives in a training image.
+  filled by mirroring the scene on both sides in across the stroke (diffusion inpainting such as
+  ``cv2.inpaint`` leaves a smooth frame on speckle, itself a cue a detector could learn),
+  and a ring around it is set to its luma, so no chroma halo from JPEG's subsampled colour
+  survives in a training image.
 """
 import logging
 import re
@@ -381,7 +383,72 @@ def _shift_note(note, dx, dy):
     return note[:m.start()] + f"({x}, {y})" + note[m.end():]
 
 
-def remove_ink(img, threshold=CR_INK, margin=2, ring=8):
+def _runs(mask, axis, reverse):
+    """Per pixel, how many masked pixels run from it (inclusive) along an axis."""
+    m = mask.astype(np.int32)
+    if axis == 1:
+        m = m.T
+    if reverse:
+        m = m[::-1]
+    out = np.zeros_like(m)
+    prev = np.zeros(m.shape[1], np.int32)
+    for i in range(m.shape[0]):
+        prev = (prev + 1) * m[i]
+        out[i] = prev
+    if reverse:
+        out = out[::-1]
+    return out.T if axis == 1 else out
+
+
+def _reflect_fill(img, mask):
+    """Fill a thin masked band with the scene mirrored in from both of its sides.
+
+    Across the band (the axis along which it is thinner at that pixel), a masked pixel at
+    distance d1 from one edge and d2 from the other takes the mirror images across both
+    edges, weighted d2 : d1. Speckle texture carries on through the band and the two sides
+    meet softly, where diffusion inpainting would leave a smooth frame a detector could
+    learn. Mirror sources that fall outside the window or on ink fall back to the edge pixel.
+    """
+    h, w = mask.shape
+    up, down = _runs(mask, 0, False), _runs(mask, 0, True)
+    left, right = _runs(mask, 1, False), _runs(mask, 1, True)
+    py, px = np.nonzero(mask)
+    vertical_span = up[py, px] + down[py, px]
+    horizontal_span = left[py, px] + right[py, px]
+    across_y = vertical_span <= horizontal_span
+    # edges (first unmasked pixel) on both sides, along the chosen axis
+    e1 = np.where(across_y, py - up[py, px], px - left[py, px])
+    e2 = np.where(across_y, py + down[py, px], px + right[py, px])
+    pos = np.where(across_y, py, px)
+    size = np.where(across_y, h, w)
+
+    def sample(edge):
+        src = 2 * edge - pos
+        src = np.where((src >= 0) & (src < size), src, edge)
+        src = np.clip(src, 0, size - 1)
+        sy, sx = np.where(across_y, src, py), np.where(across_y, px, src)
+        bad = mask[sy, sx] != 0
+        ey = np.clip(np.where(across_y, edge, py), 0, h - 1)
+        ex = np.clip(np.where(across_y, px, edge), 0, w - 1)
+        sy, sx = np.where(bad, ey, sy), np.where(bad, ex, sx)
+        return img[sy, sx].astype(np.float32), mask[sy, sx] == 0
+
+    v1, ok1 = sample(e1)
+    v2, ok2 = sample(e2)
+    d1 = (pos - e1).astype(np.float32)
+    d2 = (e2 - pos).astype(np.float32)
+    w1 = np.where(ok1, d2, 0.0)
+    w2 = np.where(ok2, d1, 0.0)
+    total = w1 + w2
+    value = np.where(total[:, None] > 0,
+                     (v1 * w1[:, None] + v2 * w2[:, None]) / np.maximum(total, 1e-6)[:, None],
+                     v1)
+    out = img.copy()
+    out[py, px] = np.clip(np.rint(value), 0, 255).astype(img.dtype)
+    return out
+
+
+def remove_ink(img, threshold=CR_INK, margin=1, ring=8, method="reflect"):
     """Paint out red ink.
 
     Parameters
@@ -392,39 +459,48 @@ def remove_ink(img, threshold=CR_INK, margin=2, ring=8):
         Cr threshold of what counts as ink (below the detection threshold, to catch JPEG's
         pink halo).
     margin : int
-        Pixels added around the ink before inpainting.
+        Pixels added around the ink before filling.
     ring : int
-        Width of the band around the inpainted area that is set to its luma (grey), where
-        JPEG's subsampled chroma bleeds.
+        Width of the band around the filled area that is set to its luma (grey): JPEG keeps
+        luma at full resolution, so there only the (subsampled) colour is wrong.
+    method : {"reflect", "telea"}
+        Fill by mirroring the texture beside the stroke (default), or OpenCV's Telea
+        inpainting (smooth; leaves a visible blurred outline on speckle).
 
     Returns
     -------
     clean : numpy.ndarray
-        Copy of ``img`` with the ink inpainted (``img`` itself if there is no ink).
+        Copy of ``img`` with the ink filled (``img`` itself if there is no ink).
     ink_pixels : int
-        Number of pixels inpainted.
+        Number of pixels filled.
     """
+    if method not in ("reflect", "telea"):
+        raise ValueError(f"method={method!r}; want 'reflect' or 'telea'")
     ink = (cr_channel(img) > threshold).astype(np.uint8)
     if not ink.any():
         return img, 0
     k = 2 * margin + 1
     area = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    k = 2 * (margin + ring) + 1
+    halo = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     clean = img.copy()
-    # Inpaint each patch of ink in its own window (inpainting the whole frame costs ~30 ms
-    # per megapixel even where there is nothing to do). Windows keep a margin of known
-    # pixels wider than the inpainting radius; ink of a neighbour inside a window is masked
-    # too, so no red is ever used as a source.
+    cv2.copyTo(grey, halo, clean)       # the ring first: it is the fill's source
+    # Each patch of ink in its own window (whole-frame passes cost ~30 ms per megapixel
+    # even where there is nothing to do); every window also masks any neighbouring ink,
+    # so red is never used as a source.
     n, _, stats, _ = cv2.connectedComponentsWithStats(area, connectivity=8)
     h, w = area.shape
-    pad = 3 * INPAINT_RADIUS
+    pad = 3 * INPAINT_RADIUS + 2 * margin + int(np.ceil(max(stats[1:, 2].min(),
+                                                            stats[1:, 3].min()) / 4))
+    pad = min(pad, 24)
     for c in range(1, n):
         x, y, bw, bh, _ = stats[c]
         x0, y0 = max(x - pad, 0), max(y - pad, 0)
         x1, y1 = min(x + bw + pad, w), min(y + bh + pad, h)
-        clean[y0:y1, x0:x1] = cv2.inpaint(clean[y0:y1, x0:x1], area[y0:y1, x0:x1],
-                                          INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    k = 2 * (margin + ring) + 1
-    halo = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    grey = cv2.cvtColor(cv2.cvtColor(clean, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    cv2.copyTo(grey, halo, clean)
+        win, m = clean[y0:y1, x0:x1], area[y0:y1, x0:x1]
+        if method == "reflect":
+            clean[y0:y1, x0:x1] = _reflect_fill(win, m)
+        else:
+            clean[y0:y1, x0:x1] = cv2.inpaint(win, m, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     return clean, int(area.sum())

@@ -174,6 +174,26 @@ def test_remove_ink_leaves_no_red_and_keeps_the_rest(quality):
     assert diff < 40
 
 
+def test_filled_strokes_keep_the_speckle_texture():
+    """Diffusion inpainting (cv2.inpaint) leaves a smooth frame where the box was, itself a
+    cue; the mirrored fill keeps the scene's texture in the band."""
+    rng = np.random.default_rng(13)
+    scene = grey_image(rng)
+    boxes = random_boxes(rng, 3, 320, 240)
+    img = draw(scene, boxes, (0, 0, 255), 3)
+    band = np.zeros(img.shape[:2], np.uint8)
+    for b in boxes:
+        cv2.rectangle(band, (b[0], b[1]), (b[2], b[3]), 1, 3)
+    band = band.astype(bool)
+    texture = float(scene[band].std())
+    mirrored = float(remove_ink(img)[0][band].std())
+    telea = float(remove_ink(img, method="telea")[0][band].std())
+    assert mirrored > 0.7 * texture, (mirrored, texture)
+    assert telea < 0.6 * texture, (telea, texture)
+    with pytest.raises(ValueError, match="method"):
+        remove_ink(img, method="blur")
+
+
 def test_remove_ink_without_ink_returns_the_image():
     img = grey_image(np.random.default_rng(4))
     out, n = remove_ink(img)
