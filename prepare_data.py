@@ -107,8 +107,11 @@ def process_source(src, args, label_map, out_dir, taken):
     per_half, box_events = preprocess.assign_boxes(data["objects"], (w, h), crop, halves)
     events += box_events
     base = raw_sources.slug(Path(src.rel).stem)
-    if base in taken:
+    if base in taken:  # same stem in another folder or with another extension
         base = raw_sources.slug(src.rel.replace("/", "_"))
+    n = 2
+    while base in taken:
+        base, n = f"{raw_sources.slug(Path(src.rel).stem)}-{n}", n + 1
     rows = []
     sides = [s for s, objs in per_half.items() if any(not o["difficult"] for o in objs)]
     if sides:

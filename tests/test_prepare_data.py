@@ -267,3 +267,17 @@ def test_groups_csv_keeps_patients_together(tmp_path):
     sp = json.loads((data / "splits.json").read_text())
     check_splits(sp, {r["id"]: r["group"] for r in rows})
     assert len({r["group"] for r in rows if r["id"] in sp["test"]}) == 1
+
+
+def test_same_stem_in_several_places_gets_unique_ids(tmp_path):
+    rng = np.random.default_rng(4)
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    for rel in ("a.jpg", "a.png", "sub/a.jpg", "a b.jpg"):
+        cv2.imwrite(str(raw / rel), dual_panel(rng, [[40, 50, 110, 120]]))
+    summary = run(raw, tmp_path / "data", "--folds", "2", "--test-frac", "0")
+    rows = manifest(tmp_path / "data")
+    ids = [r["id"] for r in rows]
+    assert summary["samples"] == 4 and len(set(ids)) == 4
+    assert {r["source"] for r in rows} == {"a.jpg", "a.png", "sub/a.jpg", "a b.jpg"}
+    assert all(i.isascii() and " " not in i for i in ids)
