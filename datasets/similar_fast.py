@@ -1,27 +1,31 @@
 """Batched window features for `datasets.similar.find_similar` (the fast path).
 
-Every function here returns, for a grid of same-sized windows of a reference region, what
-`datasets.similar.window_feature` gives for each masked window (up to float rounding),
+Every function here gives, for a grid of same-sized windows of a reference region, what
+`datasets.similar.window_feature` gives for each masked window (same numbers up to
+float rounding; the distances and the chosen window are tested against the loop),
 without computing each window from scratch:
 
-- HOG: gradients, orientation bins and per-bin integral images are computed once over the
-  search region; a window's 8x8 cell histograms are box sums of those. Only pixels whose
-  gradient changes inside a masked window (the window's 1-px frame, where scikit-image
-  zeroes the gradient, and a 1-px band around the blacked-out box) are recomputed per
-  window; cells fully inside the box are emptied with one more box sum. Block
-  normalisation (L2-Hys) is vectorised over all windows.
-- LBP: codes once over the region (translation-invariant, see `features.lbp`), per-cell
-  code histograms from integral images, pixels within R of the frame or the box
-  recomputed per window.
-- raw: ring-pixel sums of squares and cross-correlation with the template as exact
-  float64 sums of integers (integral images + einsum over strided window views).
-- pHash: area-resize and DCT are linear, and the mask is a rectangle, so the 8x8 DCT of
+- HOG (the default feature): gradients, their magnitude/bin (a table look-up: uint8
+  gradients are integers in [-255, 255]) and per-bin integral images once over the
+  region; cell histograms and L2-Hys blocks once on the lattice of window corners and
+  shared by every window containing them. Per window only what the mask changes: cells
+  holding the 1-px frame (skimage zeroes the gradient across the border; away from the
+  box these depend only on the window's row or column, so they are computed once per
+  row/column) and cells touching a 1-px band around the blacked-out box. The distance
+  comes from t.f and f.f summed over blocks, never building the windows' features.
+- LBP: codes once over the region (`features.lbp` is translation-invariant), per-cell
+  code counts from integral images on the corner lattice; ring pixels within R of the
+  border or the box are recomputed, grouped by which neighbour taps the mask removes.
+- raw: |t|^2, t.w and |w|^2 over the ring as exact integer sums (FFT correlation rounded,
+  integral image of squares): identical to the loop's numbers.
+- pHash: area-resize and DCT are linear and the mask is a rectangle, so the 8x8 DCT of
   every masked window is two separable matrix products over the region.
-- Canny: hysteresis is not local, so each window still runs cv2.Canny (C speed); only the
-  masking and the distance are batched.
+- Canny: hysteresis links edges across the window, so each window still runs cv2.Canny
+  (C speed); only masking and the distance are batched.
 
-Window grid: `wys` (ny,) and `wxs` (nx,) are window top-left corners in region
-coordinates; outputs are ordered row-major over (wys, wxs).
+Window grid: `wys` (ny,) and `wxs` (nx,) are evenly spaced window top-left corners in
+region coordinates (`region` holds integer pixel values 0..255); outputs are row-major
+over (wys, wxs).
 """
 import functools
 import logging
@@ -221,51 +225,87 @@ class _HogSearch:
         band &= ~((yy >= zy1) & (yy < zy2) & (xx >= zx1) & (xx < zx2))
         sel = frame | band
         k, y, x = kk[sel], yy[sel], xx[sel]
-        if not len(k):
-            return _clean(hist)
-
-        def keep(yn, xn):
-            ok = (yn >= 0) & (yn < h) & (xn >= 0) & (xn < w)
-            ok[ok] = self.mask[yn[ok], xn[ok]] > 0
-            return ok
-        # which neighbours the masked window still has, and skimage's zeroed border gradients
-        flags = np.stack([keep(y + 1, x), keep(y - 1, x), keep(y, x + 1), keep(y, x - 1),
-                          (y == 0) | (y == h - 1), (x == 0) | (x == w - 1)])
-        code = (flags * (1 << np.arange(6))[:, None]).sum(0)
-        img, hs_, ws_ = self.img, self.img.shape[0], self.img.shape[1]
-        cell_base = (np.arange(len(ci))[:, None, None] * ny + np.arange(ny)[None, :, None]) * nx
-        cell_base = (cell_base + np.arange(nx)[None, None, :]) * nb      # (K, ny, nx)
-        idx, wts = [], []
-        for c in np.unique(code):
-            # pixels sharing a neighbour pattern: their masked gradient is a function of the
-            # absolute position only, so compute it once on the rows x columns they visit
-            m = code == c
-            kd, ku, kr, kl, zr, zc = ((c >> b) & 1 for b in range(6))
-            pk, py, px = k[m], y[m], x[m]
-            rows = np.unique(wys[:, None] + py[None, :])
-            cols = np.unique(wxs[:, None] + px[None, :])
-            if zr:
-                g_row = np.zeros((len(rows), len(cols)), np.intp)
-            else:
-                g_row = (kd * img[np.minimum(rows + 1, hs_ - 1)][:, cols]
-                         - ku * img[np.maximum(rows - 1, 0)][:, cols])
-            if zc:
-                g_col = np.zeros((len(rows), len(cols)), np.intp)
-            else:
-                g_col = (kr * img[rows][:, np.minimum(cols + 1, ws_ - 1)]
-                         - kl * img[rows][:, np.maximum(cols - 1, 0)])
-            mag_e, bin_e = _hog_lookup(g_row, g_col)
-            mag_g, bin_g = self.mag[np.ix_(rows, cols)], self.bins[np.ix_(rows, cols)]
-            ri = np.searchsorted(rows, wys[:, None] + py[None, :])          # (ny, P)
-            ci_ = np.searchsorted(cols, wxs[:, None] + px[None, :])         # (nx, P)
-            grid = ri[:, None, :] * len(cols) + ci_[None, :, :]             # (ny, nx, P)
-            base = np.moveaxis(cell_base[pk], 0, -1)                       # (ny, nx, P)
-            idx += [base + bin_e.ravel()[grid], base + bin_g.ravel()[grid]]
-            wts += [mag_e.ravel()[grid], -mag_g.ravel()[grid]]
-        idx = np.concatenate([a.ravel() for a in idx])
-        wts = np.concatenate([a.ravel() for a in wts])
-        hist.reshape(-1)[:] += np.bincount(idx, wts, minlength=hist.size)
+        if len(k):
+            def keep(yn, xn):
+                ok = (yn >= 0) & (yn < h) & (xn >= 0) & (xn < w)
+                ok[ok] = self.mask[yn[ok], xn[ok]] > 0
+                return ok
+            # which neighbours the masked window still has; skimage's zeroed border gradients
+            flags = np.stack([keep(y + 1, x), keep(y - 1, x), keep(y, x + 1), keep(y, x - 1),
+                              (y == 0) | (y == h - 1), (x == 0) | (x == w - 1)])
+            code = (flags * (1 << np.arange(6))[:, None]).sum(0)
+            # frame rows and the box's top/bottom edges run along rows, the rest along
+            # columns; a pixel that keeps all four neighbours votes as in the region
+            along_row = ((y == 0) | (y == h - 1)
+                         | (np.isin(y, [iy1 - 1, iy1, iy2 - 1, iy2]) & (x >= ix1) & (x < ix2)))
+            changed = code != 0b001111
+            kmap = np.full((self.ncr, self.ncc), -1)
+            kmap[ci, cj] = np.arange(len(ci))
+            for horizontal in (True, False):
+                m = changed & (along_row if horizontal else ~along_row)
+                if m.any():
+                    self._runs(hist, kmap, y[m], x[m], code[m], horizontal)
         return _clean(hist)
+
+    def _runs(self, hist, kmap, py, px, code, horizontal):
+        """Add (masked - plain) votes of changed pixels, as straight runs, to `hist`.
+
+        Pixels are cut into runs along one row (or column) of the window with one
+        neighbour pattern. In every window of a grid row (column) a run covers the same
+        region row, shifted sideways, and its masked gradient depends only on the absolute
+        position: each run's votes are computed once on the region row(s) it visits,
+        prefix-summed per bin, and each window's cell gets the difference of two
+        prefixes. All runs go through the same few array operations.
+        """
+        cell, nb = features.HOG_CELL_PX, features.HOG_ORIENTATIONS
+        img, hs_, ws_ = self.img, self.img.shape[0], self.img.shape[1]
+        wys, wxs = self.wys, self.wxs
+        ny, nx = len(wys), len(wxs)
+        fixed, along = (py, px) if horizontal else (px, py)
+        shared, shift = (wys, wxs) if horizontal else (wxs, wys)
+        order = np.lexsort((along, code, fixed))
+        f_, a_, c_ = fixed[order], along[order], code[order]
+        new = np.r_[True, (f_[1:] != f_[:-1]) | (c_[1:] != c_[:-1]) | (a_[1:] != a_[:-1] + 1)]
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(a_)] - 1
+        r_fix, r_a, r_b, r_code = f_[starts], a_[starts], a_[ends] + 1, c_[starts]
+        n_runs, n = len(starts), len(shared)
+        r_len = r_b - r_a + (shift[-1] - shift[0])          # positions one run visits
+        seg = np.r_[0, np.cumsum(n * r_len)]                 # run r: n lines of r_len
+        e_run = np.repeat(np.arange(n_runs), n * r_len)
+        local = np.arange(seg[-1]) - seg[e_run]
+        e_fix = shared[local // r_len[e_run]] + r_fix[e_run]
+        e_along = shift[0] + r_a[e_run] + local % r_len[e_run]
+        yy, xx = (e_fix, e_along) if horizontal else (e_along, e_fix)
+        fl = (r_code[e_run][None, :] >> np.arange(6)[:, None]) & 1
+        g_row = (fl[0] * img[np.minimum(yy + 1, hs_ - 1), xx]
+                 - fl[1] * img[np.maximum(yy - 1, 0), xx]) * (1 - fl[4])
+        g_col = (fl[2] * img[yy, np.minimum(xx + 1, ws_ - 1)]
+                 - fl[3] * img[yy, np.maximum(xx - 1, 0)]) * (1 - fl[5])
+        mag_e, bin_e = _hog_lookup(g_row, g_col)
+        rows = np.arange(len(e_run))
+        delta = np.zeros((len(e_run) + 1, nb))
+        delta[rows + 1, bin_e] += mag_e
+        delta[rows + 1, self.bins[yy, xx]] -= self.mag[yy, xx]
+        pre = np.cumsum(delta, axis=0)        # pre[s + t] - pre[s]: first t votes of a line
+
+        # cells each run crosses and the stretch of the run inside each
+        j0, j1 = r_a // cell, (r_b - 1) // cell
+        n_j = j1 - j0 + 1
+        j_run = np.repeat(np.arange(n_runs), n_j)
+        jj = j0[j_run] + np.arange(n_j.sum()) - np.repeat(np.cumsum(n_j) - n_j, n_j)
+        lo = np.maximum(jj * cell, r_a[j_run]) - r_a[j_run]
+        hi = np.minimum(jj * cell + cell, r_b[j_run]) - r_a[j_run]
+        fix_cell = r_fix[j_run] // cell
+        ks = kmap[fix_cell, jj] if horizontal else kmap[jj, fix_cell]
+        start = seg[j_run][None, :] + np.arange(n)[:, None] * r_len[j_run][None, :]   # (n, J)
+        at = start[:, None, :] + (shift - shift[0])[None, :, None]                    # (n, m, J)
+        part = pre[at + hi] - pre[at + lo]                                            # (n, m, J, nb)
+        if not horizontal:
+            part = part.transpose(1, 0, 2, 3)                                         # (ny, nx, J, nb)
+        idx = ((ks[None, None, :] * ny + np.arange(ny)[:, None, None]) * nx
+               + np.arange(nx)[None, :, None])[..., None] * nb + np.arange(nb)
+        hist.reshape(-1)[:] += np.bincount(idx.ravel(), part.ravel(), minlength=hist.size)
 
     def side_cells(self):
         """Frame cells away from the box, shared by windows on the same row or column.
@@ -388,6 +428,9 @@ def hog_windows(region, mask, wys, wxs):
     return _l2hys(blocks).reshape(ny * nx, -1)
 
 
+_PLAIN, _ZERO, _WINDOW, _SIDE0 = 0, 1, 2, 3
+
+
 def hog_terms(region, mask, wys, wxs, template):
     """Dot products of the template HOG with every window's HOG, and the windows' norms.
 
@@ -411,7 +454,6 @@ def hog_terms(region, mask, wys, wxs, template):
     t = template.reshape(hs.nbr, hs.nbc, 4 * nb)
     changed, zero = hs.changed_cells()
     sides = hs.side_cells()
-    # cell kinds: 0 plain, 1 zero, 2 per-window, or a side whose variant covers it
     h, w = mask.shape
     iy1, ix1, iy2, ix2 = hs.inner
     y0, x0 = cell * np.arange(ncr), cell * np.arange(ncc)
@@ -422,16 +464,18 @@ def hog_terms(region, mask, wys, wxs, template):
           "left": np.ones(ncr, bool)[:, None] & (x0 == 0)[None, :],
           "right": np.ones(ncr, bool)[:, None] & (x0 + cell == w)[None, :]}
     n_sides = sum(v.astype(int) for v in on.values())
-    kind = np.where(zero, "zero", np.where(changed, "window", "plain")).astype(object)
-    for side, cells_on in on.items():
-        pure = changed & cells_on & (n_sides == 1) & ~near & (side in sides)
-        kind[pure] = side
+    # integer cell kinds: PLAIN, ZERO, WINDOW, then one per side with a shared variant
+    side_names = list(sides)
+    kind = np.where(zero, _ZERO, np.where(changed, _WINDOW, _PLAIN))
+    for n_side, side in enumerate(side_names):
+        kind[changed & on[side] & (n_sides == 1) & ~near] = _SIDE0 + n_side
+    # each block's four cell kinds, as a bit set
+    bits = 1 << kind
+    b_set = bits[:-1, :-1] | bits[:-1, 1:] | bits[1:, :-1] | bits[1:, 1:]
 
     tw = np.zeros((ny, nx))
     ww = np.zeros((ny, nx))
-    blocks_kind = [[{kind[i, j], kind[i, j + 1], kind[i + 1, j], kind[i + 1, j + 1]}
-                    for j in range(hs.nbc)] for i in range(hs.nbr)]
-    plain = np.array([[k == {"plain"} for k in row] for row in blocks_kind])
+    plain = b_set == 1 << _PLAIN
     tw += np.einsum("yxijd,ijd->yx", hs.lattice_view(hs.blocks, hs.nbr, hs.nbc),
                     np.where(plain[..., None], t, 0.0))
     ww += np.einsum("yxij,ij->yx", hs.lattice_view(hs.block_sq, hs.nbr, hs.nbc),
@@ -439,8 +483,10 @@ def hog_terms(region, mask, wys, wxs, template):
 
     # blocks of plain cells and one side's cells: normalised once per window row/column
     c = hs.cells
-    for side in sides:
-        sel = np.array([[k - {"plain"} == {side} for k in row] for row in blocks_kind])
+    side_blocks = np.zeros(b_set.shape, bool)
+    for n_side, side in enumerate(side_names):
+        sel = (b_set | 1 << _PLAIN) == (1 << _PLAIN | 1 << (_SIDE0 + n_side))
+        side_blocks |= sel
         if not sel.any():
             continue
         v = sides[side]
@@ -468,9 +514,7 @@ def hog_terms(region, mask, wys, wxs, template):
         ww += np.einsum("yxkd,yxkd->yx", blk[idx], blk[idx])
 
     # everything else: cells per window, blocks normalised per window
-    per_win = np.array([[not (k <= {"plain"} or k <= {"zero"}
-                              or (len(k - {"plain"}) == 1 and (k - {"plain"}) <= set(sides)))
-                         for k in row] for row in blocks_kind], bool)
+    per_win = ~plain & ~side_blocks & (b_set != 1 << _ZERO)
     if per_win.any():
         bi, bj = np.nonzero(per_win)
         need = np.zeros((ncr, ncc), bool)
@@ -482,15 +526,15 @@ def hog_terms(region, mask, wys, wxs, template):
         pos[ni, nj] = np.arange(len(ni))
         cells = np.empty((len(ni), ny, nx, nb))
         kinds = kind[ni, nj]
-        sel = kinds == "window"
+        sel = kinds == _WINDOW
         if sel.any():
             cells[sel] = hs.exact_cells(ni[sel], nj[sel])
-        cells[kinds == "zero"] = 0.0
-        sel = kinds == "plain"
+        cells[kinds == _ZERO] = 0.0
+        sel = kinds == _PLAIN
         if sel.any():
             cells[sel] = hs.lattice_cells(ni[sel], nj[sel], hs.cells)
-        for k in np.flatnonzero(np.isin(kinds, list(sides))):
-            cells[k] = hs.side_cell(sides, kinds[k], ni[k], nj[k])
+        for k in np.flatnonzero(kinds >= _SIDE0):
+            cells[k] = hs.side_cell(sides, side_names[kinds[k] - _SIDE0], ni[k], nj[k])
         slots = [pos[bi, bj], pos[bi, bj + 1], pos[bi + 1, bj], pos[bi + 1, bj + 1]]
         t_slots = t[bi, bj].reshape(len(bi), 4, nb)
         dt, dd = _l2hys_terms(cells, slots, t_slots)
