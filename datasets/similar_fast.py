@@ -150,10 +150,9 @@ class _HogSearch:
         g_row[1:-1] = img[2:] - img[:-2]
         g_col[:, 1:-1] = img[:, 2:] - img[:, :-2]
         self.mag, self.bins = _hog_lookup(g_row, g_col)
-        self.abs_row, self.abs_col = np.abs(g_row), np.abs(g_col)
-        self.row_pos = g_row > 0
-        planes = np.zeros((hs * ws, nb))
-        planes[np.arange(hs * ws), self.bins.ravel()] = self.mag.ravel()
+        self.g_row, self.g_col = g_row, g_col
+        planes = np.zeros(hs * ws * nb)
+        planes[np.arange(0, hs * ws * nb, nb) + self.bins.ravel()] = self.mag.ravel()
         self.ii = cv2.integral(planes.reshape(hs, ws, nb), sdepth=cv2.CV_64F)  # (hs+1, ws+1, nb)
 
         # window corners are evenly spaced: cells live on a lattice of step g
@@ -345,15 +344,15 @@ class _HogSearch:
                 continue
             y = self.wys + row
             cy = (self.wys + cell * (0 if side == "top" else self.ncr - 1)) // g
-            out[side] = variant(self.abs_col[y], b0, self.mag[y], self.bins[y],
+            out[side] = variant(np.abs(self.g_col[y]), b0, self.mag[y], self.bins[y],
                                 self.cell_sums[cy], lx_n)
         for side, col in (("left", 0), ("right", w - 1)):
             if side == "right" and cell * self.ncc != w:
                 continue
             x = self.wxs + col
             cx = (self.wxs + cell * (0 if side == "left" else self.ncc - 1)) // g
-            add_bin = np.where(self.row_pos[:, x].T, b_up, b_dn)
-            out[side] = variant(self.abs_row[:, x].T, add_bin, self.mag[:, x].T,
+            add_bin = np.where(self.g_row[:, x].T > 0, b_up, b_dn)
+            out[side] = variant(np.abs(self.g_row[:, x].T), add_bin, self.mag[:, x].T,
                                 self.bins[:, x].T, self.cell_sums[:, cx].transpose(1, 0, 2),
                                 ly_n)
         return out
@@ -554,15 +553,13 @@ def _l2hys_terms(cells, slots, t_slots, eps=1e-5):
     t_slots : (K, 4, nb) template blocks.
     """
     sq = np.einsum("kyxd,kyxd->kyx", cells, cells)
-    inv1 = 1.0 / np.sqrt(sq[slots[0]] + sq[slots[1]] + sq[slots[2]] + sq[slots[3]] + eps ** 2)
-    clip_sq = np.zeros(inv1.shape)
-    clip_t = np.zeros(inv1.shape)
-    for s, idx in enumerate(slots):
-        v = cells[idx]
-        v *= inv1[..., None]
-        np.minimum(v, 0.2, out=v)
-        clip_sq += np.einsum("kyxd,kyxd->kyx", v, v)
-        clip_t += np.einsum("kyxd,kd->kyx", v, t_slots[:, s])
+    slots = np.stack(slots)                                     # (4, K)
+    inv1 = 1.0 / np.sqrt(sq[slots].sum(0) + eps ** 2)           # (K, ny, nx)
+    v = cells[slots]                                            # (4, K, ny, nx, nb)
+    v *= inv1[None, ..., None]
+    np.minimum(v, 0.2, out=v)
+    clip_sq = np.einsum("skyxd,skyxd->kyx", v, v)
+    clip_t = np.einsum("skyxd,ksd->kyx", v, t_slots)
     n2sq = clip_sq + eps ** 2
     return (clip_t / np.sqrt(n2sq)).sum(0), (clip_sq / n2sq).sum(0)
 

@@ -111,6 +111,8 @@ CASES = [  # (seed, box, context, radius, stride, reference shape or None)
     (3, (40.0, 20.0, 43.0, 22.0), 0.5, 10, 5, None),       # tiny box
     (4, (10.0, 35.0, 75.0, 60.0), 0.3, 6, 2, (90, 82)),    # wide box, dense stride
     (5, (3.0, 2.0, 80.0, 88.0), 0.5, 8, 4, None),          # ring clipped on every side
+    (6, (30.0, 30.0, 50.0, 52.0), 0.5, 3, 4, None),        # radius < stride: one window
+    (7, (20.0, 25.0, 44.0, 49.0), 0.5, 16, 8, (88, 80)),   # stride = HOG cell
 ]
 
 
