@@ -19,8 +19,19 @@ Geometry (all boxes (x1, y1, x2, y2), x2/y2 exclusive, pixels):
   the smallest dx^2 + dy^2 wins, then the smallest (dy, dx) (row-major). The fast and the
   loop path share this rule.
 
-`find_similar` is the fast path; `find_similar_loop` computes the same thing window by
-window with the functions in `datasets.features` and is its test and benchmark reference.
+What is compared (template and every window alike, after blacking out the box):
+- hog: scikit-image HOG of the masked window (9 bins, 8x8 cells, 2x2 blocks, L2-Hys);
+- phash: 64 bits, area-resize to 32x32, 2-D DCT, top-left 8x8 >= their mean (notes 002);
+- lbp: per-8x8-cell histograms of uniform LBP codes (P=8, R=2) over the ring pixels;
+- canny: cv2.Canny edges (50/150) at the ring pixels;
+- raw: the ring's grey values.
+Default distances: hog->euclidean, phash->hamming, lbp->euclidean, canny->jaccard,
+raw->mse (VALID_DISTANCES lists the accepted pairs).
+
+`find_similar` is the fast path (`datasets.similar_fast`: features once over the search
+region, exact per-window work only where the mask or the window border changes them);
+`find_similar_loop` computes the same thing window by window with the functions in
+`datasets.features` and is its test and benchmark reference (bench/bench_search.py).
 """
 import dataclasses
 import logging
