@@ -36,6 +36,7 @@ region, exact per-window work only where the mask or the window border changes t
 import dataclasses
 import logging
 import math
+import numbers
 
 import cv2
 import numpy as np
@@ -144,7 +145,8 @@ def grow_box(box, context, shape):
     -------
     (x1, y1, x2, y2) ints, at least MIN_TEMPLATE_PX on each side (if the image allows).
     """
-    if not (isinstance(context, (int, float)) and math.isfinite(context) and context >= 0):
+    if (isinstance(context, bool) or not isinstance(context, numbers.Real)
+            or not math.isfinite(context) or context < 0):
         raise ValueError(f"context: want a finite number >= 0, got {context!r}")
     x1, y1, x2, y2 = box
     h, w = shape

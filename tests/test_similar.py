@@ -64,6 +64,8 @@ def test_grow_box_margins_clip_and_min_size():
     assert x1 <= 50 and x2 >= 54
     with pytest.raises(ValueError, match="context"):
         similar.grow_box((0, 0, 10, 10), -0.1, (50, 50))
+    # numpy scalars (as read back from arrays or JSON via numpy) are numbers too
+    assert similar.grow_box((40, 50, 60, 90), np.float32(0.5), (200, 200)) == (30, 30, 70, 110)
 
 
 def test_pixel_box_rounds_outwards_and_rejects_bad_boxes():
