@@ -10,25 +10,39 @@ epochs (no selection on the test split either way). Artefacts: docs/CONTRACTS.md
 
     python train_yolo3.py --data DATA --grid "lr=1e-3,5e-4;epochs=30,60" --gpus 0
 """
-import argparse
-import copy
-import json
-import logging
 import os
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
-import mxnet as mx
+if os.environ.get("DMLC_ROLE") in ("server", "scheduler"):
+    # A dist kvstore server runs inside `import mxnet` (kvstore_server.py, reached through
+    # mxnet.contrib before mxnet/__init__ gets to lr_scheduler) and unpickles the optimizer
+    # there, schedule included; models.schedules then finds no mx.lr_scheduler and the
+    # server dies ("init N first"). Import MXNet as a worker, then run the role.
+    _role = os.environ["DMLC_ROLE"]
+    os.environ["DMLC_ROLE"] = "worker"
+    import mxnet  # noqa: E402
+    import models.schedules  # noqa: E402,F401
+    os.environ["DMLC_ROLE"] = _role
+    from mxnet.kvstore.kvstore_server import _init_kvstore_server_module  # noqa: E402
+    _init_kvstore_server_module()  # serves until the workers finish, then exits
 
-from datasets import detection_data as dd
-from eval import cv, runs
-from eval import detection as det_eval
-from models import devices, grid, schedules, yolo, yolo_train
-from models.epochs import fit
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import mxnet as mx  # noqa: E402
+
+from datasets import detection_data as dd  # noqa: E402
+from eval import cv, runs  # noqa: E402
+from eval import detection as det_eval  # noqa: E402
+from models import devices, grid, schedules, yolo, yolo_train  # noqa: E402
+from models.epochs import fit  # noqa: E402
 
 SCRIPT = "train_yolo3"
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
@@ -174,6 +188,10 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
         sampler.set_epoch(epoch)
         row = yolo_train.train_epoch(net, trainer, loader, ctx, epoch, kv.num_workers,
                                      args.amp, progress, desc=name)
+        if kv.distributed:
+            # The schedule runs on the servers; trainer.learning_rate is the worker's stale
+            # copy (MXNET_TRAPS 36). Report the schedule's LR at the epoch's last update.
+            row["lr"] = sched.lr_at((epoch + 1) * ipe - 1)
         row.update(map_voc12=None, map_voc07=None)  # fixes the CSV columns on epoch 0
         return row
 

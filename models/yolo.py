@@ -114,6 +114,10 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
         # initialize() warns about the backbone parameters that are already loaded.
         warnings.simplefilter("ignore")
         net.initialize(ctx=ctx)
+    # Finish Gluon's deferred initialisation now: a dist kvstore pushes the initial weights
+    # before the first training step, and save_parameters needs concrete shapes.
+    ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
+    net(mx.nd.zeros((1, 3, 64, 64), ctx=ctx0))
     if init_params:
         load_params(net, init_params, ctx)
     if focal_alpha is not None or focal_gamma is not None:

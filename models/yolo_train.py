@@ -103,10 +103,12 @@ def make_trainer(net, lr_scheduler, kvstore="device", wd=5e-4, momentum=0.9, amp
     if amp:
         from mxnet.contrib import amp as mx_amp
         mx_amp.init_trainer(trainer)
-    if not isinstance(kvstore, str) and "dist" in kvstore.type:
+    if amp and not isinstance(kvstore, str) and "dist" in kvstore.type:
         # Push the initial weights and wait before any gradient goes out: with
         # update_on_kvstore=False (forced by AMP) the async initial pull otherwise races the
-        # first push on the same key (MXNET_TRAPS 35).
+        # first push on the same key (MXNET_TRAPS 35). Not with update_on_kvstore=True: the
+        # optimizer would reach the servers with rescale_grad=1 and the first step(batch)
+        # would raise "Possible change in the batch_size" (TRAPS 34); the lazy path is safe.
         trainer._init_kvstore()
         trainer._init_params()
         mx.nd.waitall()
