@@ -7,13 +7,15 @@ detection, one Python IoU loop per ground-truth box), and a process that only re
 file (the floor). The mAPs must agree before any speed is reported.
 
 Usage: python bench/bench_map.py --n 20000 [--seed 0] [--repeat 3] [--min-ratio 10]
-Last line: ``ratio: X`` (baseline seconds / CLI seconds, medians).
+Last line: ``ratio: X`` (baseline wall seconds / CLI wall seconds, medians); the line before
+gives the same ratio in CPU seconds, steadier on a shared machine.
 """
 import argparse
 import glob
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -210,13 +212,20 @@ def read_all(gt_dir, dr_dir):
 
 
 # --------------------------------------------------------------------------- timing
+def _cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _timed(cmd, cwd=ROOT):
+    """Wall seconds, CPU seconds (user + system of the child) and stdout of one process."""
+    c0 = _cpu_children()
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
-    return dt, out.stdout
+    return dt, _cpu_children() - c0, out.stdout
 
 
 def _map_of(stdout):
@@ -285,11 +294,13 @@ def main(args):
         floor = [py, os.path.abspath(__file__), "--run-floor", gt_dir, dr_dir]
         _timed(floor)  # warm the page cache so every contender reads from memory
         times = {"cli": [], "baseline": [], "floor": []}
+        cpu = {"cli": [], "baseline": [], "floor": []}
         outs = {}
         for _ in range(args.repeat):
             for name, cmd in (("floor", floor), ("cli", cli), ("baseline", base)):
-                dt, outs[name] = _timed(cmd)
+                dt, ct, outs[name] = _timed(cmd)
                 times[name].append(dt)
+                cpu[name].append(ct)
         cli_map, base_map = _map_of(outs["cli"]), _map_of(outs["baseline"])
         with open(os.path.join(root, "result.json")) as f:
             cli_exact = json.load(f)["map_voc12"]
@@ -301,6 +312,7 @@ def main(args):
             print("MISMATCH: the two mAPs differ; no ratio reported")
             sys.exit(2)
         med = {k: statistics.median(v) for k, v in times.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
         # where the CLI's time goes, in this process (imports are not counted)
         sys.path.insert(0, ROOT)
         from eval import detection
@@ -309,19 +321,22 @@ def main(args):
         t1 = time.perf_counter()
         detection._evaluate_tables(gt_t, dr_t, classes, 0.5, args.offset, "stable")
         t2 = time.perf_counter()
-        print(f"floor (read every file, whole process): {med['floor']:.3f} s  "
-              f"runs {['%.3f' % t for t in times['floor']]}")
-        print(f"cli (whole process):                    {med['cli']:.3f} s  "
-              f"runs {['%.3f' % t for t in times['cli']]}")
-        print(f"baseline (whole process):               {med['baseline']:.3f} s  "
-              f"runs {['%.3f' % t for t in times['baseline']]}")
-        print(f"cli in-process: read+parse {t1 - t0:.3f} s, match+AP {t2 - t1:.3f} s")
-        print(f"cli / floor: {med['cli'] / med['floor']:.2f}")
+        load = os.getloadavg()[0]
+        print(f"load average (1 min) {load:.2f} on {os.cpu_count()} cpus: wall times of a "
+              f"shared machine vary; CPU seconds (user + system) vary less")
+        for name, label in (("floor", "floor (read every file)"), ("cli", "cli"),
+                            ("baseline", "baseline")):
+            print(f"{label + ', whole process:':34s} wall {med[name]:7.3f} s  cpu "
+                  f"{med_cpu[name]:7.3f} s  wall runs {['%.2f' % t for t in times[name]]}")
+        print(f"cli in-process (wall): read+parse {t1 - t0:.3f} s, match+AP {t2 - t1:.3f} s")
+        print(f"cli / floor: wall {med['cli'] / med['floor']:.2f}, "
+              f"cpu {med_cpu['cli'] / med_cpu['floor']:.2f}")
+        print(f"cpu ratio: {med_cpu['baseline'] / med_cpu['cli']:.2f}")
         ratio = med["baseline"] / med["cli"]
         print(f"ratio: {ratio:.2f}")
         if args.min_ratio is not None and ratio < args.min_ratio:
             sys.exit(1)
-        return {"ratio": ratio, **med}
+        return {"ratio": ratio, "cpu_ratio": med_cpu["baseline"] / med_cpu["cli"], **med}
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -94,4 +94,3 @@ def test_cv_plot(tmp_path):
             for s, lr in enumerate([1e-3, 5e-4, 1e-4]) for k in range(5)]
     rows.append({"set": 3, "fold": 0, "params": "broken", "map_voc12": None})  # skipped
     assert_png(plots.plot_cv(rows, tmp_path / "cv.png"))
-    assert_png(plots.plot_cv(rows, tmp_path / "cv07.png", metric="map_voc07"))
