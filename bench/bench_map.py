@@ -6,7 +6,12 @@ baseline (the Cartucho tool's algorithm: per-image ground-truth JSON files reloa
 detection, one Python IoU loop per ground-truth box), and a process that only reads every
 file (the floor). The mAPs must agree before any speed is reported.
 
-Usage: python bench/bench_map.py --n 20000 [--seed 0] [--repeat 3] [--min-ratio 10]
+The baseline's JSON files go to --tmp (default /dev/shm, memory): the conservative setting.
+``--tmp /tmp`` keeps them on disk as the tool does (its .temp_files/ folder); disk writes
+make the baseline about 2.5x slower in CPU time here and far slower in wall time when other
+jobs use the disk.
+
+Usage: python bench/bench_map.py --n 20000 [--seed 0] [--repeat 3] [--tmp DIR] [--min-ratio 10]
 Last line: ``ratio: X`` (baseline wall seconds / CLI wall seconds, medians); the line before
 gives the same ratio in CPU seconds, steadier on a shared machine.
 """

@@ -18,9 +18,10 @@ Conventions (checked against GluonCV and the VOC devkit in tests/test_eval_detec
 Command line (Cartucho folder layout, see eval/detection_io.py)::
 
     python -m eval.detection --gt GT_DIR --dr DR_DIR [--metric voc12|voc07] [--iou 0.5]
-        [--offset 0|1] [--json OUT] [--plots DIR]
+        [--offset 0|1] [--ties stable|gluoncv] [--classes a,b] [--json OUT] [--plots DIR]
 
-prints ``CLASS: XX.XX%`` per class and, last, ``mAP = XX.XX%``. numpy only (no MXNet).
+prints ``CLASS: XX.XX%`` per class and, last, ``mAP = XX.XX%``. ``--gt`` may also be a folder
+of VOC XML files and ``--dr`` a detections JSON file. numpy only (no MXNet).
 """
 import argparse
 import logging
