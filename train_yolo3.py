@@ -47,8 +47,8 @@ from models.epochs import fit  # noqa: E402
 SCRIPT = "train_yolo3"
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
-             "data_shape", "wd", "momentum", "focal_alpha", "focal_gamma", "no_random_shape",
-             "no_extra_augment")
+             "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
+             "no_random_shape", "no_extra_augment")
 # Options a resumed run takes from its args.json; giving a different value is refused.
 FIXED_ON_RESUME = GRID_KEYS + ("data", "grid", "network", "pretrained_base", "init_params",
                                "classes", "seed", "val_interval", "score_thresh", "top_k",
@@ -80,6 +80,9 @@ def build_parser():
     g.add_argument("--no-extra-augment", action="store_true",
                    help="skip datasets.augment.ExtraAugment (rotation, noise, brightness, "
                         "contrast, sharpness) before GluonCV's transform")
+    g.add_argument("--max-side", type=int, default=-1,
+                   help="shrink training images to this longer side (px) before augmenting; "
+                        "-1 = the largest training input size, 0 = never (default %(default)s)")
     g.add_argument("--wd", type=float, default=5e-4, help="weight decay (default %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default %(default)s)")
     g.add_argument("--num-workers", type=int, default=1,
@@ -168,7 +171,9 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     yolo_train.seed_all(seed)
     net = yolo.build(p.network, data.classes, p.pretrained_base, p.init_params, p.focal_alpha,
                      p.focal_gamma, ctx)
-    train_set = data.subset(train_ids, seed)
+    max_side = max(dd.random_shapes(p.data_shape, not p.no_random_shape)) \
+        if p.max_side < 0 else p.max_side
+    train_set = data.subset(train_ids, seed, max_side)
     sampler = dd.SplitSampler(len(train_set), kv.num_workers, kv.rank, seed)
     batch = min(p.batch_size, len(sampler))
     ipe = len(sampler) // batch
@@ -178,7 +183,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
                                       args.amp)
     loader = dd.train_loader(train_set, transforms, batch, args.num_workers, sampler)
     log.info("%s: %d training images (%d on this worker), batch %d, %d iterations/epoch, "
-             "%s", name, len(train_set), len(sampler), batch, ipe, sched)
+             "max side %s, %s", name, len(train_set), len(sampler), batch, ipe, max_side, sched)
     gt = data.ground_truth(val_ids) if val_ids else None
     # One validation loader per job (gluon's DataLoader runs gc.collect() in __init__).
     vloader = dd.val_loader(data.subset(val_ids), p.data_shape, p.batch_size, 0) if gt else None
@@ -431,4 +436,9 @@ def plot_cv(run, rows):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except Exception:
+        # Into log.txt as well as onto the console.
+        logging.getLogger(SCRIPT).exception("train_yolo3 failed")
+        raise

@@ -30,13 +30,19 @@ class RecordSubset(gluon.data.Dataset):
     augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn). ``__getitem__``
     reseeds ``random``, ``numpy`` and ``mx.random`` once per new process, from ``seed`` and
     the pid. The creating process keeps its state, so 0-worker runs stay reproducible.
+
+    ``max_side`` shrinks larger images (boxes scaled alike) before any augmentation: GluonCV's
+    train transform colour-jitters, expands (up to 4x) and crops at full resolution and only
+    then resizes to the input size, so on ~500 px halves trained at 128-256 px most of the
+    loader's time went into pixels that the final resize throws away.
     """
 
-    def __init__(self, records, indices, seed=0):
+    def __init__(self, records, indices, seed=0, max_side=None):
         self._records = records
         self._indices = list(indices)
         self._seed = int(seed)
         self._pid = os.getpid()
+        self._max_side = int(max_side) if max_side else None
 
     def __len__(self):
         return len(self._indices)
@@ -54,7 +60,24 @@ class RecordSubset(gluon.data.Dataset):
 
     def __getitem__(self, i):
         self._reseed_if_forked()
-        return self._records[self._indices[i]]
+        img, label = self._records[self._indices[i]]
+        if self._max_side:
+            img, label = shrink(img, label, self._max_side)
+        return img, label
+
+
+def shrink(img, label, max_side):
+    """Resize ``img`` (HWC NDArray) so its longer side is at most ``max_side`` (area
+    interpolation), scaling the ``x1, y1, x2, y2`` columns of ``label`` alike."""
+    h, w = img.shape[:2]
+    scale = max_side / float(max(h, w))
+    if scale >= 1:
+        return img, label
+    nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    label = np.array(label, dtype=np.float32, copy=True)
+    label[:, (0, 2)] *= nw / float(w)
+    label[:, (1, 3)] *= nh / float(h)
+    return mx.image.imresize(img, nw, nh, interp=3), label
 
 
 class DetectionData:
@@ -86,10 +109,10 @@ class DetectionData:
         self._make_net = make_transform_net
         self._transforms = {}
 
-    def subset(self, sample_ids, seed=0):
+    def subset(self, sample_ids, seed=0, max_side=None):
         """``RecordSubset`` of the given sample ids (in that order)."""
         from im2rec_tools.records import subset_indices
-        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed)
+        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side)
 
     def transforms(self, data_shape, random_shape=True, extra=None):
         """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``."""

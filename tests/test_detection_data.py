@@ -169,3 +169,18 @@ def test_random_shapes():
 def test_train_loader_refuses_a_batch_larger_than_the_data(data):
     with pytest.raises(ValueError, match="exceeds"):
         dd.train_loader(data.subset(data.ids[:3]), [None], 4)
+
+
+def test_max_side_shrinks_image_and_boxes_alike(data):
+    full = data.subset(data.ids[:3])
+    small = data.subset(data.ids[:3], max_side=48)
+    for k in range(3):
+        (img, label), (simg, slabel) = full[k], small[k]
+        h, w = img.shape[:2]
+        sh, sw = simg.shape[:2]
+        assert max(sh, sw) == 48
+        np.testing.assert_allclose(slabel[:, (0, 2)], label[:, (0, 2)] * sw / w, rtol=1e-5)
+        np.testing.assert_allclose(slabel[:, (1, 3)], label[:, (1, 3)] * sh / h, rtol=1e-5)
+        np.testing.assert_array_equal(slabel[:, 4:], label[:, 4:])
+    big = data.subset(data.ids[:1], max_side=10000)[0]
+    assert big[0].shape == full[0][0].shape  # never enlarged
