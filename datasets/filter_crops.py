@@ -250,12 +250,19 @@ def crops_for_detections(lesion_gray, reference_gray, boxes, search_kwargs, size
     crops : ndarray of uint8, shape (N, size, size, 3)
     matches : list of Match, one per box
     """
-    from datasets.similar import find_similar
+    from datasets.similar import Match, NoRingError, find_similar, pixel_box
     boxes = clip_boxes(boxes, lesion_gray.shape)
     crops = np.zeros((len(boxes), size, size, 3), np.uint8)
     matches = []
     for i, box in enumerate(boxes):
-        match = find_similar(lesion_gray, reference_gray, tuple(box), **search_kwargs)
+        try:
+            match = find_similar(lesion_gray, reference_gray, tuple(box), **search_kwargs)
+        except NoRingError:
+            # A box filling the half (an untrained detector's favourite) has no surroundings
+            # to search with: compare it with the same place, as the panels are aligned.
+            shape = tuple(min(a, b) for a, b in zip(lesion_gray.shape, reference_gray.shape))
+            pb = tuple(int(v) for v in pixel_box(box, shape))
+            match = Match(box=pb, dx=0, dy=0, distance=float("nan"), query_box=pb)
         crops[i] = fuse_crop(lesion_gray, reference_gray, box, match, size)
         matches.append(match)
     return crops, matches

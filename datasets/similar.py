@@ -62,6 +62,10 @@ VALID_DISTANCES = {
 DEFAULT_DISTANCE = {f: v[0] for f, v in VALID_DISTANCES.items()}
 
 
+class NoRingError(ValueError):
+    """The grown box leaves no ring to compare (the box fills the half)."""
+
+
 @dataclasses.dataclass
 class Match:
     """Best window of a similar-region search.
@@ -220,7 +224,7 @@ def _plan(lesion_gray, reference_gray, box, context, search_radius, stride):
     ix1, iy1, ix2, iy2 = inner
     mask = ring_mask(oy2 - oy1, ox2 - ox1, (ix1 - ox1, iy1 - oy1, ix2 - ox1, iy2 - oy1))
     if not mask.any():
-        raise ValueError(f"box {tuple(box)} leaves no ring around it (pixel box {inner}, "
+        raise NoRingError(f"box {tuple(box)} leaves no ring around it (pixel box {inner}, "
                          f"grown box {outer}, context={context}): use context > 0 or a box "
                          f"smaller than the half")
     k = int(search_radius) // int(stride)
