@@ -214,3 +214,44 @@ def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
     assert [(m.dx, m.dy) for m in matches] == [(r["dx"], r["dy"]) for r in mine]
     scores = filter_net.score_crops(net, crops)
     np.testing.assert_allclose(scores, [float(r["filter_score"]) for r in mine], atol=1e-5)
+
+
+def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp_path):
+    """The detector's test, for the filter: SIGKILL after the first checkpoint, then
+    ``--resume RUN`` alone finishes the run with one metrics row per epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root_dir = Path(train_filter.__file__).resolve().parent
+    root, data, _, _ = tiny_set
+    epochs = 4
+    cmd = [sys.executable, str(root_dir / "train_filter.py"),
+           *_argv(tmp_path, data, "killed", "--crops", str(first_run[0] / "crops"),
+                  "--epochs", str(epochs))]
+    run = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen(cmd, cwd=root_dir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "last.json").exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (run / "summary.json").exists()
+    done = [int(r["epoch"]) for r in runs.MetricsCSV(run / "metrics.csv").rows()]
+    assert 1 <= len(done) < epochs
+    res = subprocess.run([sys.executable, str(root_dir / "train_filter.py"), "--resume", str(run)],
+                         cwd=root_dir, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [int(r["epoch"]) for r in runs.MetricsCSV(run / "metrics.csv").rows()] == \
+        list(range(epochs))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] == epochs - len(done)
+    assert "resumed from" in (run / "log.txt").read_text()
+    assert (run / "filter.json").exists() and list(run.glob("args.resume-*.json"))
