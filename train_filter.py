@@ -25,7 +25,6 @@ from mxnet import autograd, gluon
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs
-from eval.detection_io import read_detections_json
 from models import devices, filter_net, schedules
 from models.epochs import fit
 
@@ -58,7 +57,8 @@ def build_parser():
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
     g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=0.9,
+                   help="SGD momentum (default: %(default)s)")
     g.add_argument("--wd", type=float, default=1e-4, help="weight decay (default: %(default)s)")
     g.add_argument("--dropout", type=float, default=0.3,
                    help="dropout after each hidden dense layer (default: %(default)s)")
@@ -138,21 +138,6 @@ def _resume_options(args):
 
 # ---------------------------------------------------------------- crops
 
-def _read_json(path, what):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} {path} not found")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _read_detections(path, what):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} {path} not found")
-    return read_detections_json(path)[0]
-
-
 def _crop_options(args):
     from datasets.similar import check_pair
     search = fc.search_kwargs_from(args)
@@ -164,43 +149,15 @@ def _crop_options(args):
 
 
 def prepare_crops(args, run):
-    """Build (or reuse) the crops; return the crop folder and the options they were built with."""
+    """Build the crops into the run folder, or reuse --crops / a resumed run's crops."""
     own = run.dir / "crops"
     if args.crops:
-        crop_dir = Path(args.crops)
-        opts = fc.read_crop_options(crop_dir)
-        if opts is None:
-            raise FileNotFoundError(f"--crops {crop_dir}: no crops.json there; point it at the "
-                                    "crops/ folder of an earlier train_filter run")
-        mine = _crop_options(args)
-        differ = {k: (opts.get(k), v) for k, v in mine.items()
-                  if k != "workers" and opts.get(k) != v}
-        if differ:
-            log.warning("reusing crops built with other options (theirs, command line): %s; "
-                        "filter.json records theirs", differ)
-        return crop_dir, opts
+        return fc.reuse_crop_folder(args.crops, _crop_options(args))
     if (own / "crops.json").exists() and (own / "train.csv").exists():
         log.info("reusing the crops in %s", own)
         return own, fc.read_crop_options(own)
-    splits = _read_json(Path(args.data) / "splits.json", "splits file")
-    opts = _crop_options(args)
-    oof = _read_detections(args.detections, "--detections")
-    train_ids = list(splits["train"])
-    missing = [i for i in train_ids if i not in oof]
-    if missing:
-        log.warning("%d training id(s) have no out-of-fold detections (e.g. %s); they add "
-                    "no detection crops", len(missing), missing[:3])
-    train_set = set(train_ids)
-    extra = [i for i in oof if i not in train_set]
-    if extra:
-        log.warning("--detections holds %d id(s) outside the training ids (e.g. %s); ignored",
-                    len(extra), extra[:3])
-    fc.build_crop_set(args.data, oof, train_ids, own, "train", opts)
-    if args.test_detections:
-        test = _read_detections(args.test_detections, "--test-detections")
-        test_opts = dict(opts, add_gt=False)  # test crops mirror the detector only
-        fc.build_crop_set(args.data, test, list(splits["test"]), own, "test", test_opts)
-    fc.write_crop_options(own, opts)
+    opts = fc.build_crop_folder(args.data, args.detections, args.test_detections, own,
+                                _crop_options(args))
     return own, opts
 
 
@@ -302,8 +259,9 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
     _plots(run, "test", test_labels, test_scores, threshold, test)
     summary.update({f"test_{k}": v for k, v in test.items() if k != "threshold"})
     # The detector alone keeps every crop: its crop-level precision is the positive share.
-    summary["test_pos"], summary["test_neg"] = int((test_labels == 1).sum()), int((test_labels != 1).sum())
-    summary["test_detector_precision"] = float((test_labels == 1).mean()) if len(test_labels) else None
+    n_pos = int((test_labels == 1).sum())
+    summary.update(test_pos=n_pos, test_neg=len(test_labels) - n_pos,
+                   test_detector_precision=n_pos / len(test_labels) if len(test_labels) else None)
     log.info("threshold %.4f (best validation F1 %.3f); test AUC %s, F1 %.3f, P %.3f, R %.3f",
              threshold, val["f1"], test["auc"], test["f1"], test["precision"], test["recall"])
     return summary
@@ -336,7 +294,8 @@ def main(args):
                           else math.ceil(n_epoch / args.batch_size))
     loader = gluon.data.DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
                                    last_batch=last_batch, num_workers=args.num_workers)
-    counts = {"train_pos": int((train_labels == 1).sum()), "train_neg": int((train_labels != 1).sum()),
+    counts = {"train_pos": int((train_labels == 1).sum()),
+              "train_neg": int((train_labels != 1).sum()),
               "val_pos": int((val_labels == 1).sum()), "val_neg": int((val_labels != 1).sum())}
     sched_kw = schedules.schedule_kwargs(args)
     runs.record_derived(run, {"iters_per_epoch": iters_per_epoch, "samples_per_epoch": n_epoch,
@@ -370,7 +329,8 @@ def main(args):
             total += sum(float(l.sum().asscalar()) for l in losses)
             seen += batch[0].shape[0]
         if not math.isfinite(total):
-            raise FloatingPointError(f"non-finite hinge loss in epoch {epoch} (lr {trainer.learning_rate})")
+            raise FloatingPointError(f"non-finite hinge loss in epoch {epoch} "
+                                     f"(lr {trainer.learning_rate}); lower --lr")
         return {"train_loss": total / max(seen, 1), "lr": trainer.learning_rate,
                 "images_per_s": seen / max(time.time() - t0, 1e-9)}
 

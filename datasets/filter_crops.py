@@ -385,6 +385,70 @@ def build_crop_set(data_dir, detections, ids, out_dir, split, options, gt_boxes=
     return crops, rows
 
 
+def build_crop_folder(data_dir, detections_json, test_detections_json, out_dir, options):
+    """Build the training crops from out-of-fold detections (``splits.json`` "train" ids)
+    and, if given, the test crops (its "test" ids; never with --add-gt boxes).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+    detections_json, test_detections_json : str or Path (the second may be None)
+        Detections JSON files (docs/CONTRACTS.md).
+    out_dir : str or Path
+    options : dict
+        As for :func:`build_crop_set`.
+
+    Returns
+    -------
+    dict, the options (also written to ``crops.json``, last).
+    """
+    from eval.detection_io import read_detections_json
+
+    def read(path, what):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} {path} not found")
+        return read_detections_json(path)[0]
+
+    splits_path = Path(data_dir) / "splits.json"
+    if not splits_path.exists():
+        raise FileNotFoundError(f"{splits_path} not found: run prepare_data.py first")
+    splits = json.loads(splits_path.read_text(encoding="utf-8"))
+    oof = read(detections_json, "--detections")
+    train_ids = list(splits["train"])
+    missing = [i for i in train_ids if i not in oof]
+    if missing:
+        log.warning("%d training id(s) have no out-of-fold detections (e.g. %s); they add "
+                    "no detection crops", len(missing), missing[:3])
+    train_set = set(train_ids)
+    extra = [i for i in oof if i not in train_set]
+    if extra:
+        log.warning("the out-of-fold detections hold %d id(s) outside the training ids "
+                    "(e.g. %s); ignored", len(extra), extra[:3])
+    build_crop_set(data_dir, oof, train_ids, out_dir, "train", options)
+    if test_detections_json:
+        test = read(test_detections_json, "--test-detections")
+        # Test crops mirror the detector's output only.
+        build_crop_set(data_dir, test, list(splits["test"]), out_dir, "test",
+                       dict(options, add_gt=False))
+    write_crop_options(out_dir, options)
+    return options
+
+
+def reuse_crop_folder(crop_dir, options):
+    """Crops built earlier: ``(crop_dir, the options they were built with)``; warns when they
+    differ from ``options`` (the recorded ones win)."""
+    crop_dir = Path(crop_dir)
+    theirs = read_crop_options(crop_dir)
+    if theirs is None:
+        raise FileNotFoundError(f"--crops {crop_dir}: no crops.json there; point it at the "
+                                "crops/ folder of an earlier train_filter run")
+    differ = {k: (theirs.get(k), v) for k, v in options.items()
+              if k != "workers" and theirs.get(k) != v}
+    if differ:
+        log.warning("reusing crops built with other options (theirs, requested): %s", differ)
+    return crop_dir, theirs
+
+
 def write_index(path, rows):
     """Write the crop index CSV atomically (columns :data:`INDEX_COLUMNS` + any extra)."""
     fields = list(INDEX_COLUMNS)

@@ -153,7 +153,8 @@ class Interrupt(Exception):
 
 def _final_weights(run_dir):
     import mxnet as mx
-    return {k: v.asnumpy() for k, v in mx.nd.load(str(run_dir / "checkpoints" / "last.params")).items()}
+    saved = mx.nd.load(str(run_dir / "checkpoints" / "last.params"))
+    return {k: v.asnumpy() for k, v in saved.items()}
 
 
 def test_resume_after_interrupted_run_matches_uninterrupted(first_run, tiny_set, monkeypatch):
