@@ -1,0 +1,188 @@
+"""The main job: phantom screenshots -> prepare -> detector CV -> filter -> two-stage report.
+
+    python demo.py                      # CPU defaults, about 15 minutes on 2 cores
+    python demo.py --full --gpus 0      # the paper's settings on a CUDA box
+
+Every stage is the same script a user runs by hand, called in-process (``main(parse_args
+([...]))``), each writing its own run folder inside this one:
+
+    runs/demo/<name>/raw/            phantom screenshots + truth.json  (datasets.phantom)
+    runs/demo/<name>/data/           halves, VOC, manifest, splits, records  (prepare_data.py)
+    runs/demo/<name>/detector/       CV over the grid, final model, OOF + test detections
+    runs/demo/<name>/filter/         fused crops, filter net, threshold, test scores
+    runs/demo/<name>/report.md       detector alone vs detector + filter, CV table, plots
+    runs/demo/<name>/summary.json
+
+The detector's operating threshold is its best-F1 score on the out-of-fold detections and
+the filter's threshold is its best F1 on validation crops: neither looks at the test split.
+"""
+import argparse
+import csv
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+import prepare_data
+import train_filter
+import train_yolo3
+from datasets import phantom
+from eval import detection, plots, report, runs, two_stage
+
+log = logging.getLogger("demo")
+
+# Settings per profile. "cpu" is sized for the 15-minute budget on a 2-core machine
+# (yolo3_mobilenet0.25_custom trains at roughly 10 images/s at 256 px there); "full" is the
+# paper's recipe for a CUDA box; "tiny" only proves that the chain runs (CI's end-to-end test).
+PROFILES = {
+    "cpu": dict(num=100, folds=5, test_frac=0.2, network="yolo3_mobilenet0.25_custom",
+                data_shape=256, batch_size=8, grid="lr=2e-3,4e-3;epochs=8", warmup_epochs=1,
+                lr_mode="cosine", val_interval=2, pretrained=False, filter_epochs=12,
+                filter_batch=32, num_workers=1),
+    "full": dict(num=600, folds=5, test_frac=0.2, network="yolo3_darknet53_custom",
+                 data_shape=416, batch_size=16, grid="lr=1e-3,5e-4;epochs=60,100;lr_mode=cosine,triangular",
+                 warmup_epochs=2, lr_mode="cosine", val_interval=5, pretrained=True,
+                 filter_epochs=40, filter_batch=64, num_workers=4),
+    "tiny": dict(num=14, folds=2, test_frac=0.25, network="yolo3_mobilenet0.25_custom",
+                 data_shape=96, batch_size=4, grid="lr=1e-3,2e-3;epochs=1", warmup_epochs=0,
+                 lr_mode="cosine", val_interval=1, pretrained=False, filter_epochs=1,
+                 filter_batch=8, num_workers=0),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--full", action="store_true",
+                   help="paper settings (darknet53, 416 px, 60/100 epochs, ImageNet backbone, "
+                        "600 screenshots) for a CUDA box")
+    p.add_argument("--tiny", action="store_true",
+                   help="minutes-long smoke run of the whole chain (what the CI test runs)")
+    p.add_argument("--num", type=int, default=None,
+                   help="phantom screenshots to generate (default: the profile's)")
+    p.add_argument("--raw", default=None,
+                   help="use this raw folder (screenshots + labelme JSON) instead of a phantom")
+    p.add_argument("--grid", default=None, help="detector grid (default: the profile's)")
+    p.add_argument("--network", default=None, help="detector network (default: the profile's)")
+    p.add_argument("--data-shape", type=int, default=None,
+                   help="detector input size (default: the profile's)")
+    p.add_argument("--gpus", default="", help="GPU ids, '' for CPU (default: CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    runs.add_run_arguments(p, "demo")
+    return p.parse_args(argv)
+
+
+def profile(args):
+    if args.full and args.tiny:
+        raise ValueError("--full and --tiny are exclusive")
+    cfg = dict(PROFILES["full" if args.full else "tiny" if args.tiny else "cpu"])
+    for key in ("num", "grid", "network", "data_shape"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    return cfg
+
+
+def _progress(args):
+    return ["--progress", "off"] if args.no_progress else []
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
+    """Detector alone vs detector + filter on the test split (thresholds fixed beforehand)."""
+    import json
+    with open(Path(data_dir) / "splits.json", encoding="utf-8") as f:
+        splits = json.load(f)
+    ann = Path(data_dir) / "Annotations"
+    gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])
+    gt_train = detection.read_voc_dir(ann, classes, ids=splits["train"])
+    oof, _ = detection.read_detections_json(Path(det_dir) / "oof_detections.json")
+    det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")
+    # The operating point of the detector alone: best F1 on out-of-fold detections.
+    det_threshold = detection.best_f1_threshold(gt_train, oof)["score_threshold"]
+    with open(Path(filter_dir) / "filter.json", encoding="utf-8") as f:
+        filter_spec = json.load(f)
+    scores = two_stage.attach_filter_scores(det_test, _read_csv(Path(filter_dir) / "test_scores.csv"))
+    out = two_stage.compare(gt_test, det_test, scores, filter_spec["threshold"], det_threshold,
+                            classes)
+    pr_png = plots.plot_pr_curves(out["curves"], Path(plots_dir) / "pr_two_stage.png",
+                                  title="Test split: detector alone vs detector + filter")
+    out["detector"]["score_threshold"] = float(det_threshold)
+    out["plots"] = {"pr_two_stage": str(pr_png)}
+    out["n_test_images"] = len(gt_test)
+    return out
+
+
+def main(args):
+    t0 = time.time()
+    cfg = profile(args)
+    run = runs.start("demo", args, derived={"profile": cfg})
+    seed = str(args.seed)
+    data_dir = run.dir / "data"
+    if args.raw:
+        raw_dir = Path(args.raw)
+    else:
+        raw_dir = run.dir / "raw"
+        phantom.generate(raw_dir, cfg["num"], seed=args.seed)
+    prep = prepare_data.main(prepare_data.parse_args(
+        ["--raw", str(raw_dir), "--out", str(data_dir), "--folds", str(cfg["folds"]),
+         "--test-frac", str(cfg["test_frac"]), "--seed", seed]
+        + (["--no-progress"] if args.no_progress else [])))
+    det_argv = ["--data", str(data_dir), "--network", cfg["network"],
+                "--data-shape", str(cfg["data_shape"]), "--batch-size", str(cfg["batch_size"]),
+                "--grid", cfg["grid"], "--lr-mode", cfg["lr_mode"],
+                "--warmup-epochs", str(cfg["warmup_epochs"]),
+                "--val-interval", str(cfg["val_interval"]), "--num-workers", str(cfg["num_workers"]),
+                "--gpus", args.gpus, "--out", str(run.dir), "--name", "detector", "--seed", seed]
+    det_argv += ["--pretrained-base"] if cfg["pretrained"] else []
+    det = train_yolo3.main(train_yolo3.parse_args(det_argv + _progress(args)))
+    det_dir = run.dir / "detector"
+    filt_argv = ["--data", str(data_dir), "--detections", str(det_dir / "oof_detections.json"),
+                 "--test-detections", str(det_dir / "test_detections.json"),
+                 "--epochs", str(cfg["filter_epochs"]), "--batch-size", str(cfg["filter_batch"]),
+                 "--gpus", args.gpus, "--out", str(run.dir), "--name", "filter", "--seed", seed]
+    filt_argv += ["--pretrained"] if cfg["pretrained"] else []
+    filt = train_filter.main(train_filter.parse_args(filt_argv))
+    classes = ["lesion"]
+    e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots")
+
+    summary = {
+        "profile": cfg,
+        "data": {k: prep.get(k) for k in ("sources", "samples", "boxes", "skipped_files",
+                                          "both_sides", "test", "train", "folds")},
+        "detector": dict(e2e["detector"], cv_map_mean=det.get("cv_map_mean"),
+                         cv_map_std=det.get("cv_map_std"), best_set=det.get("best_set")),
+        "two_stage": e2e["two_stage"],
+        "filter": {"test_auc": filt.get("test_auc"), "test_f1": filt.get("test_f1"),
+                   "threshold": filt.get("threshold"), "val_auc": filt.get("val_auc"),
+                   **{f"n_{k}": v for k, v in filt.items()
+                      if k in ("train_pos", "train_neg", "test_pos", "test_neg")}},
+        "cv": _read_csv(det_dir / "cv_results.csv") if (det_dir / "cv_results.csv").exists() else [],
+        "cv_summary": det.get("cv_table", []),
+        "plots": _collect_plots(run.dir, e2e["plots"]),
+        "elapsed_s": round(time.time() - t0, 1),
+    }
+    run.finish(summary)
+    report.write_report(run.dir, summary, title="Two-stage strain detection: demo on phantoms")
+    table = report.format_summary_table(summary)
+    print(table, flush=True)
+    return summary
+
+
+def _collect_plots(run_dir, extra):
+    """Plots of the nested runs, relative to the demo folder, for the report."""
+    found = {}
+    for png in sorted(Path(run_dir).glob("*/plots/*.png")) + sorted(Path(run_dir).glob("*/*.png")):
+        rel = png.relative_to(run_dir)
+        found[str(rel.with_suffix("")).replace("/", "_")] = str(rel)
+    for k, v in extra.items():
+        found[k] = str(Path(v).resolve().relative_to(Path(run_dir).resolve()))
+    return found
+
+
+if __name__ == "__main__":
+    main(parse_args())
