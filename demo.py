@@ -98,8 +98,8 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
     with open(Path(data_dir) / "splits.json", encoding="utf-8") as f:
         splits = json.load(f)
     ann = Path(data_dir) / "Annotations"
-    gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])
-    gt_train = detection.read_voc_dir(ann, classes, ids=splits["train"])
+    gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])[0]
+    gt_train = detection.read_voc_dir(ann, classes, ids=splits["train"])[0]
     oof, _ = detection.read_detections_json(Path(det_dir) / "oof_detections.json")
     det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")
     # The operating point of the detector alone: best F1 on out-of-fold detections.

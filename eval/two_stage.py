@@ -91,15 +91,20 @@ def compare(gt, det, filter_scores, filter_threshold, det_threshold, classes, io
     -------
     dict
         ``detector`` and ``two_stage`` rows (``test_map_voc12``, ``test_map_voc07``,
-        ``precision``, ``recall``, ``f1``, ``fp_per_image``, counts), ``curves`` with the
-        pooled PR curve of each, and the kept detections under ``two_stage_detections``.
+        ``precision``, ``recall``, ``f1``, ``fp_per_image``, counts), ``curves`` (the first
+        class's PR curve of each, in :func:`eval.plots.plot_pr_curves`'s format, operating
+        point marked), and the kept detections under ``two_stage_detections``.
     """
     kept = gate(det, filter_scores, filter_threshold)
     det_row, det_res = _stage_metrics(gt, det, classes, det_threshold, iou, offset)
     two_row, two_res = _stage_metrics(gt, kept, classes, det_threshold, iou, offset)
     two_row["filter_threshold"] = float(filter_threshold)
     cls = classes[0]
-    curves = {name: (res["per_class"][cls]["recall"], res["per_class"][cls]["precision"])
-              for name, res in (("detector only", det_res), ("detector + filter", two_res))}
+    curves = [{"label": name, "recall": res["per_class"][cls]["recall"],
+               "precision": res["per_class"][cls]["precision"],
+               "ap": res["per_class"][cls]["ap_voc12"],
+               "point": (row["recall"], row["precision"])}
+              for name, res, row in (("detector only", det_res, det_row),
+                                     ("detector + filter", two_res, two_row))]
     return {"detector": det_row, "two_stage": two_row, "curves": curves,
             "two_stage_detections": kept}

@@ -1,0 +1,70 @@
+"""The whole chain at tiny settings: demo.py (phantom -> prepare -> detector CV -> filter ->
+two-stage evaluation -> report), then predict.py with the saved models on new screenshots.
+
+Proves that the stages fit together and every artefact is written; the accuracy of the
+real settings is measured by the demo itself (README, issue notes), not here.
+"""
+import json
+
+import pytest
+
+import demo
+import predict
+from datasets import phantom
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    summary = demo.main(demo.parse_args(["--tiny", "--out", str(out), "--name", "e2e",
+                                         "--no-progress", "--seed", "3"]))
+    return out / "e2e", summary
+
+
+def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
+    run_dir, summary = demo_run
+    for key in ("cv_map_mean", "cv_map_std", "test_map_voc12", "test_map_voc07", "precision",
+                "recall"):
+        assert key in summary["detector"], key
+    for key in ("test_map_voc12", "test_map_voc07", "precision", "recall"):
+        assert key in summary["two_stage"], key
+    assert {"test_auc", "test_f1"} <= set(summary["filter"])
+    assert summary["elapsed_s"] > 0
+    assert json.loads((run_dir / "summary.json").read_text()) == json.loads(
+        json.dumps(summary, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    report = (run_dir / "report.md").read_text()
+    assert "detector only" in report and "detector + filter" in report
+    for rel in ("raw/truth.json", "data/splits.json", "data/records/all.rec",
+                "detector/cv_results.csv", "detector/cv_summary.csv", "detector/model.json",
+                "detector/oof_detections.json", "detector/test_detections.json",
+                "filter/filter.json", "filter/test_scores.csv", "plots/pr_two_stage.png"):
+        assert (run_dir / rel).exists(), rel
+    # every training id has exactly one out-of-fold entry
+    splits = json.loads((run_dir / "data/splits.json").read_text())
+    oof = json.loads((run_dir / "detector/oof_detections.json").read_text())
+    assert sorted(oof["images"]) == sorted(splits["train"])
+
+
+def test_predict_on_new_screenshots(demo_run, tmp_path):
+    run_dir, _ = demo_run
+    raw = tmp_path / "new"
+    phantom.generate(raw, 3, seed=99)
+    summary = predict.main(predict.parse_args(
+        [str(raw), "--detector", str(run_dir / "detector"), "--filter", str(run_dir / "filter"),
+         "--out", str(tmp_path / "pred"), "--name", "p", "--no-progress"]))
+    assert summary["images"] == 3 and not summary["skipped"]
+    pred_dir = tmp_path / "pred" / "p"
+    truth = json.loads((raw / "truth.json").read_text())
+    for rec in truth["images"]:
+        stem = rec["file"].rsplit(".", 1)[0]
+        out = json.loads((pred_dir / "predictions" / f"{stem}.json").read_text())
+        assert set(out["halves"]) == {"L", "R"}
+        for d in out["detections"]:
+            assert d["status"] in (predict.KEPT, predict.REJECTED_FILTER,
+                                   predict.BELOW_DETECTOR)
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 < x2 <= rec["width"] and 0 <= y1 < y2 <= rec["height"]
+        assert (pred_dir / "vis" / f"{stem}.png").stat().st_size > 0
+        assert (pred_dir / "detection-results" / f"{stem}.txt").exists()
