@@ -212,8 +212,20 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
                 train_epoch(epoch)
             log.info("%s rank %d: param digest %s", name, kv.rank, yolo_train.param_digest(net))
             return None
-        res = fit(job, net, trainer, epochs, train_epoch, validate, "map_voc12", resume=True,
-                  val_interval=args.val_interval, extra_state={"seed": seed, "job": name})
+        diverged = None
+        try:
+            res = fit(job, net, trainer, epochs, train_epoch, validate, "map_voc12",
+                      resume=True, val_interval=args.val_interval,
+                      extra_state={"seed": seed, "job": name})
+        except FloatingPointError as err:
+            if gt is None:  # the final model has no earlier best epoch to fall back on
+                raise
+            # A set whose LR diverges is a CV result, not a crash: keep its best validated
+            # epoch before the divergence (if any) and go on with the other jobs.
+            diverged = str(err)
+            log.warning("%s diverged: %s", name, err)
+            state = job.read_json("checkpoints/last.json", {}) or {}
+            res = {"best_epoch": state.get("best_epoch", -1), "history": job.metrics.rows()}
     finally:
         dd.close_loader(loader)
     ckpt = job.dir / "checkpoints"
@@ -223,14 +235,17 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     rows = res["history"]
     result = {"job": name, "params": grid.set_label(getattr(p, "grid_overrides", {})),
               "best_epoch": res["best_epoch"] if gt is not None else epochs - 1,
-              "epochs": epochs, "seconds": time.time() - t0,
-              "images_per_s": float(np.mean([float(r["images_per_s"]) for r in rows])),
-              "param_digest": yolo_train.param_digest(net)}
-    if gt is not None:
+              "epochs": epochs, "seconds": time.time() - t0, "diverged": diverged,
+              "images_per_s": float(np.mean([float(r["images_per_s"]) for r in rows]))
+              if rows else 0.0}
+    if gt is not None and (ckpt / "best.params").is_file():
         yolo.load_params(net, ckpt / "best.params", ctx)
         dets = predict_ids(net, data, val_ids, p, ctx, args, vloader)
         det_eval.write_detections_json(job.path("val_detections.json"), dets, data.classes)
         result.update(score(gt, dets, data.classes))
+    elif gt is not None:  # diverged before any validation: a model that detects nothing
+        result.update(map_voc12=0.0, map_voc07=0.0)
+    result["param_digest"] = yolo_train.param_digest(net)
     job.write_json("done.json", result)
     log.info("%s done: %s", name, {k: v for k, v in result.items() if k != "param_digest"})
     return result
@@ -363,12 +378,18 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         rows = [{"set": s, "fold": k, "params": grid.set_label(sets[s]), **sets[s],
                  "epochs": params[s].epochs, "best_epoch": r["best_epoch"],
                  "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
-                 "seconds": r["seconds"], "images_per_s": r["images_per_s"]}
+                 "seconds": r["seconds"], "images_per_s": r["images_per_s"],
+                 "diverged": r.get("diverged") or ""}
                 for (s, k), r in results.items()]
         cv.write_csv(run.path("cv_results.csv"), rows)
         table = cv.summarize(rows)
         cv.write_csv(run.path("cv_summary.csv"), table)
         best = cv.best_set(table)
+        missing = [k for (s, k), r in results.items() if s == best
+                   and not (run.dir / f"set{s}_fold{k}" / "val_detections.json").is_file()]
+        if missing:
+            raise RuntimeError(f"the best set {best} has folds {missing} without a model (they "
+                               f"diverged before any validation); see cv_results.csv")
         plot_cv(run, rows)
         folds = range(len(data.splits["folds"]))
         oof = cv.merge_out_of_fold(

@@ -35,6 +35,9 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=8, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     p.add_argument("--workers", default="0,1,2", help="loader worker counts to measure")
+    p.add_argument("--max-side", type=int, default=-1,
+                   help="shrink images before augmenting as train_yolo3.py does "
+                        "(-1 = --data-shape, 0 = never)")
     p.add_argument("--repeats", type=int, default=3, help="measurements per setting (median)")
     p.add_argument("--min-ratio", type=float, default=None,
                    help="exit with status 1 when the best ratio is below this")
@@ -74,13 +77,14 @@ def main(args):
     yolo_train.seed_all(args.seed)
     print(f"mxnet {mx.__version__}, cpus {os.cpu_count()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
-          f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}")
+          f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}, max side "
+          f"{args.max_side}")
     data_dir = args.data
     if data_dir is None:
         from tests.yolo_fixtures import make_detection_data
         data_dir = tempfile.mkdtemp(prefix="bench_train_loop_")
         make_detection_data(data_dir, n=32, n_test=0, k=2, seed=args.seed,
-                            sizes=((320, 280), (300, 330), (360, 300)))
+                            sizes=((400, 480), (440, 520), (380, 460)))  # ~ phantom halves
     classes = ["lesion"]
     data = dd.DetectionData(data_dir, classes, lambda: yolo.transform_net(args.network, classes))
     ids = data.splits["train"]
@@ -90,7 +94,8 @@ def main(args):
     trainer = yolo_train.make_trainer(net, sched)
     yolo_train.set_mode(net, "train")
     transforms = data.transforms(args.data_shape, False, ExtraAugment())
-    subset = data.subset(ids, args.seed)
+    max_side = args.data_shape if args.max_side < 0 else args.max_side
+    subset = data.subset(ids, args.seed, max_side)
     n_batches = args.warmup + args.iters
     pre = dd.train_loader(subset, transforms, args.batch_size, 0)
     batches = []

@@ -1,6 +1,6 @@
-"""train_yolo3.py end to end at tiny settings: every artefact of a 2-set x 2-fold CV run,
-out-of-fold coverage, scores that agree across the three ways of computing them, folds in
-parallel processes, and resuming a run killed with SIGKILL."""
+"""train_yolo3.py end to end at tiny settings: every artefact of a 2-set x 2-fold CV run (one
+set diverges on purpose), out-of-fold coverage, scores that agree across the three ways of
+computing them, folds in parallel processes, resuming a run killed with SIGKILL, find_lr."""
 import csv
 import json
 import os
@@ -33,7 +33,8 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cv_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3,2e-4",
+    # Set 1's learning rate diverges: a CV result (map 0, "diverged"), not a crash.
+    args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3,1e3",
                                    "--epochs", "2", "--val-interval", "2", "--out", str(out),
                                    "--name", "cv", *TINY])
     summary = train_yolo3.main(args)
@@ -58,7 +59,7 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
     table = _csv(run / "cv_summary.csv")
     assert [r["set"] for r in table] == ["0", "1"]
     assert sorted(r["rank"] for r in table) == ["1", "2"]
-    for job in ("set0_fold0", "set0_fold1", "set1_fold0", "set1_fold1", "final"):
+    for job in ("set0_fold0", "set0_fold1", "final"):
         rows = _csv(run / job / "metrics.csv")
         assert [r["epoch"] for r in rows] == ["0", "1"], job
         # --val-interval 2: epoch 0 is not validated, the last epoch always is (CV jobs).
@@ -66,6 +67,13 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
             assert rows[0]["map_voc12"] == "" and rows[1]["map_voc12"] != ""
         for f in ("last.params", "last.states", "last.json", "best.params"):
             assert (run / job / "checkpoints" / f).is_file(), (job, f)
+    for k in (0, 1):
+        done = json.loads((run / f"set1_fold{k}" / "done.json").read_text())
+        assert "non-finite loss" in done["diverged"]
+        assert done["map_voc12"] == 0.0 and not (run / f"set1_fold{k}" /
+                                                 "val_detections.json").exists()
+    assert [r["diverged"] != "" for r in results] == [False, False, True, True]
+    assert summary["best_set"] == 0
     for key in ("cv_map_mean", "cv_map_std", "test_map_voc12", "test_map_voc07", "best_set",
                 "test_random_map_voc12"):
         assert key in summary
@@ -102,6 +110,8 @@ def test_scores_agree_with_the_metrics_rows_and_the_cartucho_cli(cv_run, capsys)
     run, summary = cv_run
     # A fold's recorded mAP = its best epoch's metrics.csv row = mAP of its saved detections.
     for r in _csv(run / "cv_results.csv"):
+        if r["diverged"]:
+            continue
         job = run / f"set{r['set']}_fold{r['fold']}"
         rows = {int(x["epoch"]): x for x in _csv(job / "metrics.csv")}
         assert float(rows[int(r["best_epoch"])]["map_voc12"]) == pytest.approx(
@@ -175,3 +185,22 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
     assert summary["final_epochs"] == epochs
     assert "resumed from" in (run / "log.txt").read_text()
     assert list(run.glob("args.resume-*.json"))
+
+
+def test_find_lr_writes_the_curve_and_a_suggestion(data_dir, tmp_path, capsys):
+    import find_lr
+    summary = find_lr.main(find_lr.parse_args(
+        ["--data", str(data_dir), "--fold", "0", "--num-iters", "6", "--warmup-iters", "1",
+         "--min-lr", "1e-5", "--max-lr", "1e-2", "--out", str(tmp_path), "--name", "lr",
+         "--network", "yolo3_mobilenet0.25_custom", "--data-shape", "64", "--batch-size", "2",
+         "--num-workers", "0", "--gpus", ""]))
+    run = tmp_path / "lr"
+    rows = _csv(run / "lr_range.csv")
+    assert len(rows) == summary["steps"] and 2 <= len(rows) <= 6
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[0] == pytest.approx(1e-5) and all(b > a for a, b in zip(lrs, lrs[1:]))
+    assert (run / "plots" / "lr_range.png").is_file()
+    out = capsys.readouterr().out
+    if summary["suggested_max_lr"] is not None:
+        assert summary["suggested_base_lr"] == pytest.approx(summary["suggested_max_lr"] / 4)
+        assert "suggested max LR" in out
