@@ -22,16 +22,19 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="prepare_data.py output folder")
     p.add_argument("--fold", type=int, default=0,
-                   help="use this fold's training ids; -1 = every training id (default %(default)s)")
+                   help="use this fold's training ids; -1 = every training id "
+                        "(default %(default)s)")
     p.add_argument("--classes", default="lesion", help="comma-separated class names")
     yolo.add_model_arguments(p)
     p.add_argument("--data-shape", type=int, default=320, help="input size, multiple of 32 "
                    "(default %(default)s)")
     p.add_argument("--no-random-shape", action="store_true", help="train at --data-shape only")
-    p.add_argument("--batch-size", type=int, default=8, help="images per step (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images per step (default %(default)s)")
     p.add_argument("--wd", type=float, default=5e-4, help="weight decay (default %(default)s)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default %(default)s)")
-    p.add_argument("--num-workers", type=int, default=1, help="loader processes (default %(default)s)")
+    p.add_argument("--num-workers", type=int, default=1,
+                   help="loader processes (default %(default)s)")
     g = p.add_argument_group("range test")
     g.add_argument("--min-lr", type=float, default=1e-6, help="first LR (default %(default)s)")
     g.add_argument("--max-lr", type=float, default=1.0, help="last LR (default %(default)s)")

@@ -36,7 +36,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import mxnet as mx  # noqa: E402
 
 from datasets import detection_data as dd  # noqa: E402
 from eval import cv, runs  # noqa: E402
@@ -396,12 +395,17 @@ def finish(run, args, sets, params, data, ctx, kv, results):
             [det_eval.read_detections_json(run.dir / f"set{best}_fold{k}" /
                                            "val_detections.json")[0] for k in folds],
             data.splits["train"])
-        write_predictions(run, "oof", oof, data.ground_truth(data.splits["train"]), data.classes)
+        train_gt = data.ground_truth(data.splits["train"])
+        write_predictions(run, "oof", oof, train_gt, data.classes)
+        try:  # the detector's operating point for predict.py, chosen on OOF (not test) data
+            summary["oof_f1_threshold"] = det_eval.best_f1_threshold(
+                train_gt, oof, iou=0.5, offset=0)["score_threshold"]
+        except ValueError as err:  # no OOF detection at all
+            run.log.warning("no F1 operating point on OOF detections: %s", err)
         row = table[best]
         summary.update(cv_map_mean=row["map_voc12_mean"], cv_map_std=row["map_voc12_std"],
                        cv_map_voc07_mean=row["map_voc07_mean"], cv_table=table,
-                       oof_map_voc12=score(data.ground_truth(data.splits["train"]), oof,
-                                           data.classes)["map_voc12"])
+                       oof_map_voc12=score(train_gt, oof, data.classes)["map_voc12"])
         if args.final_model == "cv-median":
             final_epochs = int(round(row["best_epoch_median"])) + 1
     p = params[best]
@@ -418,8 +422,11 @@ def finish(run, args, sets, params, data, ctx, kv, results):
     from eval import plots
     plots.plot_metrics_csv(run.dir / "final" / "metrics.csv", run.path("plots", "final.png"),
                            title="final model")
-    run.write_json("model.json", yolo.model_json(p.network, data.classes, p.data_shape,
-                                                 "final/checkpoints/best.params"))
+    model = yolo.model_json(p.network, data.classes, p.data_shape,
+                            "final/checkpoints/best.params")
+    if summary.get("oof_f1_threshold") is not None:
+        model["score_threshold"] = summary["oof_f1_threshold"]
+    run.write_json("model.json", model)
     test = score(test_gt, test_det, data.classes)
     rand = random_baseline(data, test_gt)
     summary.update(best_set=best, best_params=grid.set_label(sets[best]),

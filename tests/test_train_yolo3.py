@@ -83,6 +83,8 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
             assert names == sorted(ids), (folder, sub)
     model = json.loads((run / "model.json").read_text())
     assert model["params"] == "final/checkpoints/best.params" and model["data_shape"] == 64
+    # predict.py's operating point: best F1 on the out-of-fold detections, when there are any
+    assert model.get("score_threshold") == summary.get("oof_f1_threshold")
     net, _ = yolo.load_model_json(run / "model.json")
     assert yolo_train.param_digest(net) == summary["param_digest"]
 
