@@ -267,14 +267,14 @@ def _draw_lesion(rng, amp, centre, axes, angle, harmonics, kind, smooth):
     m = m * m * (3 - 2 * m)                       # smoothstep: soft edge, 0.5 level = outline
     base = smooth[sl]
     if kind == "hypo":
-        level = rng.uniform(0.35, 0.6)
+        level = rng.uniform(0.04, 0.26)
         tex = level * (1 + 0.25 * _field(rng, sub.shape, 8, 8, down=2))
     else:                                         # heteroechoic: dark and bright patches
-        level = rng.uniform(0.4, 0.65)
+        level = rng.uniform(0.08, 0.3)
         mott = _field(rng, sub.shape, 5, 5, down=2)
         tex = level * (1 + 0.55 * mott)
         tex = np.where(mott > 1.6, tex * 1.6, tex)
-    lesion = base * np.clip(tex, 0.08, 1.5)
+    lesion = base * np.clip(tex, 0.05, 1.5)
     sub[...] = sub * (1 - m) + lesion * m
 
 
@@ -540,7 +540,7 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
 
     gain_db = float(rng.uniform(0.8, 3.0) * rng.choice([-1, 1]))
     atten = float(rng.uniform(4, 9))
-    floor = float(rng.uniform(30, 40))
+    floor = float(rng.uniform(27, 35))
     style = (float(rng.uniform(0.42, 0.54)), float(rng.uniform(0.75, 0.95)),
              float(rng.uniform(0.5, 0.7)))
     sig_lat = float(rng.uniform(1.3, 2.0) * max(scale, 0.6))
