@@ -108,6 +108,13 @@ def score_detections(fnet, spec, lesion_gray, reference_gray, det, ctx):
     scores = np.full(len(det["scores"]), np.nan)
     idx = filter_crops.select_detections(det["scores"], spec.get("min_score", 0.0),
                                          spec.get("top_k", 0))
+    h, w = lesion_gray.shape
+    b = det["boxes"][idx]
+    # Boxes clipped to nothing inside the half cannot be cut out (the crop builder drops
+    # them too); they stay unscored and so are not kept.
+    inside = (np.minimum(b[:, 2], w) - np.maximum(b[:, 0], 0) >= 1) & \
+             (np.minimum(b[:, 3], h) - np.maximum(b[:, 1], 0) >= 1)
+    idx = idx[inside]
     if len(idx):
         crops, _ = filter_crops.crops_for_detections(
             lesion_gray, reference_gray, det["boxes"][idx], filter_crops.search_kwargs_from(spec),
