@@ -40,17 +40,17 @@ PROFILES = {
                 data_shape=128, batch_size=4, grid="lr=2e-3,4e-3;epochs=8", warmup_epochs=1,
                 lr_mode="cosine", val_interval=2, pretrained=False, filter_epochs=8,
                 filter_batch=32, num_workers=1, add_gt=True, folds_parallel=1,
-                crop_size=64, filter_top_k=10),
+                crop_size=64, filter_top_k=10, max_expand=1.0),
     "full": dict(num=600, folds=5, test_frac=0.2, network="yolo3_darknet53_custom",
                  data_shape=416, batch_size=16, grid="lr=1e-3,5e-4;epochs=60,100;lr_mode=cosine,triangular",
                  warmup_epochs=2, lr_mode="cosine", val_interval=5, pretrained=True,
                  filter_epochs=40, filter_batch=64, num_workers=4, add_gt=False,
-                 folds_parallel=1, crop_size=128, filter_top_k=20),
+                 folds_parallel=1, crop_size=128, filter_top_k=20, max_expand=4.0),
     "tiny": dict(num=14, folds=2, test_frac=0.25, network="yolo3_mobilenet0.25_custom",
                  data_shape=96, batch_size=4, grid="lr=1e-3,2e-3;epochs=1", warmup_epochs=0,
                  lr_mode="cosine", val_interval=1, pretrained=False, filter_epochs=1,
                  filter_batch=8, num_workers=0, add_gt=True, folds_parallel=1,
-                 crop_size=32, filter_top_k=5),
+                 crop_size=32, filter_top_k=5, max_expand=1.0),
 }
 
 
@@ -142,7 +142,8 @@ def main(args):
                 "--val-interval", str(cfg["val_interval"]), "--num-workers", str(cfg["num_workers"]),
                 "--gpus", args.gpus, "--out", str(run.dir), "--name", "detector", "--seed", seed]
     det_argv += ["--pretrained-base"] if cfg["pretrained"] else []
-    det_argv += ["--folds-parallel", str(cfg["folds_parallel"])]
+    det_argv += ["--folds-parallel", str(cfg["folds_parallel"]),
+                 "--max-expand", str(cfg["max_expand"])]
     det = train_yolo3.main(train_yolo3.parse_args(det_argv + _progress(args)))
     det_dir = run.dir / "detector"
     filt_argv = ["--data", str(data_dir), "--detections", str(det_dir / "oof_detections.json"),

@@ -47,7 +47,7 @@ SCRIPT = "train_yolo3"
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
              "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
-             "no_random_shape", "no_extra_augment")
+             "no_random_shape", "no_extra_augment", "max_expand")
 # Options a resumed run takes from its args.json; giving a different value is refused.
 FIXED_ON_RESUME = GRID_KEYS + ("data", "grid", "network", "pretrained_base", "init_params",
                                "classes", "seed", "val_interval", "score_thresh", "top_k",
@@ -79,6 +79,9 @@ def build_parser():
     g.add_argument("--no-extra-augment", action="store_true",
                    help="skip datasets.augment.ExtraAugment (rotation, noise, brightness, "
                         "contrast, sharpness) before GluonCV's transform")
+    g.add_argument("--max-expand", type=float, default=4.0,
+                   help="largest zoom-out of GluonCV's random expand; 4 is GluonCV's, 1 turns "
+                        "it off (small lesions vanish at small input sizes) (default %(default)s)")
     g.add_argument("--max-side", type=int, default=-1,
                    help="shrink training images to this longer side (px) before augmenting; "
                         "-1 = the largest training input size, 0 = never (default %(default)s)")
@@ -166,7 +169,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     extra = None if p.no_extra_augment else ExtraAugment()
     # Transforms first (built once per process, drawing random numbers the first time), so
     # a job's random stream is the same whether it runs first, later, or in its own process.
-    transforms = data.transforms(p.data_shape, not p.no_random_shape, extra)
+    transforms = data.transforms(p.data_shape, not p.no_random_shape, extra, p.max_expand)
     yolo_train.seed_all(seed)
     net = yolo.build(p.network, data.classes, p.pretrained_base, p.init_params, p.focal_alpha,
                      p.focal_gamma, ctx)

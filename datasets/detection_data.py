@@ -114,12 +114,13 @@ class DetectionData:
         from im2rec_tools.records import subset_indices
         return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side)
 
-    def transforms(self, data_shape, random_shape=True, extra=None):
+    def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0):
         """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``."""
-        key = (int(data_shape), bool(random_shape))
+        key = (int(data_shape), bool(random_shape), float(max_expand))
         if key not in self._transforms:
             net = self._make_net()
-            self._transforms[key] = train_transforms(net, random_shapes(data_shape, random_shape))
+            self._transforms[key] = train_transforms(
+                net, random_shapes(data_shape, random_shape), max_expand=max_expand)
         return [TrainTransform(t._yolo, extra) for t in self._transforms[key]]
 
     def ground_truth(self, sample_ids, with_sizes=False):
@@ -208,15 +209,56 @@ def random_shapes(data_shape, random_shape=True):
     return list(range(lo, hi + 1, 32))
 
 
-def train_transforms(net, shapes, extra=None):
+def train_transforms(net, shapes, extra=None, max_expand=4.0):
     """One ``TrainTransform`` per input size.
 
     ``net`` must be fresh, initialised and never hybridised (``models.yolo.transform_net``):
     GluonCV runs it once in train mode for anchors and offsets (MXNET_TRAPS 15).
+    ``max_expand`` is the largest zoom-out of GluonCV's random expand (4, its default; 1 = off).
     """
+    return [TrainTransform(_yolo_train_transform(s, net, max_expand), extra) for s in shapes]
+
+
+def _yolo_train_transform(size, net, max_expand):
     from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
-    return [TrainTransform(YOLO3DefaultTrainTransform(s, s, net, mean=IMAGE_MEAN, std=IMAGE_STD,
-                                                      mixup=False), extra) for s in shapes]
+    t = YOLO3DefaultTrainTransform(size, size, net, mean=IMAGE_MEAN, std=IMAGE_STD, mixup=False)
+    if float(max_expand) != 4.0:
+        t = LimitedExpand(t, max_expand)
+    return t
+
+
+class LimitedExpand:
+    """GluonCV's YOLOv3 train transform with its random expand capped at ``max_expand``.
+
+    The stock transform zooms out up to 4x half the time before resizing to the input size,
+    which shrinks 25-90 px lesions in a ~450 px half to a few pixels at 128-256 px inputs
+    (MXNET_TRAPS 22); on phantoms a small YOLOv3 learned nothing in 16 epochs that way
+    (datasets/phantom.py notes). GluonCV has no knob for it, so the module function its
+    ``__call__`` uses is swapped for the duration of the call (module level and picklable,
+    so loader workers can use it).
+    """
+
+    def __init__(self, transform, max_expand):
+        if max_expand < 1:
+            raise ValueError(f"max_expand must be >= 1 (1 = no expand), got {max_expand}")
+        self._t = transform
+        self.max_expand = float(max_expand)
+
+    def __call__(self, img, label):
+        import gluoncv.data.transforms.presets.yolo as preset
+        original = preset.timage.random_expand
+        ratio = self.max_expand
+
+        def capped(src, max_ratio=4, fill=0, keep_ratio=True):
+            if ratio <= 1:
+                return src, (0, 0, src.shape[1], src.shape[0])
+            return original(src, max_ratio=ratio, fill=fill, keep_ratio=keep_ratio)
+
+        preset.timage.random_expand = capped
+        try:
+            return self._t(img, label)
+        finally:
+            preset.timage.random_expand = original
 
 
 class SplitSampler(gluon.data.sampler.Sampler):
