@@ -47,7 +47,7 @@ SCRIPT = "train_yolo3"
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
              "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
-             "no_random_shape", "no_extra_augment", "max_expand")
+             "no_random_shape", "no_extra_augment", "max_expand", "optimizer")
 # Options a resumed run takes from its args.json; giving a different value is refused.
 FIXED_ON_RESUME = GRID_KEYS + ("data", "grid", "network", "pretrained_base", "init_params",
                                "classes", "seed", "val_interval", "score_thresh", "top_k",
@@ -79,6 +79,9 @@ def build_parser():
     g.add_argument("--no-extra-augment", action="store_true",
                    help="skip datasets.augment.ExtraAugment (rotation, noise, brightness, "
                         "contrast, sharpness) before GluonCV's transform")
+    g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
+                   help="sgd with --momentum (GluonCV's recipe) or adam, which learns from "
+                        "scratch in far fewer iterations (default %(default)s)")
     g.add_argument("--max-expand", type=float, default=4.0,
                    help="largest zoom-out of GluonCV's random expand; 4 is GluonCV's, 1 turns "
                         "it off (small lesions vanish at small input sizes) (default %(default)s)")
@@ -182,7 +185,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     sched = schedules.build_schedule(**schedules.schedule_kwargs(p), iters_per_epoch=ipe,
                                      epochs=p.epochs)
     trainer = yolo_train.make_trainer(net, sched, kv.kv or args.kvstore, p.wd, p.momentum,
-                                      args.amp)
+                                      args.amp, optimizer=p.optimizer)
     loader = dd.train_loader(train_set, transforms, batch, args.num_workers, sampler)
     log.info("%s: %d training images (%d on this worker), batch %d, %d iterations/epoch, "
              "max side %s, %s", name, len(train_set), len(sampler), batch, ipe, max_side, sched)

@@ -75,8 +75,8 @@ def create_kvstore(kind):
 
 
 def make_trainer(net, lr_scheduler, kvstore="device", wd=5e-4, momentum=0.9, amp=False,
-                 learning_rate=None):
-    """SGD trainer over all parameters, ready for its first step.
+                 learning_rate=None, optimizer="sgd"):
+    """SGD (or Adam) trainer over all parameters, ready for its first step.
 
     Parameters
     ----------
@@ -91,14 +91,19 @@ def make_trainer(net, lr_scheduler, kvstore="device", wd=5e-4, momentum=0.9, amp
         Hand the trainer to ``mxnet.contrib.amp`` (GPU only; forces update_on_kvstore=False).
     learning_rate : float, optional
         Initial LR when there is no scheduler.
+    optimizer : {"sgd", "adam"}
+        SGD with momentum is GluonCV's recipe; Adam reaches a usable detector in far fewer
+        iterations when training from scratch on a CPU budget (measured on phantoms).
     """
-    opt = {"wd": wd, "momentum": momentum}
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    opt = {"wd": wd, "momentum": momentum} if optimizer == "sgd" else {"wd": wd}
     if lr_scheduler is not None:
         opt["lr_scheduler"] = lr_scheduler
         opt["learning_rate"] = lr_scheduler(1)
     elif learning_rate is not None:
         opt["learning_rate"] = learning_rate
-    trainer = gluon.Trainer(net.collect_params(), "sgd", opt, kvstore=kvstore,
+    trainer = gluon.Trainer(net.collect_params(), optimizer, opt, kvstore=kvstore,
                             update_on_kvstore=False if amp else None)
     if amp:
         from mxnet.contrib import amp as mx_amp
