@@ -37,7 +37,7 @@ log = logging.getLogger("demo")
 # paper's recipe for a CUDA box; "tiny" only proves that the chain runs (CI's end-to-end test).
 PROFILES = {
     "cpu": dict(num=80, folds=5, test_frac=0.2, network="yolo3_mobilenet0.25_custom",
-                data_shape=128, batch_size=4, grid="lr=1e-3,2e-3;epochs=6", warmup_epochs=1,
+                data_shape=128, batch_size=4, grid="lr=2e-3;epochs=10,20", warmup_epochs=1,
                 lr_mode="cosine", val_interval=3, pretrained=False, filter_epochs=8,
                 filter_batch=32, num_workers=1, add_gt=True, folds_parallel=1,
                 crop_size=64, filter_top_k=10, max_expand=1.0),
