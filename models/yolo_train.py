@@ -99,8 +99,8 @@ def make_trainer(net, lr_scheduler, kvstore="device", wd=5e-4, momentum=0.9, amp
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     opt = {"wd": wd, "momentum": momentum} if optimizer == "sgd" else {"wd": wd}
     if lr_scheduler is not None:
+        # No learning_rate next to it: MXNet would overwrite the scheduler's base_lr and warn.
         opt["lr_scheduler"] = lr_scheduler
-        opt["learning_rate"] = lr_scheduler(1)
     elif learning_rate is not None:
         opt["learning_rate"] = learning_rate
     trainer = gluon.Trainer(net.collect_params(), optimizer, opt, kvstore=kvstore,
