@@ -1,0 +1,99 @@
+"""YOLOv3 training targets in numpy: a drop-in for GluonCV's prefetch target generator.
+
+``YOLO3DefaultTrainTransform`` builds the five training targets of every sample in the
+loader with ``YOLOV3PrefetchTargetGenerator``, which runs dozens of tiny NDArray operations
+and element assignments per box: about a third of the loader's time per image on this box
+(profiled; the image augmentations take most of the rest). ``NumpyYOLOV3TargetGenerator``
+computes the same arrays with numpy (``tests/test_yolo_targets.py`` compares them with
+GluonCV's on random boxes and input sizes) and is called with the same arguments, so
+``fast_targets(transform)`` only swaps the generator inside a GluonCV transform.
+
+The rule (GluonCV, as in the YOLOv3 paper): each ground-truth box goes to the one anchor,
+over all layers, whose zero-centred box has the highest IoU with the zero-centred gt box, in
+the grid cell of that anchor's layer holding the gt centre. Targets there: centre offset in
+the cell, ``log(max(w, 1) / anchor_w)`` (and h), weight ``2 - w * h / (W * H)``, objectness 1
+(or the mixup ratio), one-hot class; every other class target is -1 (ignored).
+"""
+import numpy as np
+import mxnet as mx
+
+
+class NumpyYOLOV3TargetGenerator:
+    """Callable like ``YOLOV3PrefetchTargetGenerator`` (``num_class`` foreground classes).
+
+    ``__call__(img, xs, anchors, offsets, gt_boxes, gt_ids, gt_mixratio=None)`` with the
+    transform's fake image, feature maps, anchors and offsets (NDArrays, batch 1) and the
+    sample's ``(B, M, 4)`` boxes / ``(B, M, 1)`` ids; returns NDArrays ``objectness (B, N, 1)``,
+    ``center_targets (B, N, 2)``, ``scale_targets (B, N, 2)``, ``weights (B, N, 2)``,
+    ``class_targets (B, N, num_class)`` with ``N = sum_l H_l * W_l * A_l``.
+    """
+
+    def __init__(self, num_class):
+        self._num_class = int(num_class)
+        self._layout = None  # per input size: anchors, layer sizes and offsets, numpy
+
+    def _prepare(self, img, xs, anchors):
+        key = (tuple(img.shape), tuple(tuple(x.shape) for x in xs))
+        if self._layout is None or self._layout[0] != key:
+            anc = [a.asnumpy().reshape(-1, 2).astype(np.float32) for a in anchors]
+            sizes = [(int(x.shape[2]), int(x.shape[3])) for x in xs]
+            counts = [h * w * len(a) for (h, w), a in zip(sizes, anc)]
+            starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+            layer_of = np.concatenate([[k] * len(a) for k, a in enumerate(anc)])
+            first = np.concatenate([[0], np.cumsum([len(a) for a in anc])]).astype(int)
+            self._layout = (key, np.concatenate(anc), sizes, starts, layer_of, first)
+        return self._layout[1:]
+
+    def __call__(self, img, xs, anchors, offsets, gt_boxes, gt_ids, gt_mixratio=None):
+        all_anchors, sizes, starts, layer_of, first = self._prepare(img, xs, anchors)
+        height, width = int(img.shape[2]), int(img.shape[3])
+        boxes = gt_boxes.asnumpy().astype(np.float32)
+        ids = gt_ids.asnumpy()
+        mix = gt_mixratio.asnumpy() if gt_mixratio is not None else None
+        batch, total, nc = boxes.shape[0], int(starts[-1]), self._num_class
+        obj = np.zeros((batch, total, 1), np.float32)
+        center = np.zeros((batch, total, 2), np.float32)
+        scale = np.zeros((batch, total, 2), np.float32)
+        weight = np.zeros((batch, total, 2), np.float32)
+        cls = np.full((batch, total, nc), -1, np.float32)
+        # float32 like GluonCV's BBoxCornerToCenter on NDArrays
+        gw = boxes[..., 2] - boxes[..., 0]
+        gh = boxes[..., 3] - boxes[..., 1]
+        gx = boxes[..., 0] + gw / np.float32(2)
+        gy = boxes[..., 1] + gh / np.float32(2)
+        # IoU of zero-centred anchors and gt boxes: (B, M, A)
+        inter = np.minimum(gw[..., None], all_anchors[:, 0]) * \
+            np.minimum(gh[..., None], all_anchors[:, 1])
+        union = gw[..., None] * gh[..., None] + all_anchors[:, 0] * all_anchors[:, 1] - inter
+        matches = np.argmax(inter / union, axis=-1)
+        for b in range(batch):
+            for m in range(boxes.shape[1]):
+                if not (boxes[b, m] >= 0).all():
+                    break  # padding rows (-1) end the list, as in GluonCV
+                a = int(matches[b, m])
+                layer = int(layer_of[a])
+                fh, fw = sizes[layer]
+                x, y, w, h = gx[b, m], gy[b, m], gw[b, m], gh[b, m]
+                loc_x, loc_y = int(x / width * fw), int(y / height * fh)
+                n_anc = first[layer + 1] - first[layer]
+                idx = starts[layer] + (loc_y * fw + loc_x) * n_anc + (a - first[layer])
+                center[b, idx] = (x / width * fw - loc_x, y / height * fh - loc_y)
+                scale[b, idx] = (np.log(max(w, 1) / all_anchors[a, 0]),
+                                 np.log(max(h, 1) / all_anchors[a, 1]))
+                weight[b, idx] = 2.0 - w * h / width / height
+                obj[b, idx, 0] = mix[b, m, 0] if mix is not None else 1
+                cls[b, idx] = 0
+                cls[b, idx, int(ids[b, m, 0])] = 1
+        return tuple(mx.nd.array(v) for v in (obj, center, scale, weight, cls))
+
+
+def fast_targets(transform):
+    """Give a GluonCV ``YOLO3DefaultTrainTransform`` the numpy target generator; returns it.
+
+    The transform's image pipeline is unchanged; only ``_target_generator`` (the lazily
+    built GluonCV generator) is replaced. A transform without a net is returned as is.
+    """
+    if getattr(transform, "_net_none", True):
+        return transform
+    transform._internal_target_generator = NumpyYOLOV3TargetGenerator(transform._num_classes)
+    return transform

@@ -1,0 +1,74 @@
+"""models/yolo_targets.py equals GluonCV's YOLOV3PrefetchTargetGenerator."""
+import numpy as np
+import mxnet as mx
+import pytest
+from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
+from gluoncv.model_zoo.yolo.yolo_target import YOLOV3PrefetchTargetGenerator
+
+from models import yolo, yolo_train
+from models.yolo_targets import NumpyYOLOV3TargetGenerator, fast_targets
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return {c: yolo.transform_net("yolo3_mobilenet0.25_custom", [f"c{i}" for i in range(c)])
+            for c in (1, 3)}
+
+
+def _boxes(rng, n, width, height):
+    x1 = rng.uniform(0, width - 2, n)
+    y1 = rng.uniform(0, height - 2, n)
+    # sizes from sub-pixel (max(w, 1) branch) to the whole image, all anchor layers
+    w = np.minimum(rng.choice([0.5, 4, 20, 60, 200], n) * rng.uniform(0.5, 1.5, n), width - x1)
+    h = np.minimum(rng.choice([0.5, 4, 20, 60, 200], n) * rng.uniform(0.5, 1.5, n), height - y1)
+    return np.stack([x1, y1, x1 + w, y1 + h], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("classes, width, height, n_boxes, seed", [
+    (1, 128, 96, 1, 0), (1, 96, 96, 7, 1), (3, 160, 128, 12, 2), (1, 64, 64, 30, 3),
+    (3, 320, 256, 5, 4)])
+def test_targets_equal_gluoncv(nets, classes, width, height, n_boxes, seed):
+    t = YOLO3DefaultTrainTransform(width, height, nets[classes])
+    rng = np.random.RandomState(seed)
+    boxes = _boxes(rng, n_boxes, width, height)
+    ids = rng.randint(classes, size=(n_boxes, 1)).astype(np.float32)
+    mix = rng.uniform(0.2, 1, size=(n_boxes, 1)).astype(np.float32)
+    for mixratio in (None, mx.nd.array(mix[None])):
+        args = (t._fake_x, t._feat_maps, t._anchors, t._offsets, mx.nd.array(boxes[None]),
+                mx.nd.array(ids[None]), mixratio)
+        want = YOLOV3PrefetchTargetGenerator(num_class=classes)(*args)
+        got = NumpyYOLOV3TargetGenerator(classes)(*args)
+        for name, w, g in zip(("objectness", "center", "scale", "weights", "class"), want, got):
+            assert g.shape == w.shape, name
+            np.testing.assert_allclose(g.asnumpy(), w.asnumpy(), rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name} (seed {seed})")
+
+
+def test_padding_rows_end_the_box_list(nets):
+    t = YOLO3DefaultTrainTransform(96, 96, nets[1])
+    boxes = np.array([[[10, 10, 40, 50], [-1, -1, -1, -1], [50, 50, 90, 90]]], np.float32)
+    args = (t._fake_x, t._feat_maps, t._anchors, t._offsets, mx.nd.array(boxes),
+            mx.nd.zeros((1, 3, 1)))
+    got = NumpyYOLOV3TargetGenerator(1)(*args)
+    want = YOLOV3PrefetchTargetGenerator(num_class=1)(*args)
+    assert got[0].asnumpy().sum() == want[0].asnumpy().sum() == 1
+    np.testing.assert_allclose(got[1].asnumpy(), want[1].asnumpy(), atol=1e-6)
+
+
+def test_fast_transform_gives_gluoncv_samples(nets):
+    """Same random stream, same image and targets through the whole train transform."""
+    slow = YOLO3DefaultTrainTransform(96, 96, nets[1])
+    fast = fast_targets(YOLO3DefaultTrainTransform(96, 96, nets[1]))
+    rng = np.random.RandomState(5)
+    img = mx.nd.array(rng.randint(0, 255, (120, 100, 3)), dtype=np.uint8)
+    label = np.concatenate([_boxes(rng, 4, 100, 120) + [0, 0, 3, 3], np.zeros((4, 1))],
+                           axis=1).astype(np.float32)
+    label[:, 2] = np.minimum(label[:, 2], 100)
+    label[:, 3] = np.minimum(label[:, 3], 120)
+    for s in range(4):
+        yolo_train.seed_all(s)  # GluonCV's crop draws from `random`, the rest from numpy
+        a = slow(img, label)
+        yolo_train.seed_all(s)
+        b = fast(img, label)
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x.asnumpy(), y.asnumpy(), rtol=1e-5, atol=1e-5)
