@@ -107,6 +107,10 @@ def build_parser():
     g.add_argument("--folds-parallel", type=int, default=1,
                    help="train this many set x fold jobs at once, one process and one "
                         "device (--gpus entry) each (default %(default)s)")
+    g.add_argument("--fold-threads", type=int, default=0,
+                   help="OpenMP threads per --folds-parallel process on CPU; 0 = CPUs / "
+                        "--folds-parallel. Results depend on it: MKLDNN's sums change with "
+                        "the thread count (default %(default)s)")
     g.add_argument("--only", default=None, metavar="JOB",
                    help="train one job and stop: 'S:K' (set S, fold K) or 'final'; used by "
                         "--folds-parallel and with a dist kvstore (one model per launch)")
@@ -259,7 +263,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
 def run_parallel(run, jobs, args):
     """Run ``(set, fold)`` jobs as child processes, ``args.folds_parallel`` at a time."""
     gpus = [g for g in (args.gpus or "").split(",") if g.strip()]
-    threads = max(1, (os.cpu_count() or 1) // args.folds_parallel)
+    threads = args.fold_threads or max(1, (os.cpu_count() or 1) // args.folds_parallel)
     pending, running, failed = list(jobs), [], []
     slot_free = list(range(args.folds_parallel))
     while pending or running:

@@ -126,35 +126,32 @@ def test_scores_agree_with_the_metrics_rows_and_the_cartucho_cli(cv_run, capsys)
     assert last == f"mAP = {100 * summary['test_map_voc12']:.2f}%"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap: on CI's 2-core box a --folds-parallel child's losses differ from the "
-    "sequential run's by 0.5-33 % (LR, best epoch and artefacts agree); the cause (random "
-    "stream or thread-count numerics in the child) is not found yet"))
 def test_folds_in_parallel_processes_match_the_sequential_run(cv_run, data_dir, tmp_path):
-    """--folds-parallel 2: each fold in its own process gives the sequential run's result."""
+    """--folds-parallel 2: each fold in its own process gives the sequential run's result.
+
+    With the same OpenMP thread count as this process the children reproduce it exactly;
+    with another count MKLDNN sums in another order and the violent first steps of a
+    from-scratch YOLOv3 turn that into losses 30 % apart within an epoch (measured)."""
     run, _ = cv_run
+    # This process's OpenMP thread count: MXNet takes OMP_NUM_THREADS, else half the CPUs
+    # on x86 (src/engine/openmp.cc; measured: unset gives the 1-thread numbers on 2 CPUs).
+    threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MXNET_OMP_MAX_THREADS") \
+        or str(max(1, (os.cpu_count() or 2) // 2))
     args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3",
                                    "--epochs", "2", "--val-interval", "2",
                                    "--out", str(tmp_path), "--name", "par",
-                                   "--folds-parallel", "2", *TINY])
+                                   "--folds-parallel", "2", "--fold-threads", threads, *TINY])
     summary = train_yolo3.main(args)
     for k in (0, 1):
         par = json.loads((tmp_path / "par" / f"set0_fold{k}" / "done.json").read_text())
         seq = json.loads((run / f"set0_fold{k}" / "done.json").read_text())
-        assert par["best_epoch"] == seq["best_epoch"]
-        assert par["map_voc12"] == pytest.approx(seq["map_voc12"], abs=1e-6)
-        # Same data, seed and schedule: the same LR at every epoch and losses of the same
-        # size. Not equal: on CI's 2-core box the children's losses differ from the
-        # sequential run's by 0.5-5 % after a few steps (one OpenMP thread per child against
-        # two here changes MKLDNN's summation order, and SGD amplifies it); exact
-        # reproduction across process layouts is a known gap (see README).
+        assert par["param_digest"] == seq["param_digest"], k
+        assert (par["best_epoch"], par["map_voc12"]) == (seq["best_epoch"], seq["map_voc12"])
         rows_par = _csv(tmp_path / "par" / f"set0_fold{k}" / "metrics.csv")
         rows_seq = _csv(run / f"set0_fold{k}" / "metrics.csv")
-        assert len(rows_par) == len(rows_seq)
         for a, b in zip(rows_par, rows_seq):
-            assert float(a["lr"]) == pytest.approx(float(b["lr"]), rel=1e-9), k
-            for col in ("loss_obj", "loss_center", "loss_scale", "loss_cls"):
-                assert float(a[col]) == pytest.approx(float(b[col]), rel=0.25), (k, col)
+            for col in ("lr", "loss_obj", "loss_center", "loss_scale", "loss_cls"):
+                assert a[col] == b[col], (k, col)
         assert (tmp_path / "par" / f"set0_fold{k}" / "log.txt").is_file()
     assert (tmp_path / "par" / "oof_detections.json").is_file()
     assert "test_map_voc12" in summary
