@@ -26,6 +26,9 @@ import logging
 import math
 
 import mxnet as mx
+# Explicit submodule import: a dist kvstore server unpickles this module inside `import
+# mxnet`, before mxnet/__init__ has bound mx.lr_scheduler (MXNET_TRAPS 36).
+from mxnet.lr_scheduler import LRScheduler  # noqa: E402
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ MODES = ("constant", "step", "multistep", "exp", "cosine",
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 
-class WarmupSchedule(mx.lr_scheduler.LRScheduler):
+class WarmupSchedule(LRScheduler):
     """Base class: linear warm-up, then ``main_lr(it)``.
 
     Parameters
