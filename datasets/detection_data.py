@@ -89,9 +89,9 @@ class DetectionData:
         ``prepare_data.py`` output (``records/all.rec``, ``manifest.csv``, ``splits.json``).
     classes : list of str
     make_transform_net : callable
-        ``() -> net``: a fresh, initialised, never hybridised detector
+        ``(anchors=None) -> net``: a fresh, initialised, never hybridised detector
         (``models.yolo.transform_net``); the train transforms are built from it once per
-        input size and reused by every job.
+        input size and anchors and reused by every job.
     """
 
     def __init__(self, data_dir, classes, make_transform_net):
@@ -114,11 +114,14 @@ class DetectionData:
         from im2rec_tools.records import subset_indices
         return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side)
 
-    def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0):
-        """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``."""
-        key = (int(data_shape), bool(random_shape), float(max_expand))
+    def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0,
+                   anchors=None):
+        """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``;
+        ``anchors`` (``(9, 2)``, default the network's) decide the target assignment."""
+        anchor_key = None if anchors is None else tuple(np.asarray(anchors, float).ravel())
+        key = (int(data_shape), bool(random_shape), float(max_expand), anchor_key)
         if key not in self._transforms:
-            net = self._make_net()
+            net = self._make_net() if anchors is None else self._make_net(anchors)
             self._transforms[key] = train_transforms(
                 net, random_shapes(data_shape, random_shape), max_expand=max_expand)
         return [TrainTransform(t._yolo, extra) for t in self._transforms[key]]

@@ -55,7 +55,7 @@ def _model_home():
 
 
 def build(network, classes, pretrained_base=False, init_params=None, focal_alpha=None,
-          focal_gamma=None, ctx=None):
+          focal_gamma=None, ctx=None, anchors=None):
     """Build and initialise a GluonCV YOLOv3 detector.
 
     Parameters
@@ -74,6 +74,9 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
         (alpha 0.5, gamma 0).
     ctx : mx.Context or list of mx.Context, optional
         Where the parameters live (default CPU).
+    anchors : array_like, optional
+        ``(9, 2)`` anchors in input pixels, small to large (:func:`set_anchors`); default
+        GluonCV's COCO anchors. ``init_params`` overrides them with the file's.
 
     Returns
     -------
@@ -118,6 +121,8 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
     # before the first training step, and save_parameters needs concrete shapes.
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     net(mx.nd.zeros((1, 3, 64, 64), ctx=ctx0))
+    if anchors is not None:
+        set_anchors(net, anchors)
     if init_params:
         load_params(net, init_params, ctx)
     if focal_alpha is not None or focal_gamma is not None:
@@ -144,43 +149,79 @@ def load_params(net, path, ctx=None):
     log.info("detector initialised from %s", path)
 
 
-def transform_net(network, classes):
+def set_anchors(net, anchors):
+    """Replace the anchors of a built YOLOv3 net (``(9, 2)`` width, height in input pixels,
+    small to large; ``models.anchors.fit_anchors``).
+
+    The anchors are Constant parameters of the output layers: they are used by the forward
+    pass (box decoding, the train transform's target assignment through ``net(fake_x)``),
+    saved with ``save_parameters`` and restored by ``load_parameters``.
+    """
+    from models.anchors import layers
+    per_layer = layers(anchors)  # small to large; net.yolo_outputs run large to small
+    for out, values in zip(net.yolo_outputs, per_layer[::-1]):
+        param = out.anchors
+        param.set_data(mx.nd.array(values, dtype="float32").reshape(param.shape))
+
+
+def get_anchors(net):
+    """The net's anchors as a ``(9, 2)`` list, small to large (the order ``set_anchors`` takes)."""
+    per_layer = [out.anchors.data().asnumpy().reshape(-1, 2).tolist()
+                 for out in net.yolo_outputs]
+    return [wh for layer in per_layer[::-1] for wh in layer]
+
+
+def transform_net(network, classes, anchors=None):
     """A fresh, initialised, never hybridised copy for building training transforms.
 
     ``YOLO3DefaultTrainTransform`` runs this net once in train mode to get anchors and
     offsets; a hybridised net holding the inference graph fails there (MXNET_TRAPS 15), and
     under AMP the transforms must come from an fp32 net built before ``amp.init`` (TRAPS 42).
-    Anchors and offsets depend on the architecture only, so random weights are fine.
+    Anchors and offsets depend on the architecture and ``anchors`` only, so random weights
+    are fine.
     """
-    return build(network, classes, pretrained_base=False)
+    return build(network, classes, pretrained_base=False, anchors=anchors)
 
 
-def model_json(network, classes, data_shape, params):
-    """The ``model.json`` record of docs/CONTRACTS.md (``params`` relative to the run folder)."""
+def model_json(network, classes, data_shape, members, offset=1, fusion_iou=0.55):
+    """The ``model.json`` record of docs/CONTRACTS.md.
+
+    ``members`` are parameter files relative to the run folder: one (a single model) or the
+    k fold models of an ensemble, whose detections ``predict_models`` fuses by weighted box
+    fusion at ``fusion_iou``. ``offset`` is the box convention the threshold was chosen with.
+    """
+    members = [str(m) for m in ([members] if isinstance(members, (str, Path)) else members)]
     return {"net": network, "classes": list(classes), "data_shape": int(data_shape),
-            "params": str(params)}
+            "members": members, "offset": int(offset),
+            "fusion": {"method": "wbf", "iou": float(fusion_iou)}}
 
 
 def load_model_json(path, ctx=None):
-    """Rebuild a trained detector from ``model.json``.
+    """Rebuild a trained detector (one net or an ensemble) from ``model.json``.
 
     Parameters
     ----------
     path : str or Path
-        ``model.json`` written by train_yolo3.py; its ``params`` path is relative to its folder.
+        ``model.json`` written by train_yolo3.py; its parameter paths are relative to its
+        folder (``members``, or the single ``params`` of older runs).
     ctx : mx.Context or list, optional
 
     Returns
     -------
-    (net, info) : (YOLOV3, dict)
-        The initialised net with the trained weights, and the JSON record.
+    (nets, info) : (list of YOLOV3, dict)
+        The initialised nets with their trained weights (anchors included), and the record.
     """
     path = Path(path)
     with open(path, encoding="utf-8") as f:
         info = json.load(f)
-    missing = [k for k in ("net", "classes", "data_shape", "params") if k not in info]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; want net, classes, data_shape, params")
-    net = build(info["net"], info["classes"], ctx=ctx)
-    load_params(net, path.parent / info["params"], ctx)
-    return net, info
+    members = info.get("members") or ([info["params"]] if "params" in info else None)
+    missing = [k for k in ("net", "classes", "data_shape") if k not in info]
+    if missing or not members:
+        raise ValueError(f"{path}: missing key(s) {missing or ['members']}; want net, classes, "
+                         f"data_shape, members")
+    nets = []
+    for m in members:
+        net = build(info["net"], info["classes"], ctx=ctx)
+        load_params(net, path.parent / m, ctx)
+        nets.append(net)
+    return nets, info
