@@ -27,6 +27,7 @@ import numpy as np
 import prepare_data
 import train_filter
 import train_yolo3
+from datasets import classes as class_names
 from datasets import phantom
 from eval import detection, plots, report, runs, two_stage
 
@@ -157,7 +158,7 @@ def main(args):
     # hold few positives; the CPU profiles add the ground-truth boxes as extra positives.
     filt_argv += ["--add-gt"] if cfg["add_gt"] else []
     filt = train_filter.main(train_filter.parse_args(filt_argv))
-    classes = ["lesion"]
+    classes = class_names.data_classes(data_dir)
     e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots")
 
     summary = {

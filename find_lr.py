@@ -10,6 +10,7 @@ max LR and base_lr = max_lr / 4 (for --lr-mode triangular: --lr BASE --max-lr MA
 import argparse
 import math
 
+from datasets import classes as class_names
 from datasets import detection_data as dd
 from eval import runs
 from models import devices, lr_range, yolo, yolo_train
@@ -24,7 +25,9 @@ def parse_args(argv=None):
     p.add_argument("--fold", type=int, default=0,
                    help="use this fold's training ids; -1 = every training id "
                         "(default %(default)s)")
-    p.add_argument("--classes", default="lesion", help="comma-separated class names")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names; only a check: they must equal "
+                        "DATA/classes.txt (default: that file)")
     yolo.add_model_arguments(p)
     p.add_argument("--data-shape", type=int, default=320, help="input size, multiple of 32 "
                    "(default %(default)s)")
@@ -53,7 +56,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    classes = class_names.data_classes(args.data, args.classes)
     ctx = devices.contexts(args.gpus)
     run = runs.start(SCRIPT, args)
     yolo_train.seed_all(args.seed)

@@ -10,7 +10,7 @@ the same place in the other half (similar-region search, fused crop) and scored 
 filter. A box is kept when its detector score reaches the detector's operating threshold and
 its filter score reaches the filter's threshold (both fixed by training, not here).
 
-Writes into its run folder: ``predictions/<name>.json`` (boxes in source-screenshot pixels,
+Writes into its run folder: ``predictions/<name>.json`` (boxes in source-screenshot pixels, class,
 detector score, filter score, kept or why not), ``detection-results/<name>.txt`` (kept boxes,
 Cartucho layout, source pixels), ``vis/<name>.png`` (kept boxes green, rejected by the filter
 red dashed, with scores) and ``summary.json``.
@@ -179,7 +179,7 @@ def main(args):
     # The detector keeps everything the filter could look at; the thresholds decide later.
     score_floor = min(det_threshold, spec.get("min_score", det_threshold))
     files = list_inputs(args.inputs)
-    classes = det_info["classes"]
+    classes = det_info["classes"]  # the detector's classes (model.json), in id order
     dets_src, skipped, counts = {}, [], {KEPT: 0, REJECTED_FILTER: 0, BELOW_DETECTOR: 0}
     for path in tqdm(files, desc="predict", unit="img", disable=args.no_progress):
         try:
@@ -203,12 +203,13 @@ def main(args):
             if fnet is not None and len(d["scores"]):
                 fscores = score_detections(fnet, spec, grays[k], grays[1 - k], d, ctx)
             x0, y0 = halves[side][:2]
-            for box, s, fs in zip(d["boxes"], d["scores"], fscores):
+            for box, s, fs, lab in zip(d["boxes"], d["scores"], fscores, d["labels"]):
                 status = decide(s, fs, det_threshold, filter_threshold)
                 counts[status] += 1
                 records.append({
-                    "side": side, "box": [float(box[0] + x0), float(box[1] + y0),
-                                          float(box[2] + x0), float(box[3] + y0)],
+                    "side": side, "label": int(lab), "class": classes[int(lab)],
+                    "box": [float(box[0] + x0), float(box[1] + y0),
+                            float(box[2] + x0), float(box[3] + y0)],
                     "box_half": [float(v) for v in box], "det_score": float(s),
                     "filter_score": None if np.isnan(fs) else float(fs), "status": status})
         name = path.stem
@@ -220,7 +221,7 @@ def main(args):
         kept = [r for r in records if r["status"] == KEPT]
         dets_src[name] = {"boxes": np.array([r["box"] for r in kept]).reshape(-1, 4),
                           "scores": np.array([r["det_score"] for r in kept]),
-                          "labels": np.zeros(len(kept), int)}
+                          "labels": np.array([r["label"] for r in kept], int)}
         if not args.no_vis:
             draw(img, records, run.path("vis", f"{name}.png"))
     write_cartucho(run.dir, classes, det=dets_src)

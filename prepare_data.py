@@ -6,12 +6,18 @@ For every screenshot (red boxes burnt in, or labelme JSON): paint out the ink, c
 black border, split at the midline, keep each half that holds boxes as a sample (the other
 half is its reference), and write ``DATA/JPEGImages``, ``DATA/Reference``,
 ``DATA/Annotations`` (VOC), ``manifest.csv``, ``splits.json``, ``records/all.{lst,rec,idx}``,
-``prepare_log.csv`` (every skipped file, clipped or dropped box, with its reason) and
-``summary.json`` (docs/CONTRACTS.md). Bad files are skipped with a reason and counted;
+``prepare_log.csv`` (every skipped file, clipped or dropped box, with its reason),
+``classes.txt`` and ``summary.json`` (docs/CONTRACTS.md). Bad files are skipped with a
+reason and counted;
 ``--strict`` stops at the first. ``--no-crop --no-split`` converts a plain labelme folder.
 The output is built in ``DATA/.staging-<pid>`` and moved in at the end, so a failed run
 leaves DATA untouched. DATA must be empty, absent or an earlier prepare_data output;
 anything else needs ``--overwrite`` (then only prepare_data's own entries are replaced).
+
+Classes come from the data: every labelme label is a class (``__ignore__`` shapes are
+difficult boxes), ``--label-map`` renames or merges labels, and every red box is the class
+``--red-label``. Class order (= class id in the records): sorted by code point, or the order
+of ``--classes``, which then also refuses any other label. ``DATA/classes.txt`` records it.
 """
 import argparse
 import csv
@@ -24,6 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from datasets import classes as class_names
 from datasets import labelme, preprocess, raw_sources, redbox, splits, staging, voc
 from datasets.errors import BadFileError
 from datasets.images import JPEG_QUALITY, write_jpeg
@@ -33,13 +40,13 @@ from im2rec_tools import lst, records
 log = logging.getLogger("prepare_data")
 
 SCRIPT = "prepare_data"
-CLASSES = ["lesion"]
 MANIFEST_COLUMNS = ["id", "source", "group", "side", "x_offset", "y_offset", "width", "height",
                     "n_boxes", "ref_x_offset", "ref_y_offset", "ref_width", "ref_height",
                     "annotation", "rec_idx"]
 LOG_COLUMNS = ["source", "sample", "kind", "code", "box", "reason"]
 OUTPUTS = ("JPEGImages", "Reference", "Annotations", "records", "manifest.csv", "splits.json",
-           "prepare_log.csv", "summary.json", "args.json", "env.json", "log.txt")
+           "prepare_log.csv", "summary.json", "args.json", "env.json", "log.txt",
+           class_names.CLASSES_FILE)
 # Note kinds that are data problems (--strict stops on them); warning/ignored/noise/ink are not.
 STRICT_NOTES = ("skipped",)
 
@@ -60,8 +67,16 @@ def parse_args(argv=None):
     p.add_argument("--no-split", action="store_true", help="single-panel images: no halves")
     p.add_argument("--strict", action="store_true",
                    help="stop with an error at the first bad file or dropped box")
-    p.add_argument("--label-map",
-                   help="labelme label -> class: JSON file or 'a=lesion,b=__ignore__'")
+    p.add_argument("--classes", default=None,
+                   help="class names in class-id order, 'a,b,c' or a file with one per line "
+                        "(labelme's labels.txt is read as is); labels outside it are refused "
+                        "(default: every label found, sorted by code point)")
+    p.add_argument("--label-map", default=None,
+                   help="rename or merge labelme labels: 'label[,label...]=class' mappings "
+                        "separated by ';', e.g. 'strain,cyst=lesion;artefact=__ignore__', or a "
+                        "JSON file {label: class}; unmapped labels keep their name")
+    p.add_argument("--red-label", default="lesion",
+                   help="class of every red box burnt into a screenshot (default %(default)s)")
     p.add_argument("--ignore", choices=labelme.IGNORE_POLICIES, default="difficult",
                    help="what labelme __ignore__ shapes become (default %(default)s)")
     p.add_argument("--border-threshold", type=int, default=preprocess.BORDER_THRESHOLD,
@@ -92,7 +107,7 @@ def _fmt_box(box):
 
 def process_source(src, args, label_map, out_dir, taken):
     """Load, clean, crop, split and write one source. Returns (rows, events, info)."""
-    data = raw_sources.load(src, CLASSES, label_map, args.ignore, args.cr_threshold)
+    data = raw_sources.load(src, label_map, args.ignore, args.cr_threshold, args.red_label)
     img = data["image"]
     h, w = img.shape[:2]
     events = [{"kind": k, "code": k, "box": "", "reason": m, "side": ""} for k, m in data["notes"]]
@@ -129,9 +144,9 @@ def process_source(src, args, label_map, out_dir, taken):
             rw, rh = rx1 - rx0, ry1 - ry0
             write_jpeg(out_dir / "Reference" / f"{sid}.jpg", img[ry0:ry1, rx0:rx1],
                        JPEG_QUALITY, atomic=False)
+        # VOC files are written once the class list is known (see build).
         objs = [{"name": o["name"], "box": o["box"], "difficult": o["difficult"],
                  "truncated": 0} for o in per_half[side]]
-        voc.write_voc(out_dir / "Annotations" / f"{sid}.xml", f"{sid}.jpg", x1 - x0, y1 - y0, objs)
         rows.append({"id": sid, "source": src.rel, "side": side, "x_offset": x0, "y_offset": y0,
                      "width": x1 - x0, "height": y1 - y0, "n_boxes": len(objs),
                      "ref_x_offset": rx0, "ref_y_offset": ry0, "ref_width": rw,
@@ -163,6 +178,47 @@ def _groups(rows, by_rel, args):
     return out, column, len(missing)
 
 
+def resolve_classes(rows, given):
+    """The class list of the samples, and every ``__ignore__`` box given a class.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Sample rows with ``objects`` (``name`` a class or ``__ignore__``); changed in place:
+        ignore boxes (difficult) take the first class, since a VOC object needs a class.
+    given : list of str or None
+        ``--classes``: fixes the order and refuses other names. None: the names found,
+        sorted by code point (deterministic whatever the file order).
+
+    Returns
+    -------
+    list of str
+    """
+    found = Counter(o["name"] for r in rows for o in r["objects"] if o["name"] != labelme.IGNORE)
+    if given is None:
+        classes = sorted(found)
+    else:
+        classes = list(given)
+        outside = sorted(set(found) - set(classes))
+        if outside:
+            files = {n: sorted({r["source"] for r in rows for o in r["objects"]
+                                if o["name"] == n}) for n in outside}
+            seen = "; ".join(f"{n!r} ({found[n]} boxes, e.g. {', '.join(files[n][:2])})"
+                             for n in outside)
+            raise ValueError(f"--classes {classes}: labels {outside} are not classes: {seen}; "
+                             f"add them to --classes or rename them with --label-map "
+                             f"'{outside[0]}=<class>' (or '{outside[0]}={labelme.IGNORE}')")
+    n_ignore = 0
+    for r in rows:
+        for o in r["objects"]:
+            if o["name"] == labelme.IGNORE:
+                o["name"], n_ignore = classes[0], n_ignore + 1
+    if n_ignore and len(classes) > 1:
+        log.info("%d %s boxes are difficult boxes of class %r (the first class): they excuse "
+                 "misses of that class only", n_ignore, labelme.IGNORE, classes[0])
+    return classes
+
+
 def _write_csv(path, columns, rows):
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -174,8 +230,12 @@ def _write_csv(path, columns, rows):
 def build(args, raw, out_dir):
     """The whole chain into ``out_dir`` (the staging folder). Returns the summary."""
     t0 = time.perf_counter()
-    label_map = labelme.parse_label_map(args.label_map, CLASSES)
+    given = class_names.parse_classes(args.classes)
+    label_map = labelme.parse_label_map(args.label_map, given)
     sources, ignored = raw_sources.discover(raw, exclude=[Path(args.out)])
+    if given is not None and args.red_label not in given and any(s.kind == "red" for s in sources):
+        raise ValueError(f"--red-label {args.red_label!r} is not in --classes {given}; red "
+                         f"boxes need a class: add it to --classes or set --red-label")
     by_rel = {s.rel: s for s in sources}
     log.info("%d sources in %s (%d red-box, %d labelme); %d other files ignored", len(sources),
              raw, sum(s.kind == "red" for s in sources), sum(s.kind == "labelme" for s in sources),
@@ -211,6 +271,12 @@ def build(args, raw, out_dir):
     if not rows:
         raise BadFileError(f"--raw {raw}: no detection samples ({len(sources)} sources, "
                            f"{len(skipped)} skipped, {stats['no_boxes']} without boxes)")
+    classes = resolve_classes(rows, given)
+    log.info("classes (id order): %s", classes)
+    for r in rows:
+        voc.write_voc(out_dir / "Annotations" / f"{r['id']}.xml", f"{r['id']}.jpg", r["width"],
+                      r["height"], r["objects"])
+    class_names.write_classes(out_dir, classes)
     group_of, group_by, missing = _groups(rows, by_rel, args)
     sp = splits.make_splits([r["id"] for r in rows], [group_of[r["id"]] for r in rows],
                             k=args.folds, test_frac=args.test_frac, seed=args.seed,
@@ -221,7 +287,7 @@ def build(args, raw, out_dir):
     for idx, r in enumerate(rows):
         r["group"], r["rec_idx"] = group_of[r["id"]], idx
         lines.append(lst.lst_line(idx, r["width"], r["height"], r["objects"],
-                                  f"JPEGImages/{r['id']}.jpg", CLASSES))
+                                  f"JPEGImages/{r['id']}.jpg", classes))
     lst_path = out_dir / (records.RECORD_PREFIX + ".lst")
     lst.write_lst(lst_path, lines)
     n_rec = records.pack_records(lst_path, out_dir)
@@ -233,7 +299,9 @@ def build(args, raw, out_dir):
         "raw": str(raw), "out": str(args.out), "sources": len(sources),
         "converted": stats["converted"], "skipped_files": len(skipped), "skipped": skipped,
         "no_boxes": stats["no_boxes"], "samples": len(rows), "both_sides": stats["both_sides"],
-        "boxes": sum(r["n_boxes"] for r in rows),
+        "boxes": sum(r["n_boxes"] for r in rows), "classes": classes,
+        "boxes_per_class": {c: sum(o["name"] == c and not o["difficult"] for r in rows
+                                   for o in r["objects"]) for c in classes},
         "difficult": sum(o["difficult"] for r in rows for o in r["objects"]),
         "clipped": stats["clipped:clipped"], "dropped": sum(dropped.values()),
         "dropped_by_reason": dropped,
@@ -263,7 +331,7 @@ def main(args):
         runs.atomic_write_json(stage / "env.json", runs.environment())
         summary = build(args, raw, stage)
         for k in ("sources", "converted", "skipped_files", "no_boxes", "samples", "both_sides",
-                  "boxes", "clipped", "dropped", "dropped_by_reason", "crop_fallbacks",
+                  "boxes", "classes", "boxes_per_class", "clipped", "dropped", "dropped_by_reason", "crop_fallbacks",
                   "test", "train", "folds", "screenshots_per_s"):
             log.info("summary %s: %s", k, summary[k])
         for s in summary["skipped"]:

@@ -22,6 +22,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from datasets import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs
@@ -148,6 +149,24 @@ def _crop_options(args):
             "workers": args.crop_workers}
 
 
+def check_detection_classes(args):
+    """The data's classes; refuse detections made for another class list.
+
+    The filter itself is class-agnostic (a crop is positive when it overlaps a ground-truth
+    box of any class), but detections whose class ids mean other names come from a
+    detector trained on other data.
+    """
+    classes = class_names.data_classes(args.data)
+    for path in (args.detections, args.test_detections):
+        if path:
+            with open(path, encoding="utf-8") as f:
+                found = json.load(f).get("classes")
+            class_names.check_classes(classes, found, f"--data {args.data}",
+                                      f"detections {path}", "use the detections of a "
+                                      "detector trained on this data folder")
+    return classes
+
+
 def prepare_crops(args, run):
     """Build the crops into the run folder, or reuse --crops / a resumed run's crops."""
     own = run.dir / "crops"
@@ -271,6 +290,7 @@ def main(args):
     if args.resume:
         args = _resume_options(args)
     _check_args(args)
+    classes = check_detection_classes(args)
     run = runs.start("train_filter", args)
     ctxs = devices.contexts(args.gpus)
     crop_dir, crop_opts = prepare_crops(args, run)
@@ -347,6 +367,7 @@ def main(args):
         best = run.dir / "checkpoints" / "last.params"
     net.load_parameters(str(best), ctx=ctxs)
     summary = evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels)
+    summary["classes"] = classes
     summary.update(counts)
     summary.update(best_epoch=result["best_epoch"], best_val_auc=result["best_metric"],
                    epochs_run=result["epochs_run"])

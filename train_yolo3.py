@@ -44,6 +44,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from datasets import classes as class_names  # noqa: E402
 from datasets import detection_data as dd  # noqa: E402
 from eval import cv, runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
@@ -76,8 +77,9 @@ def build_parser():
                    help="hyper-parameter sets: 'lr=1e-3,5e-4;epochs=30,60' (product) or a JSON "
                         f"file/text; keys: {', '.join(GRID_KEYS)} (default: one set, the "
                         "command-line values)")
-    p.add_argument("--classes", default="lesion", help="comma-separated class names "
-                   "(default: %(default)s)")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names; only a check: they must equal "
+                        "DATA/classes.txt, which is used (default: that file)")
     yolo.add_model_arguments(p)
     g = p.add_argument_group("training (unset options take the --recipe's value)")
     g.add_argument("--recipe", choices=recipes.CHOICES, default="auto",
@@ -194,12 +196,15 @@ def predict_ids(net, data, sample_ids, p, ctx, args, loader=None):
     return dict(zip(sample_ids, preds))
 
 
-def score(gt, dets, classes):
+def score(gt, dets, classes, per_class=False):
     # Images in file-name order, as the Cartucho tool reads the folders written from them:
     # equal scores (an untrained net gives many) then rank alike in both.
     gt = {i: gt[i] for i in sorted(gt)}
     res = det_eval.evaluate(gt, dets, classes, iou=0.5, offset=OFFSET)
-    return {"map_voc12": float(res["map_voc12"]), "map_voc07": float(res["map_voc07"])}
+    out = {"map_voc12": float(res["map_voc12"]), "map_voc07": float(res["map_voc07"])}
+    if per_class:  # not per epoch: metrics.csv keeps scalar columns
+        out["ap_voc12"] = {c: float(v["ap_voc12"]) for c, v in res["per_class"].items()}
+    return out
 
 
 def job_anchors(data, train_ids, p):
@@ -430,7 +435,7 @@ def main(args):
         raise ValueError("with a dist kvstore each launch trains one model: add --only final "
                          "(or --only S:K); the kvstore servers keep one optimizer state per "
                          "parameter key, which a second model in the same launch would reuse")
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    classes = class_names.data_classes(args.data, args.classes)
     ctx = devices.contexts(args.gpus)
     devices.check_amp(args.amp, ctx)
     run = open_run(args, kv, {"sets": sets, "recipe": recipe, "from_recipe": from_recipe})
@@ -566,9 +571,10 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         except ValueError as err:  # no OOF detection at all
             run.log.warning("no F1 operating point on OOF detections: %s", err)
         row = table[best]
+        oof_score = score(train_gt, oof, data.classes, per_class=True)
         summary.update(cv_map_mean=row["map_voc12_mean"], cv_map_std=row["map_voc12_std"],
                        cv_map_voc07_mean=row["map_voc07_mean"], cv_table=table,
-                       oof_map_voc12=score(train_gt, oof, data.classes)["map_voc12"])
+                       oof_map_voc12=oof_score["map_voc12"], oof_ap_voc12=oof_score["ap_voc12"])
     p = params[best]
     final_model = args.final_model if results else "retrain"
     if final_model == "retrain":
@@ -600,11 +606,12 @@ def finish(run, args, sets, params, data, ctx, kv, results):
     if summary.get("oof_f1_threshold") is not None:
         model["score_threshold"] = summary["oof_f1_threshold"]
     run.write_json("model.json", model)
-    test = score(test_gt, test_det, data.classes)
+    test = score(test_gt, test_det, data.classes, per_class=True)
     rand = random_baseline(data, test_gt)
     summary.update(best_set=best, best_params=grid.set_label(sets[best]),
                    final_model=final_model, members=members, epochs=p.epochs,
                    test_map_voc12=test["map_voc12"], test_map_voc07=test["map_voc07"],
+                   classes=data.classes, test_ap_voc12=test["ap_voc12"],
                    test_random_map_voc12=rand["map_voc12"],
                    test_random_map_voc07=rand["map_voc07"])
     run.log.info("test mAP VOC12 %.4f VOC07 %.4f (random boxes: %.4f / %.4f)",

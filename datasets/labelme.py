@@ -5,7 +5,9 @@ Notes 002 ("对标签的处理" 2): a rectangle gives its two corners; every oth
 is stored by labelme as [centre, a point on the circle], so its box is centre ± radius.
 Unknown shape types with at least two points are boxed the same way, with a warning.
 ``__ignore__`` shapes (labelme's ignore label) become *difficult* objects, or are skipped,
-never plain objects. Which labelme labels are which class is set by a label map.
+never plain objects. Every other label is a class of its own (classes come from the data);
+a label map renames or merges labels. Shapes sharing a label and a ``group_id`` are one
+object, as in labelme's own instance conversion (labelme2coco).
 
 The image is found from ``imagePath`` (Windows back-slashes and non-ASCII names allowed),
 next to the JSON, or decoded from the embedded ``imageData``.
@@ -30,16 +32,59 @@ POINT_SET_TYPES = ("rectangle", "polygon", "linestrip", "line", "point", "points
 IGNORE_POLICIES = ("difficult", "skip")
 
 
-def parse_label_map(spec, classes):
-    """Read a labelme-label -> class mapping.
+def _parse_inline_map(spec):
+    """``"strain,cyst=lesion;artefact=__ignore__"`` -> ``{label: class}`` (see parse_label_map)."""
+    pairs = []
+    for part in spec.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if part.count("=") > 1:
+            # The older 'a=x,b=y' form: each comma item is one pair.
+            items = [i for i in part.split(",") if i.strip()]
+            if any(i.count("=") != 1 for i in items):
+                raise ValueError(f"--label-map: cannot read {part!r}; want 'label[,label...]=class'"
+                                 f" mappings separated by ';', e.g. 'strain,cyst=lesion;x=__ignore__'")
+            pairs += [([i.split("=", 1)[0]], i.split("=", 1)[1]) for i in items]
+            continue
+        if "=" not in part:
+            raise ValueError(f"--label-map: mapping {part!r} has no '='; want "
+                             f"'label[,label...]=class', e.g. 'strain,cyst=lesion'")
+        left, target = part.split("=", 1)
+        pairs.append((left.split(","), target))
+    mapping = {}
+    for labels, target in pairs:
+        target = target.strip()
+        labels = [lab.strip() for lab in labels]
+        if not target or "," in target:
+            raise ValueError(f"--label-map: target {target!r} of {labels} must be one class name "
+                             f"(separate mappings with ';': 'a,b=x;c=y')")
+        if not all(labels):
+            raise ValueError(f"--label-map: empty label before '={target}'")
+        for lab in labels:
+            if mapping.get(lab, target) != target:
+                raise ValueError(f"--label-map: label {lab!r} is mapped to both "
+                                 f"{mapping[lab]!r} and {target!r}")
+            mapping[lab] = target
+    if not mapping:
+        raise ValueError(f"--label-map {spec!r}: no mapping; want 'label[,label...]=class'")
+    return mapping
+
+
+def parse_label_map(spec, classes=None):
+    """Read a labelme-label -> class mapping (renames and merges).
 
     Parameters
     ----------
     spec : str or None
-        A JSON file holding an object ``{"labelme label": "class"}``, or inline text
-        ``"strain=lesion,劳损=lesion,artefact=__ignore__"``. None means no map.
-    classes : sequence of str
-        The allowed class names; a target may also be ``__ignore__``.
+        A JSON file holding an object ``{"labelme label": "class"}``, or inline text: mappings
+        separated by ``;``, each ``label[,label...]=class``, e.g.
+        ``"strain,cyst=lesion;artefact=__ignore__"`` (the older ``"a=lesion,b=lesion"`` form,
+        one pair per comma item, is read too). Labels not in the map keep their name. None
+        means no map.
+    classes : sequence of str, optional
+        When the class list is fixed (``--classes``), every target must be one of them or
+        ``__ignore__``.
 
     Returns
     -------
@@ -48,7 +93,7 @@ def parse_label_map(spec, classes):
     Raises
     ------
     ValueError
-        Unreadable spec or a target that is neither a class nor ``__ignore__``.
+        Unreadable or malformed spec, a label mapped twice, or a target outside ``classes``.
     """
     if spec is None:
         return None
@@ -59,24 +104,20 @@ def parse_label_map(spec, classes):
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"--label-map {spec}: want a JSON object file, could not read it "
                              f"({e})") from None
-        if not isinstance(mapping, dict):
-            raise ValueError(f"--label-map {spec}: want a JSON object {{label: class}}, "
-                             f"found {type(mapping).__name__}")
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) and v.strip()
+                                                    for v in mapping.values()):
+            raise ValueError(f"--label-map {spec}: want a JSON object {{label: class}} with "
+                             f"class names as values, found {str(mapping)[:80]}")
+        mapping = {str(k).strip(): v.strip() for k, v in mapping.items()}
     else:
-        mapping = {}
-        for item in spec.split(","):
-            if not item.strip():
-                continue
-            if "=" not in item:
-                raise ValueError(f"--label-map: want 'label=class,...', found item {item!r}")
-            k, v = item.split("=", 1)
-            mapping[k.strip()] = v.strip()
-    allowed = set(classes) | {IGNORE}
-    bad = sorted({str(v) for v in mapping.values()} - allowed)
-    if bad:
-        raise ValueError(f"--label-map: targets {bad} are not classes; want one of "
-                         f"{sorted(allowed)}")
-    return {str(k): str(v) for k, v in mapping.items()}
+        mapping = _parse_inline_map(spec)
+    if classes is not None:
+        allowed = set(classes) | {IGNORE}
+        bad = sorted(set(mapping.values()) - allowed)
+        if bad:
+            raise ValueError(f"--label-map: targets {bad} are not in --classes {list(classes)}; "
+                             f"map to one of {sorted(allowed)} or add them to --classes")
+    return mapping
 
 
 def load_json(path):
@@ -201,7 +242,31 @@ def shape_box(shape, where="shape"):
     return [min(xs), min(ys), max(xs), max(ys)], warning
 
 
-def read_labelme(json_path, label_map=None, classes=("lesion",), ignore="difficult"):
+def _merge_groups(objects, notes, json_name):
+    """One object per labelme instance: shapes sharing a label and a ``group_id`` are parts
+    of one object (labelme2coco unions their masks), so their box is the union of boxes."""
+    out, index = [], {}
+    for obj in objects:
+        gid = obj["group_id"]
+        key = (obj["label"], gid)
+        if gid is None or key not in index:
+            if gid is not None:
+                index[key] = len(out)
+            out.append(dict(obj, parts=1))
+            continue
+        kept = out[index[key]]
+        b, c = kept["box"], obj["box"]
+        kept["box"] = [min(b[0], c[0]), min(b[1], c[1]), max(b[2], c[2]), max(b[3], c[3])]
+        kept["difficult"] = max(kept["difficult"], obj["difficult"])
+        kept["parts"] += 1
+    for obj in out:
+        if obj["parts"] > 1:
+            notes.append(("merged", f"{json_name}: {obj['parts']} shapes {obj['label']!r} with "
+                                    f"group_id {obj['group_id']} are one object (union box)"))
+    return [{k: v for k, v in o.items() if k != "parts"} for o in out]
+
+
+def read_labelme(json_path, label_map=None, ignore="difficult"):
     """Read a labelme file into detection objects.
 
     Parameters
@@ -209,11 +274,8 @@ def read_labelme(json_path, label_map=None, classes=("lesion",), ignore="difficu
     json_path : str or Path
         The labelme ``.json``.
     label_map : dict or None
-        labelme label -> class name or ``__ignore__`` (see :func:`parse_label_map`). Labels
-        missing from a given map are skipped with a note. Without a map every label is
-        ``classes[0]`` when there is one class, else the label must be a class name.
-    classes : sequence of str
-        Class names.
+        labelme label -> class name or ``__ignore__`` (see :func:`parse_label_map`); labels
+        it does not name keep their own name as class.
     ignore : {"difficult", "skip"}
         What ``__ignore__`` shapes become.
 
@@ -222,10 +284,13 @@ def read_labelme(json_path, label_map=None, classes=("lesion",), ignore="difficu
     dict
         ``{"json": Path, "image_path": Path or None, "image_data": bytes or None,
         "width": int or None, "height": int or None, "objects": [{"name", "box",
-        "difficult", "label", "shape_type"}], "notes": [(kind, message)]}``. Boxes are raw
-        (not clipped, possibly zero-area); ``notes`` kinds are ``"warning"`` (box kept),
-        ``"skipped"`` (shape unusable or label unmapped) and ``"ignored"`` (an
-        ``__ignore__`` shape left out on purpose).
+        "difficult", "label", "shape_type", "group_id"}], "notes": [(kind, message)]}``.
+        ``name`` is the class, or ``__ignore__`` for an ignore shape kept as a difficult
+        object (its class is chosen once the class list is known). Shapes with the same
+        label and a non-null ``group_id`` are one object whose box is the union (labelme's
+        instance convention). Boxes are raw (not clipped, possibly zero-area); ``notes``
+        kinds are ``"warning"`` (box kept), ``"skipped"`` (shape unusable), ``"ignored"``
+        (an ``__ignore__`` shape left out on purpose) and ``"merged"`` (grouped shapes).
 
     Raises
     ------
@@ -255,39 +320,30 @@ def read_labelme(json_path, label_map=None, classes=("lesion",), ignore="difficu
         if not isinstance(shape, dict):
             notes.append(("skipped", f"{json_path.name} shape {i}: not an object"))
             continue
-        label = str(shape.get("label", "")).strip()
+        label = str(shape.get("label") if shape.get("label") is not None else "").strip()
         where = f"{json_path.name} shape {i} ({label!r})"
+        if not label:
+            notes.append(("skipped", f"{where}: empty label"))
+            continue
         box, warning = shape_box(shape, where)
         if box is None:
             notes.append(("skipped", warning))
             continue
         if warning:
             notes.append(("warning", warning))
-        if label_map is not None:
-            if label not in label_map and label != IGNORE:
-                notes.append(("skipped", f"{where}: label not in --label-map "
-                                         f"{sorted(label_map)}"))
-                continue
-            name = label_map.get(label, IGNORE)
-        elif label == IGNORE:
-            name = IGNORE
-        elif len(classes) == 1:
-            name = classes[0]
-        elif label in classes:
-            name = label
-        else:
-            notes.append(("skipped", f"{where}: label is not a class {list(classes)}; "
-                                     f"give --label-map"))
-            continue
+        name = (label_map or {}).get(label, label)
         flags = shape.get("flags") or {}
         difficult = int(bool(isinstance(flags, dict) and flags.get("difficult")))
         if name == IGNORE:
             if ignore == "skip":
                 notes.append(("ignored", f"{where}: {IGNORE} shape skipped (ignore='skip')"))
                 continue
-            name, difficult = (classes[0], 1)
+            difficult = 1
+        gid = shape.get("group_id")
         objects.append({"name": name, "box": box, "difficult": difficult, "label": label,
-                        "shape_type": shape.get("shape_type") or "polygon"})
+                        "shape_type": shape.get("shape_type") or "polygon",
+                        "group_id": gid if isinstance(gid, (int, str)) else None})
+    objects = _merge_groups(objects, notes, json_path.name)
     w, h = data.get("imageWidth"), data.get("imageHeight")
     return {"json": json_path, "image_path": image_path, "image_data": image_data,
             "width": int(w) if isinstance(w, (int, float)) else None,

@@ -6,6 +6,10 @@ Writes ``RAW/scan_0000.jpg`` (red boxes burnt in) or ``RAW/scan_0000.png|.jpg`` 
 ``RAW/scan_0000.json`` (labelme, clean image), and ``RAW/truth.json`` with the exact boxes
 (docs/CONTRACTS.md, "Raw phantom set"). Screenshot ``i`` depends only on ``(seed, i)``,
 so a larger ``--num`` extends a set without changing its first images; same seed, same bytes.
+``--label-by-kind`` labels each labelme shape by its lesion's kind (``hypo`` / ``hetero``), a
+two-class set; red boxes carry no label (prepare_data gives them ``--red-label``, ``lesion``
+by default, and truth.json says so), so add ``--labelme-frac 1`` for a set of only those two
+classes. The images are the same bytes with or without it.
 Rendering is in :mod:`datasets.phantom_scene`, the ink and labelme shapes in
 :mod:`datasets.phantom_annotation`.
 """
@@ -43,8 +47,12 @@ def _encode(image, ext, quality=95):
     return buf.tobytes()
 
 
-def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None):
+def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None,
+                 label_by_kind=False):
     """Render and annotate screenshot ``index`` of the set with ``seed``, in memory.
+
+    With ``label_by_kind`` a labelme shape's label is its lesion's kind (``hypo`` or
+    ``hetero``) instead of ``lesion``; red boxes stay ``lesion``.
 
     Returns
     -------
@@ -57,24 +65,27 @@ def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None
     h, w = shot.image.shape[:2]
     files = {}
     if rng.random() < labelme_frac:
-        shapes = [ann.labelme_shape(rng, les) for les in shot.lesions]
+        shapes = [ann.labelme_shape(rng, les, les.kind if label_by_kind else ann.LABEL)
+                  for les in shot.lesions]
         ext = ".png" if rng.random() < 0.8 else ".jpg"
         name = stem + ext
         files[name] = _encode(shot.image, ext, quality=int(rng.integers(90, 96)))
         doc = ann.labelme_document(shapes, name, w, h)
         files[stem + ".json"] = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
         boxes = [ann.shape_box(s) for s in shapes]
+        labels = [s["label"] for s in shapes]
         annotation, labelme = "labelme", stem + ".json"
     else:
         inked, boxes = ann.burn_red_boxes(rng, shot.image, [les.box for les in shot.lesions])
+        labels = [CLASSES[0]] * len(boxes)
         name = stem + ".jpg"
         files[name] = _encode(inked, ".jpg", quality=int(rng.integers(70, 96)))
         annotation, labelme = "red", None
     record = {
         "file": name, "annotation": annotation, "labelme": labelme, "width": w, "height": h,
         "panels": {k: [float(v) for v in p] for k, p in shot.panels.items()},
-        "boxes": [{"side": les.side, "box": [float(v) for v in b], "class": CLASSES[0]}
-                  for les, b in zip(shot.lesions, boxes)],
+        "boxes": [{"side": les.side, "box": [float(v) for v in b], "class": lab}
+                  for les, b, lab in zip(shot.lesions, boxes, labels)],
         "lookalikes": [{"box": [float(v) for v in lk["box"]], "kind": lk["kind"]}
                        for lk in shot.lookalikes],
     }
@@ -117,7 +128,7 @@ def draw_preview(out_dir, records, n=6, width=640):
 
 
 def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_frac=0.15,
-             sizes=None, progress=True):
+             sizes=None, progress=True, label_by_kind=False):
     """Write a raw phantom set of ``num`` screenshots into ``out_dir``.
 
     Parameters
@@ -136,11 +147,13 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
         Canvas sizes to draw from (default ``phantom_scene.SIZES``).
     progress : bool
         Show a tqdm progress bar.
+    label_by_kind : bool
+        Label labelme shapes by lesion kind (``hypo`` / ``hetero``) instead of ``lesion``.
 
     Returns
     -------
     dict
-        Summary: out, num, seed, n_red, n_labelme, n_boxes, n_lookalikes, seconds,
+        Summary: out, num, seed, n_red, n_labelme, n_boxes, classes, n_lookalikes, seconds,
         images_per_s, preview (path or None), removed (stale files deleted).
     """
     num = int(num)
@@ -160,7 +173,8 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
     t0 = time.perf_counter()
     records, written = [], set()
     for i in tqdm(range(num), desc="phantom", unit="img", disable=not progress):
-        files, record, _ = make_example(seed, i, labelme_frac, both_sides_frac, sizes)
+        files, record, _ = make_example(seed, i, labelme_frac, both_sides_frac, sizes,
+                                        label_by_kind)
         # image before its JSON, so a labelme file never points at a missing image
         for name in sorted(files, key=lambda n: n.endswith(".json")):
             atomic_write_bytes(out / name, files[name])
@@ -172,7 +186,9 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
         (out / name).unlink()
     if stale:
         log.info("removed %d stale files from an earlier set in %s", len(stale), out)
-    atomic_write_json(out / "truth.json", {"seed": int(seed), "classes": CLASSES,
+    classes = sorted({b["class"] for r in records for b in r["boxes"]}) \
+        if label_by_kind else CLASSES
+    atomic_write_json(out / "truth.json", {"seed": int(seed), "classes": classes,
                                            "images": records})
     seconds = time.perf_counter() - t0
     prev = draw_preview(out, records) if preview else None
@@ -180,7 +196,7 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
         "out": str(out), "num": num, "seed": int(seed),
         "n_red": sum(r["annotation"] == "red" for r in records),
         "n_labelme": sum(r["annotation"] == "labelme" for r in records),
-        "n_boxes": sum(len(r["boxes"]) for r in records),
+        "n_boxes": sum(len(r["boxes"]) for r in records), "classes": classes,
         "n_lookalikes": sum(len(r["lookalikes"]) for r in records),
         "seconds": round(seconds, 3), "images_per_s": round(num / max(seconds, 1e-9), 2),
         "preview": str(prev) if prev else None, "removed": len(stale),
@@ -212,6 +228,9 @@ def parse_args(argv=None):
     p.add_argument("--sizes", type=_size, nargs="+", default=None, metavar="WxH",
                    help="canvas sizes to draw from (default: " +
                    " ".join(f"{w}x{h}" for w, h in SIZES) + ")")
+    p.add_argument("--label-by-kind", action="store_true",
+                   help="label labelme shapes by lesion kind (hypo, hetero): a two-class set; "
+                        "red boxes stay one class (prepare_data --red-label)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     return p.parse_args(argv)
@@ -220,7 +239,7 @@ def parse_args(argv=None):
 def main(args):
     return generate(args.out, args.num, seed=args.seed, preview=args.preview,
                     labelme_frac=args.labelme_frac, both_sides_frac=args.both_sides_frac,
-                    sizes=args.sizes, progress=args.progress)
+                    sizes=args.sizes, progress=args.progress, label_by_kind=args.label_by_kind)
 
 
 if __name__ == "__main__":

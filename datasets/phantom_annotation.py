@@ -73,8 +73,8 @@ def _sector_points(rng, box, n):
     return np.concatenate([outer, inner])
 
 
-def labelme_shape(rng, lesion):
-    """One labelme shape dict for a :class:`datasets.phantom_scene.Lesion`."""
+def labelme_shape(rng, lesion, label=LABEL):
+    """One labelme shape dict for a :class:`datasets.phantom_scene.Lesion`, labelled ``label``."""
     box = lesion.box
     w, h = box[2] - box[0], box[3] - box[1]
     kind = str(rng.choice(SHAPE_TYPES, p=SHAPE_P))
@@ -93,7 +93,7 @@ def labelme_shape(rng, lesion):
         points = _pts(_ellipse_points(box, 4 * int(rng.integers(6, 11))))
     else:
         points = _pts(_sector_points(rng, box, int(rng.integers(9, 17))))
-    return {"label": LABEL, "points": points, "group_id": None, "shape_type": kind,
+    return {"label": label, "points": points, "group_id": None, "shape_type": kind,
             "flags": {}}
 
 

@@ -112,29 +112,31 @@ def slug(name):
     return s
 
 
-def load(source, classes=("lesion",), label_map=None, ignore="difficult",
-         cr_threshold=redbox.CR_THRESHOLD):
+def load(source, label_map=None, ignore="difficult", cr_threshold=redbox.CR_THRESHOLD,
+         red_label="lesion"):
     """Read one source: the clean image and its objects.
 
     Parameters
     ----------
     source : Source
-    classes : sequence of str
     label_map : dict or None
         labelme label map (:func:`datasets.labelme.parse_label_map`).
     ignore : {"difficult", "skip"}
         What labelme ``__ignore__`` shapes become.
     cr_threshold : int
         Cr threshold for red ink.
+    red_label : str
+        The class of every red box (ink carries no label).
 
     Returns
     -------
     dict
         ``{"image": (H, W, 3) uint8 BGR without red ink, "objects": [{"name", "box",
         "difficult"}] in source pixels, "notes": [(kind, message)], "ink_pixels": int}``.
+        ``name`` is a class name, or ``__ignore__`` for a difficult labelme ignore shape.
         Note kinds: ``warning`` (kept, approximate), ``skipped`` (an annotation not used),
-        ``ignored`` (left out on purpose), ``noise`` (red specks too small to be boxes),
-        ``ink`` (red ink found on a labelme image).
+        ``ignored`` (left out on purpose), ``merged`` (labelme shapes of one group),
+        ``noise`` (red specks too small to be boxes), ``ink`` (red ink on a labelme image).
 
     Raises
     ------
@@ -145,8 +147,7 @@ def load(source, classes=("lesion",), label_map=None, ignore="difficult",
         raise BadFileError(source.error)
     notes = []
     if source.kind == "labelme":
-        ann = labelme.read_labelme(source.path, label_map=label_map, classes=classes,
-                                   ignore=ignore)
+        ann = labelme.read_labelme(source.path, label_map=label_map, ignore=ignore)
         img = labelme.load_image(ann)
         where = str(ann["image_path"] or source.path)
         objects = [{"name": o["name"], "box": o["box"], "difficult": o["difficult"]}
@@ -158,7 +159,7 @@ def load(source, classes=("lesion",), label_map=None, ignore="difficult",
     check_content(img, where)
     if source.kind == "red":
         boxes, red_notes = redbox.extract_red_boxes(img, threshold=cr_threshold)
-        objects = [{"name": classes[0], "box": b, "difficult": 0} for b in boxes]
+        objects = [{"name": red_label, "box": b, "difficult": 0} for b in boxes]
         # Specks below the size limit are JPEG noise or stray marks, not lost annotations.
         notes += [("noise" if "dropped" in n or "no box" in n else "warning", n)
                   for n in red_notes]

@@ -6,15 +6,18 @@ This module keeps that recipe and makes it exact and robust:
 
 * **Stroke centre, not outer edge.** A doctor's box is the rectangle's nominal corners (what
   ``cv2.rectangle`` was given); the ink spreads half a stroke to each side (cv2 thickness 2
-  and 3 paint 3 and 5 pixels). Each box is measured from the enclosed interior (a
-  background region the ink surrounds) plus the stroke width on each side, so its edges sit
-  on the stroke centre lines. JPEG chroma blur widens the mask symmetrically and cancels.
-* **Nested, touching and crossing rectangles.** Every interior proposes its four stroke
-  lines. Within one ink component every rectangle whose four edges are inked is a
-  candidate; a candidate is dropped when an inked line runs right across it (two touching
-  boxes are not also one big box) or when lines cross through two of its corners (the
-  overlap of two crossing boxes is not a box). Nested boxes are separate components or
-  share lines; both come out.
+  and 3 paint 3 and 5 pixels). Each straight stroke (an opening with a long horizontal or
+  vertical line keeps only strokes of that direction) gives a centre line: the middle of
+  its band, or, for a band two strokes wide (two boxes' lines side by side), one line half
+  a stroke inside each edge. JPEG chroma blur widens a band symmetrically and cancels.
+* **Overlapping, nested, edge-sharing and touching rectangles.** Every rectangle on the grid
+  of centre lines whose four edges are inked is a candidate reading. The same strokes can
+  often be read several ways (two boxes side by side are also their union plus one of
+  them), so the boxes are the set of candidates that explains every stroke at the least
+  cost: one per box plus 0.75 per overlapping pair, which keeps a crossed box whole instead
+  of cutting it at its neighbour's edges, and reads adjacent boxes as adjacent. Where the
+  strokes allow several equally cheap readings (a 2 x 2 grid), the boxes that only touch
+  are taken (:func:`_select`).
 * **Open outlines** (a thin stroke broken by compression at a corner) fall back to the
   stroke centres found from the ink's row and column profiles, with a note.
 * **Sub-pixel help from luma.** JPEG keeps colour at half resolution, so a 1-px stroke's
@@ -59,41 +62,10 @@ def red_mask(img, threshold=CR_THRESHOLD, close=5):
     return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((close, close), np.uint8))
 
 
-def _leading_ones(block):
-    """Length of the leading run of ones in each row of a 2-D 0/1 array."""
-    if block.shape[1] == 0:
-        return np.zeros(block.shape[0], int)
-    first_zero = np.argmin(block, axis=1)
-    return np.where(block.all(axis=1), block.shape[1], first_zero)
-
-
-def _side_thickness(mask, hole, x0, y0, x1, y1):
-    """Median ink run outward from each side of a hole with pixel bbox [x0..x1] x [y0..y1].
-
-    Only rows/columns where the hole really reaches that side count (holes can be L- or
-    C-shaped when boxes overlap). Returns (left, top, right, bottom); 0 where unknown.
-    """
-    h, w = mask.shape
-    rows_l = y0 + np.flatnonzero(hole[y0:y1 + 1, x0]) if x0 > 0 else np.array([], int)
-    rows_r = y0 + np.flatnonzero(hole[y0:y1 + 1, x1]) if x1 < w - 1 else np.array([], int)
-    cols_t = x0 + np.flatnonzero(hole[y0, x0:x1 + 1]) if y0 > 0 else np.array([], int)
-    cols_b = x0 + np.flatnonzero(hole[y1, x0:x1 + 1]) if y1 < h - 1 else np.array([], int)
-    blocks = (mask[rows_l, x0 - 1::-1] if rows_l.size else None,
-              mask[y0 - 1::-1, cols_t].T if cols_t.size else None,
-              mask[rows_r, x1 + 1:] if rows_r.size else None,
-              mask[y1 + 1:, cols_b].T if cols_b.size else None)
-    out = []
-    for block in blocks:
-        runs = _leading_ones(block) if block is not None else np.array([], int)
-        runs = runs[runs > 0]
-        out.append(float(np.median(runs)) if runs.size else 0.0)
-    return out
-
-
 def _cluster(values, tol=1.5):
     """Merge 1-D positions closer than ``tol``.
 
-    Returns the sorted cluster means and, for each input value, its cluster mean.
+    Returns the sorted cluster means and, for each input value, its cluster index.
     """
     order = np.argsort(values, kind="stable")
     groups = []
@@ -102,12 +74,11 @@ def _cluster(values, tol=1.5):
             groups[-1].append(i)
         else:
             groups.append([i])
-    means, of = [], [0.0] * len(values)
-    for g in groups:
-        m = float(np.mean([values[i] for i in g]))
-        means.append(m)
+    means, of = [], [0] * len(values)
+    for k, g in enumerate(groups):
+        means.append(float(np.mean([values[i] for i in g])))
         for i in g:
-            of[i] = m
+            of[i] = k
     return means, of
 
 
@@ -126,68 +97,229 @@ def _covered(band, a, b, axis_pos, horizontal, frac=0.9):
     return seg.size > 0 and seg.mean() >= frac
 
 
-def _extends(band, x, y, dx, dy, reach):
-    """Whether ink continues from corner (x, y) in direction (dx, dy) for ``reach`` pixels."""
-    h, w = band.shape
-    x, y = int(round(x)), int(round(y))
-    for k in range(1, reach + 1):
-        xx, yy = x + dx * k, y + dy * k
-        if not (0 <= xx < w and 0 <= yy < h) or not band[yy, xx]:
-            return False
-    return True
+def stroke_width(mask):
+    """Width of one stroke of the ink in a 0/1 mask, in pixels.
+
+    Each ink pixel's shorter run (horizontal or vertical) is the width of the band it lies
+    on: one stroke, or two strokes printed side by side, or a crossing. Where boxes share
+    lines, double bands can be most of the ink, so the lower quartile, not the median.
+    """
+    runs = np.minimum(_runs(mask, 0, False) + _runs(mask, 0, True),
+                      _runs(mask, 1, False) + _runs(mask, 1, True)) - 1
+    vals = runs[mask > 0]
+    return float(np.percentile(vals, 25, method="lower")) if vals.size else 1.0
 
 
-def _component_boxes(mask, band, holes, thick):
-    """Rectangles of one group of ink from its holes (see the module docstring)."""
-    raw_x, raw_y = [], []
-    for (x0, y0, x1, y1), (tl, tt, tr, tb) in holes:
-        raw_x += [x0 - (tl + 1) / 2, x1 + (tr + 1) / 2]
-        raw_y += [y0 - (tt + 1) / 2, y1 + (tb + 1) / 2]
-    xs, x_of = _cluster(raw_x)
-    ys, y_of = _cluster(raw_y)
-    # Each hole's (left, top, right, bottom) stroke lines, as cluster positions.
-    sides = [(x_of[2 * i], y_of[2 * i], x_of[2 * i + 1], y_of[2 * i + 1])
-             for i in range(len(holes))]
-    if len(xs) > MAX_LINES or len(ys) > MAX_LINES:
-        # Not a handful of boxes: keep each interior's own rectangle.
-        return [list(s) for s in sides]
-    cands = []
+def _lines(mask, thick, horizontal):
+    """Centre lines of the straight strokes of one orientation: ``[(pos, a, b)]``.
+
+    Opening with a line ``length`` px long keeps the strokes of that orientation and drops
+    the crossing ones (a stroke, or two strokes side by side, is far narrower). Within each
+    piece, rows inked over at least half the piece's width form a band; a band at least two
+    strokes wide is two touching strokes. ``pos`` is the band's centre, ``[a, b]`` the stroke
+    centre line's extent (the band's pixel extent less half a stroke at each end, where it
+    overhangs the crossing stroke's centre).
+    """
+    length = int(2 * np.ceil(thick) + 6)
+    m = mask if horizontal else mask.T
+    kept = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, length), np.uint8))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(kept, connectivity=8)
+    half = (thick - 1) / 2
+    out = []
+    for k in range(1, n):
+        x, y, w, h, _ = stats[k]
+        part = lab[y:y + h, x:x + w] == k
+        counts = part.sum(axis=1)
+        # Rows along most of the piece; a low bar, so that a short stroke lying against a
+        # long one still counts, while the ragged rows JPEG leaves along an edge do not.
+        strong = np.flatnonzero(counts >= 0.25 * counts.max())
+        for rows in np.split(strong, np.flatnonzero(np.diff(strong) > 1) + 1):
+            first, last = rows[0], rows[-1]
+            band = part[first:last + 1]
+            inked = band.any(axis=0)
+            top = np.where(inked, band.argmax(axis=0), -1) + first
+            bottom = last - np.where(inked, band[::-1].argmax(axis=0), -1)
+            # Two strokes side by side make a band wider than one: their centres are half a
+            # stroke inside the band's edges. Where the band is that wide both run; where it
+            # is one stroke wide, the nearer one does. Strokes overlapping by more than half
+            # print as one band whose centre is within half a stroke of both: one line.
+            if last - first + 1 >= thick + max(1.5, thick / 2):
+                upper, lower = first + half, last - half
+                double = bottom - top + 1 > thick + 1.5
+                nearer_upper = np.abs((top + bottom) / 2 - upper) <= np.abs((top + bottom) / 2 - lower)
+                lines = [(upper, inked & (double | nearer_upper)),
+                         (lower, inked & (double | ~nearer_upper))]
+            else:
+                lines = [((first + last) / 2, inked)]
+            for pos, where in lines:
+                cols = np.flatnonzero(where)
+                if cols.size:
+                    out.append((y + pos, x + cols[0] + half, x + cols[-1] - half))
+    return out
+
+
+def _candidates(band, xs, ys, min_side):
+    """Every rectangle on the line grid whose four edges are inked."""
+    out = []
     for i, xa in enumerate(xs):
         for xb in xs[i + 1:]:
+            if xb - xa < min_side:
+                continue
             for j, ya in enumerate(ys):
                 for yb in ys[j + 1:]:
-                    if (_covered(band, xa, xb, ya, True) and _covered(band, xa, xb, yb, True)
+                    if (yb - ya >= min_side and _covered(band, xa, xb, ya, True)
+                            and _covered(band, xa, xb, yb, True)
                             and _covered(band, ya, yb, xa, False)
                             and _covered(band, ya, yb, xb, False)):
-                        cands.append((xa, ya, xb, yb))
-    reach = int(np.ceil(thick / 2)) + 3
-    boxes = []
-    for xa, ya, xb, yb in cands:
-        # Each edge must be the stroke line of an interior inside the candidate: a line of
-        # a neighbouring box that merely runs inside this box's thick stroke is not an edge.
-        inside = [s for s in sides if xa <= s[0] and s[2] <= xb and ya <= s[1] and s[3] <= yb]
-        if not (any(s[0] == xa for s in inside) and any(s[1] == ya for s in inside)
-                and any(s[2] == xb for s in inside) and any(s[3] == yb for s in inside)):
-            continue
-        # An inked line from edge to edge inside that stops at the edges: this is two boxes
-        # side by side. (A line that runs on through both edges belongs to a crossing box.)
-        if any(xa + thick < x < xb - thick and _covered(band, ya, yb, x, False)
-               and not (_extends(band, x, ya, 0, -1, reach) and _extends(band, x, yb, 0, 1, reach))
-               for x in xs) or \
-                any(ya + thick < y < yb - thick and _covered(band, xa, xb, y, True)
-                    and not (_extends(band, xa, y, -1, 0, reach)
-                             and _extends(band, xb, y, 1, 0, reach))
-                    for y in ys):
-            continue
-        # Lines crossing right through >= 2 corners: the overlap of two crossing boxes.
-        crossings = sum(_extends(band, cx, cy, dx, 0, reach)
-                        and _extends(band, cx, cy, 0, dy, reach)
-                        for cx, cy, dx, dy in ((xa, ya, -1, -1), (xb, ya, 1, -1),
-                                               (xa, yb, -1, 1), (xb, yb, 1, 1)))
-        if crossings >= 2:
-            continue
-        boxes.append([xa, ya, xb, yb])
-    return boxes
+                        out.append((i, j, xs.index(xb), ys.index(yb)))
+    return out
+
+
+OVERLAP_COST = 0.75  # in boxes, per pair of overlapping boxes; see _select
+TIE = 0.01           # costs closer than this are equal (the rest is a tie-break)
+DUPLICATE_IOU = 0.9  # two found boxes this alike are one box drawn on two nearby lines
+SAME_READING_IOU = 0.7
+SEARCH_NODES = 20000
+
+
+def _select(cover, required, boxes, thick):
+    """The set of candidates that explains all the ink at the least cost.
+
+    Cost = number of boxes + ``OVERLAP_COST`` per pair of boxes whose interiors overlap.
+    The same strokes can often be read several ways: two boxes side by side sharing an edge
+    are also their union plus one of them; a box crossed by a neighbour that shares one or
+    two of its edges is also three or four tiles; two boxes stacked with an overlap, sharing
+    their side edges, are also three tiles. Counting boxes alone cannot choose (union plus
+    one is as few as two tiles); never overlapping cuts a crossed box at its neighbour's
+    edges. At 0.75 per overlap, side-by-side boxes stay two (2 < 2.75) and crossed or
+    stacked ones stay two (2.75 < 3 tiles). When several different readings share the least
+    cost (a 2 x 2 grid is also three overlapping boxes, four ways), the strokes do not say
+    which boxes overlap, and the reading as boxes that only touch is taken if there is one.
+    Exact branch and bound over the unexplained ink; greedy if that takes too long.
+    """
+    n = len(boxes)
+    tol = thick / 2 + 1
+
+    def pair_cost(a, b):
+        p, q = boxes[a], boxes[b]
+        iw = min(p[2], q[2]) - max(p[0], q[0])
+        ih = min(p[3], q[3]) - max(p[1], q[1])
+        if iw > tol and ih > tol:
+            return OVERLAP_COST
+        # Within a stroke: a tie-break only, so that of two readings of strokes a few
+        # pixels apart the one whose boxes do not overlap wins.
+        return 1e-3 * max(iw, 0) * max(ih, 0) / min((p[2] - p[0]) * (p[3] - p[1]),
+                                                    (q[2] - q[0]) * (q[3] - q[1]))
+
+    pair = [[pair_cost(a, b) for b in range(n)] for a in range(n)]
+    # Larger boxes first: they explain more ink, so good solutions come early.
+    order = sorted(range(n), key=lambda c: -bin(cover[c]).count("1"))
+
+    def search(allow_overlap):
+        found, best, nodes = [], [float("inf")], [0]
+
+        def step(chosen, covered, cost):
+            nodes[0] += 1
+            if cost > best[0] + TIE or nodes[0] > SEARCH_NODES:
+                return
+            missing = required & ~covered
+            if not missing:
+                best[0] = min(best[0], cost)
+                found.append((cost, sorted(chosen)))
+                return
+            unit = (missing & -missing).bit_length() - 1      # lowest unexplained unit
+            for c in order:
+                if c in chosen or not (cover[c] >> unit) & 1:
+                    continue
+                extra = sum(pair[c][d] for d in chosen)
+                if extra >= OVERLAP_COST and not allow_overlap:
+                    continue
+                chosen.append(c)
+                step(chosen, covered | cover[c], cost + 1 + extra)
+                chosen.pop()
+
+        step([], 0, 0.0)
+        return [sel for cost, sel in sorted(found) if cost <= best[0] + TIE]
+
+    cheapest = search(True)
+    readings = []
+    for sel in cheapest:  # readings that differ only by a line a pixel or two over are one
+        if not any(_same_reading([boxes[c] for c in sel], [boxes[c] for c in r])
+                   for r in readings):
+            readings.append(sel)
+    if len(readings) > 1:
+        tiles = search(False)
+        if tiles:
+            return tiles[0]
+    if readings:
+        return readings[0]
+    chosen, covered = [], 0      # search cut short: cover greedily
+    while required & ~covered:
+        c = max((c for c in range(n) if c not in chosen),
+                key=lambda c: bin(cover[c] & required & ~covered).count("1"))
+        chosen.append(c)
+        covered |= cover[c]
+    return sorted(chosen)
+
+
+def _same_reading(a, b):
+    """Two readings differ only where a line was taken a stroke or so over (a grid's
+    readings differ in whole cells)."""
+    return len(a) == len(b) and all(max(_iou(p, q) for q in b) >= SAME_READING_IOU for p in a)
+
+
+def _grid_boxes(mask, thick, min_side):
+    """Rectangles of one group of ink from its straight strokes (see the module docstring)."""
+    h_lines = _lines(mask, thick, True)
+    v_lines = _lines(mask, thick, False)
+    if not h_lines or not v_lines:
+        return []
+    ys, y_of = _cluster([p for p, _, _ in h_lines])
+    xs, x_of = _cluster([p for p, _, _ in v_lines])
+    if len(xs) > MAX_LINES or len(ys) > MAX_LINES:
+        return []  # not a handful of boxes; the leftover pass reports the ink
+    band = cv2.dilate(mask, np.ones((3, 3), np.uint8))  # +-1 px tolerance for line checks
+    cands = _candidates(band, xs, ys, min_side)
+    if not cands:
+        return []
+    # Ink units: points every 2 px along each stroke's centre line, as (orientation, line,
+    # position); a candidate explains the units on its four edges.
+    # A stroke's last stroke width or so may be ink bridged (JPEG colour bleed) from a
+    # corner to a nearby parallel stroke, not evidence of an edge that goes on.
+    trim = thick + 1
+    units = [(0, y_of[i], float(t)) for i, (_, a, b) in enumerate(h_lines)
+             for t in np.arange(a + trim, b - trim + 1e-9, 2.0)]
+    units += [(1, x_of[i], float(t)) for i, (_, a, b) in enumerate(v_lines)
+              for t in np.arange(a + trim, b - trim + 1e-9, 2.0)]
+    tol = thick / 2 + 1
+    cover = []
+    for i, j, k, m in cands:
+        bits = 0
+        for u, (o, line, t) in enumerate(units):
+            if o == 0 and line in (j, m) and xs[i] - tol <= t <= xs[k] + tol or \
+                    o == 1 and line in (i, k) and ys[j] - tol <= t <= ys[m] + tol:
+                bits |= 1 << u
+        cover.append(bits)
+    required = 0
+    for bits in cover:  # ink that no candidate explains is left to the leftover pass
+        required |= bits
+    boxes = [[xs[i], ys[j], xs[k], ys[m]] for i, j, k, m in cands]
+    chosen = _select(cover, required, boxes, thick)
+    # Two strokes a pixel or two apart can leave a near copy of a box (the same outline on
+    # the neighbouring line); keep the copy that explains more ink.
+    chosen.sort(key=lambda c: -bin(cover[c]).count("1"))
+    kept = []
+    for c in chosen:
+        if all(_iou(boxes[c], boxes[d]) < DUPLICATE_IOU for d in kept):
+            kept.append(c)
+    return [boxes[c] for c in sorted(kept)]
+
+
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _outline_box(mask, frac=0.5):
@@ -212,39 +344,11 @@ def _outline_box(mask, frac=0.5):
     return [float(x1), float(y1), float(x2), float(y2)]
 
 
-def _holes(mask):
-    """Background regions enclosed by ink in a local mask: list of (rect, region mask).
-
-    4-connected background is the dual of 8-connected ink. Regions touching the mask border
-    are not enclosed; 1-px pinholes inside a blurred stroke are skipped.
-    """
-    h, w = mask.shape
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(1 - mask, connectivity=4)
-    out = []
-    for k in range(1, n):
-        x, y, bw, bh, _ = stats[k]
-        if x == 0 or y == 0 or x + bw == w or y + bh == h or bw < 2 or bh < 2:
-            continue
-        out.append(((x, y, x + bw - 1, y + bh - 1), lab == k))
-    return out
-
-
 def _analyse(mask, min_side):
     """Boxes (local coordinates) and notes for one group of nearby ink."""
     notes = []
-    holes = [(r, _side_thickness(mask, hole, *r)) for r, hole in _holes(mask)]
-    sides = [t for _, ts in holes for t in ts if t > 0]
-    thick = (float(np.median(sides)) if sides
-             else float(mask.sum()) / max(2.0 * sum(mask.shape), 1.0))
-    # Interiors thinner than a stroke are gaps between two nearby boxes that JPEG's chroma
-    # blur bridged at the ends, not boxes.
-    holes = [(r, ts) for r, ts in holes if min(r[2] - r[0] + 1, r[3] - r[1] + 1) >= max(3.0, thick)]
-    # A side much thicker than the rest is two strokes touching: use the median.
-    holes = [(r, [t if 0 < t <= thick + 1.5 else thick for t in ts]) for r, ts in holes]
-    boxes = []
-    if holes:
-        band = cv2.dilate(mask, np.ones((3, 3), np.uint8))  # +-1 px tolerance for line checks
-        boxes = _component_boxes(mask, band, holes, thick)
+    thick = stroke_width(mask)
+    boxes = _grid_boxes(mask, thick, min_side)
     # Ink no box explains: an outline broken (at a corner, by compression) encloses nothing.
     explained = np.zeros_like(mask)
     for b in boxes:
@@ -296,7 +400,9 @@ def extract_red_boxes(img, threshold=CR_THRESHOLD, min_side=MIN_SIDE, refine=Tru
     notes : list of str
         Ink that was dropped or only approximated, and why (positions in image pixels).
     """
-    full = red_mask(img, threshold)
+    # 3 x 3: a 5 x 5 closing also bridged a box corner to a parallel stroke 4 px away,
+    # which then reads as an edge that goes on.
+    full = red_mask(img, threshold, close=3)
     luma = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     # Ink within a few pixels forms one group, so a side cut off at two broken corners is
     # analysed with the rest of its box.

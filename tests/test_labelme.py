@@ -120,20 +120,45 @@ def test_embedded_image_data(tmp_path):
 def test_label_map(tmp_path):
     write_image(tmp_path / "m.png")
     shapes = [shape("strain", "rectangle", [[0, 0], [5, 5]]),
+              shape("cyst", "rectangle", [[1, 1], [6, 6]]),
               shape("artefact", "rectangle", [[1, 1], [6, 6]]),
               shape("other", "rectangle", [[2, 2], [7, 7]])]
     path = write_json(tmp_path / "m.json", doc(shapes, "m.png"))
-    mapping = labelme.parse_label_map("strain=lesion, artefact=__ignore__", ["lesion"])
+    # Labels are classes; the map renames and merges, unmapped labels keep their name.
+    plain = labelme.read_labelme(path)
+    assert [o["name"] for o in plain["objects"]] == ["strain", "cyst", "artefact", "other"]
+    mapping = labelme.parse_label_map("strain, cyst=lesion; artefact=__ignore__")
+    assert mapping == {"strain": "lesion", "cyst": "lesion", "artefact": "__ignore__"}
     ann = labelme.read_labelme(path, label_map=mapping)
-    assert [(o["label"], o["difficult"]) for o in ann["objects"]] == [("strain", 0),
-                                                                       ("artefact", 1)]
-    assert any("not in --label-map" in m for k, m in ann["notes"] if k == "skipped")
+    assert [(o["label"], o["name"], o["difficult"]) for o in ann["objects"]] == [
+        ("strain", "lesion", 0), ("cyst", "lesion", 0), ("artefact", "__ignore__", 1),
+        ("other", "other", 0)]
+    # the older one-pair-per-comma form still reads
+    assert labelme.parse_label_map("strain=lesion,artefact=__ignore__") == {
+        "strain": "lesion", "artefact": "__ignore__"}
     f = write_json(tmp_path / "map.json", {"strain": "lesion"})
     assert labelme.parse_label_map(str(f), ["lesion"]) == {"strain": "lesion"}
-    with pytest.raises(ValueError, match="not classes"):
+    with pytest.raises(ValueError, match="not in --classes"):
         labelme.parse_label_map("strain=tumour", ["lesion"])
-    with pytest.raises(ValueError, match="label=class"):
-        labelme.parse_label_map("strain", ["lesion"])
+    for bad, msg in (("strain", "has no '='"), ("a=x;a=y", "mapped to both"), ("=x", "empty label"),
+                     ("a=", "one class name"), (";", "no mapping"), ("a=x,b", "one class name"),
+                     ("a=x,b=y,c", "cannot read")):
+        with pytest.raises(ValueError, match=msg):
+            labelme.parse_label_map(bad)
+
+
+def test_group_id_shapes_are_one_object(tmp_path):
+    """labelme's instance convention (labelme2coco): same label + same group_id = one object."""
+    write_image(tmp_path / "g.png")
+    shapes = [shape("person", "polygon", [[10, 10], [30, 12], [20, 40]], group_id=0),
+              shape("person", "polygon", [[40, 5], [50, 8], [45, 20]], group_id=0),
+              shape("person", "polygon", [[60, 30], [70, 35], [65, 50]], group_id=None),
+              shape("bottle", "rectangle", [[1, 1], [4, 9]], group_id=0)]
+    path = write_json(tmp_path / "g.json", doc(shapes, "g.png"))
+    ann = labelme.read_labelme(path)
+    assert [(o["name"], o["box"]) for o in ann["objects"]] == [
+        ("person", [10, 5, 50, 40]), ("person", [60, 30, 70, 50]), ("bottle", [1, 1, 4, 9])]
+    assert [k for k, _ in ann["notes"]] == ["merged"]
 
 
 def test_broken_and_missing(tmp_path):

@@ -77,6 +77,32 @@ def test_same_seed_same_bytes_and_prefix_stable(raw_set, tmp_path):
     assert t_other["images"] != truth["images"][:3]
 
 
+def test_label_by_kind_labels_labelme_shapes_by_lesion_kind(raw_set, tmp_path):
+    out, _, truth = raw_set
+    kinds = tmp_path / "kinds"
+    summary = phantom.generate(kinds, NUM, seed=SEED, labelme_frac=0.5, progress=False,
+                               label_by_kind=True)
+    t_kinds = json.loads((kinds / "truth.json").read_text())
+    n_labelme = 0
+    for r, rk in zip(truth["images"], t_kinds["images"]):
+        # the same pictures and boxes; only the labels differ
+        assert (kinds / r["file"]).read_bytes() == (out / r["file"]).read_bytes()
+        assert [b["box"] for b in rk["boxes"]] == [b["box"] for b in r["boxes"]]
+        _, _, shot = phantom.make_example(SEED, int(r["file"][5:9]), labelme_frac=0.5)
+        if r["annotation"] == "labelme":
+            n_labelme += 1
+            doc = json.loads((kinds / r["labelme"]).read_text())
+            expected = [les.kind for les in shot.lesions]
+            assert [s["label"] for s in doc["shapes"]] == expected
+            assert [b["class"] for b in rk["boxes"]] == expected
+        else:
+            assert {b["class"] for b in rk["boxes"]} == {"lesion"}
+    assert n_labelme > 0
+    assert t_kinds["classes"] == summary["classes"] == sorted(
+        {b["class"] for r in t_kinds["images"] for b in r["boxes"]})
+    assert set(t_kinds["classes"]) <= {"hetero", "hypo", "lesion"}
+
+
 def test_rerun_removes_stale_files(tmp_path):
     phantom.generate(tmp_path, 4, seed=0, progress=False)
     (tmp_path / "notes.txt").write_text("keep me")

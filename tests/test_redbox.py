@@ -134,9 +134,9 @@ def test_outline_broken_at_corners_still_gives_its_box():
     base = grey_image(np.random.default_rng(6))
     for x, y in ((60, 50), (180, 150)):          # cut two opposite corners
         img[y - 3:y + 4, x - 3:x + 4] = base[y - 3:y + 4, x - 3:x + 4]
+    # The four strokes are still there, only their corners are gone.
     got, notes = extract_red_boxes(img)
     assert len(got) == 1 and box_iou(got[0], truth) >= 0.95, (got, notes)
-    assert any("encloses no interior" in n for n in notes)
 
 
 def test_specks_dropped_with_a_note_and_no_red_no_boxes():
@@ -200,43 +200,138 @@ def test_remove_ink_without_ink_returns_the_image():
     assert n == 0 and out is img
 
 
-def side_thickness_loop(mask, hole, x0, y0, x1, y1):
-    """The obvious per-row/per-column version of redbox._side_thickness."""
-    def run(line):
-        n = 0
-        for v in line:
-            if not v:
-                break
-            n += 1
-        return n
-    h, w = mask.shape
-    out = []
-    for side in ("left", "top", "right", "bottom"):
-        runs = []
-        if side in ("left", "right"):
-            for y in range(y0, y1 + 1):
-                if side == "left" and x0 > 0 and hole[y, x0]:
-                    runs.append(run(mask[y, x0 - 1::-1]))
-                elif side == "right" and x1 < w - 1 and hole[y, x1]:
-                    runs.append(run(mask[y, x1 + 1:]))
+# ---------------------------------------------------------------- pairs of boxes on one lesion
+# Independent screenshots, each with two boxes drawn as doctors do when boxes meet: one
+# crossing the other, two sharing an edge line (collinear strokes), one inside the other,
+# two touching. Truth: the corners given to cv2.rectangle.
+
+def phantom_background(rng, h, w):
+    """B-mode-like grey: laterally stretched speckle, depth bands and attenuation, dark blobs."""
+    speckle = cv2.GaussianBlur(rng.rayleigh(1.0, (h, w)), (0, 0), sigmaX=1.6, sigmaY=0.8)
+    depth = np.arange(h)[:, None] / h
+    bands = 0.6 + 0.4 * np.sin(2 * np.pi * (depth * rng.uniform(2, 5) + rng.uniform()))
+    img = speckle * bands * rng.uniform(50, 90) * np.exp(-depth * rng.uniform(0.3, 1.0))
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy, ax, ay = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 40), rng.uniform(6, 25)
+        img[((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 < 1] *= rng.uniform(0.3, 0.7)
+    return cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def pair_layout(rng, kind, w, h):
+    """Two boxes in relation ``kind``; None if they leave the canvas or get too small."""
+    def span(lo, hi):
+        return int(rng.integers(lo, hi))
+    bw, bh = span(50, 120), span(50, 120)
+    x1, y1 = span(15, w - bw - 15), span(15, h - bh - 15)
+    x2, y2 = x1 + bw, y1 + bh
+    cw, ch = span(30, 100), span(30, 100)
+    if kind == "crossing":
+        cx, cy = span(x1 - cw + 8, x2 - 8), span(y1 - ch + 8, y2 - 8)
+        other = [cx, cy, cx + cw, cy + ch]
+    elif kind == "shared edge":      # one edge on the same line, overlapping or outside
+        side, inside = int(rng.integers(4)), rng.random() < 0.5
+        cy, cx = span(y1 - ch // 2, y2 - 10), span(x1 - cw // 2, x2 - 10)
+        other = [[x1, cy, x1 + cw, cy + ch] if inside else [x1 - cw, cy, x1, cy + ch],
+                 [x2 - cw, cy, x2, cy + ch] if inside else [x2, cy, x2 + cw, cy + ch],
+                 [cx, y1, cx + cw, y1 + ch] if inside else [cx, y1 - ch, cx + cw, y1],
+                 [cx, y2 - ch, cx + cw, y2] if inside else [cx, y2, cx + cw, y2 + ch]][side]
+    elif kind == "nested":           # inside, sometimes on one or two of the outer lines
+        m = [0 if rng.random() < 0.3 else span(6, 30) for _ in range(4)]
+        other = [x1 + m[0], y1 + m[1], x2 - m[2], y2 - m[3]]
+    else:                            # touching: 0-3 px apart, side by side or corner to corner
+        gap = span(0, 4)
+        if rng.random() < 0.3:
+            other = [x2 + gap, y2 + gap, x2 + gap + cw, y2 + gap + ch]
+        elif rng.random() < 0.5:
+            cy = span(y1 - ch // 2, y2 - 10)
+            other = [x2 + gap, cy, x2 + gap + cw, cy + ch]
         else:
-            for x in range(x0, x1 + 1):
-                if side == "top" and y0 > 0 and hole[y0, x]:
-                    runs.append(run(mask[y0 - 1::-1, x]))
-                elif side == "bottom" and y1 < h - 1 and hole[y1, x]:
-                    runs.append(run(mask[y1 + 1:, x]))
-        runs = [r for r in runs if r > 0]
-        out.append(float(np.median(runs)) if runs else 0.0)
-    return out
+            cx = span(x1 - cw // 2, x2 - 10)
+            other = [cx, y2 + gap, cx + cw, y2 + gap + ch]
+    boxes = [[x1, y1, x2, y2], [int(v) for v in other]]
+    ok = all(b[0] >= 3 and b[1] >= 3 and b[2] <= w - 4 and b[3] <= h - 4
+             and b[2] - b[0] >= 15 and b[3] - b[1] >= 15 for b in boxes)
+    return boxes if ok else None
 
 
-def test_side_thickness_matches_loop():
-    from datasets.redbox import _holes, _side_thickness
-    rng = np.random.default_rng(12)
-    for trial in range(20):
-        mask = np.zeros((90, 120), np.uint8)
-        for b in random_boxes(rng, 3, 120, 90, lo=12, hi=40, gap=-5):
-            cv2.rectangle(mask, (b[0], b[1]), (b[2], b[3]), 1, int(rng.integers(1, 4)))
-        mask[rng.random(mask.shape) < 0.02] = 1           # ragged strokes
-        for rect, hole in _holes(mask):
-            assert _side_thickness(mask, hole, *rect) == side_thickness_loop(mask, hole, *rect)
+def ambiguous(boxes, stroke_px):
+    """Whether other rectangles, as few, draw the same ink: then no reader can tell.
+
+    Ideal geometry, independent of datasets.redbox: lines closer than a stroke are one line
+    (they print as one band); the ink is the set of unit steps along the boxes' edges; every
+    rectangle on those lines with all four edges inked is a reading; any other set of at most
+    as many readings whose edges make exactly the same ink is an equally good answer (e.g.
+    a box inside another on three of its lines is also two boxes side by side).
+    """
+    from itertools import combinations
+    snap = {}
+    for axis in (0, 1):
+        vals = sorted({b[i] for b in boxes for i in (axis, axis + 2)})
+        for v in vals:
+            near = [u for u in vals if u < v and v - u <= stroke_px + 1]
+            snap[axis, v] = snap[axis, near[0]] if near else v
+    rects = [(snap[0, b[0]], snap[1, b[1]], snap[0, b[2]], snap[1, b[3]]) for b in boxes]
+
+    def ink(r):
+        x1, y1, x2, y2 = r
+        return ({("h", y, x) for y in (y1, y2) for x in range(x1, x2)} |
+                {("v", x, y) for x in (x1, x2) for y in range(y1, y2)})
+
+    drawn = set().union(*(ink(r) for r in rects))
+    xs = sorted({r[i] for r in rects for i in (0, 2)})
+    ys = sorted({r[i] for r in rects for i in (1, 3)})
+    readings = [r for r in ((a, c, b, d) for a, b in combinations(xs, 2)
+                            for c, d in combinations(ys, 2)) if ink(r) <= drawn]
+    truth = set(rects)
+    for n in range(1, len(rects) + 1):
+        for combo in combinations(readings, n):
+            if set(combo) != truth and set().union(*(ink(r) for r in combo)) == drawn:
+                return True
+    return len(truth) < len(rects)  # two boxes on the same lines are one outline
+
+
+def pair_case(seed, kind, w=360, h=280):
+    rng = np.random.default_rng(seed)
+    thickness = int(rng.integers(1, 4))
+    stroke_px = 2 * thickness - 1            # cv2 paints 1, 3, 5 px for thickness 1, 2, 3
+    while True:
+        boxes = pair_layout(rng, kind, w, h)
+        if boxes and not ambiguous(boxes, stroke_px):
+            break
+    img = draw(phantom_background(rng, h, w), boxes, red(rng), thickness)
+    quality = [None, 70, 80, 90, 95][int(rng.integers(5))]
+    return (jpeg(img, quality) if quality else img), boxes, (thickness, quality)
+
+
+def one_to_one(truth, got, iou_min):
+    """Boxes matched one to one at IoU >= iou_min (greedy by IoU): (matched, extra found)."""
+    pairs = sorted(((box_iou(t, g), i, j) for i, t in enumerate(truth) for j, g in enumerate(got)),
+                   reverse=True)
+    used_t, used_g = set(), set()
+    for iou, i, j in pairs:
+        if iou >= iou_min and i not in used_t and j not in used_g:
+            used_t.add(i)
+            used_g.add(j)
+    return len(used_t), len(got) - len(used_g)
+
+
+PAIR_KINDS = ("crossing", "shared edge", "nested", "touching")
+PAIRS_PER_KIND = 50
+
+
+@pytest.mark.parametrize("kind", PAIR_KINDS)
+def test_pairs_of_boxes_recovered_as_drawn(kind):
+    """Every drawn box back at IoU >= 0.85, one box each, no extra box (counts in the message)."""
+    found = extra = total = 0
+    misses = []
+    for k in range(PAIRS_PER_KIND):
+        seed = 1000 * PAIR_KINDS.index(kind) + k
+        img, truth, (thickness, quality) = pair_case(seed, kind)
+        got, notes = extract_red_boxes(img)
+        ok, more = one_to_one(truth, got, 0.85)
+        found, extra, total = found + ok, extra + more, total + len(truth)
+        if ok < len(truth) or more:
+            misses.append((seed, thickness, quality, truth, [[round(v, 1) for v in g] for g in got]))
+    assert found == total and extra == 0, (f"{kind}: {found}/{total} recovered, {extra} extra; "
+                                           f"(seed, thickness, quality, truth, found): {misses}")
