@@ -454,6 +454,9 @@ def main(args):
             plan = plan_budget(run, args, params, data, ctx, job, cv_jobs, t_start)
         for p in params:
             p.epochs = plan["epochs"]
+    if "warmup_epochs" in from_recipe:  # a short run keeps half its epochs out of warm-up
+        for p in params:
+            p.warmup_epochs = min(p.warmup_epochs, p.epochs / 2.0)
     if args.amp:
         # Train transforms run an fp32 net on the CPU: build them before amp.init (TRAPS 42).
         for p in params:
