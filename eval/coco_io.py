@@ -58,8 +58,8 @@ def _id_index(items, what, path):
         if not isinstance(item, dict) or "id" not in item:
             raise FormatError(f"{path}: {what} #{k}: want an object with an 'id', got {item!r}")
         if item["id"] in index:
-            raise FormatError(f"{path}: {what} id {item['id']!r} appears twice (#{index[item['id']]} "
-                              f"and #{k})")
+            raise FormatError(f"{path}: {what} id {item['id']!r} appears twice "
+                              f"(#{index[item['id']]} and #{k})")
         index[item["id"]] = k
     return index
 

@@ -5,23 +5,41 @@ Conventions (checked against GluonCV and the VOC devkit in tests/test_eval_detec
 - Boxes are ``[x1, y1, x2, y2]`` pixels. ``offset=1`` adds 1 to widths and heights, the VOC
   devkit's integer-pixel convention, used by the Cartucho/mAP tool and also by GluonCV's
   ``VOCMApMetric``/``VOC07MApMetric`` (they add 1 to ``x2, y2`` before ``bbox_iou``,
-  gluoncv/utils/metrics/voc_detection.py). ``offset=0`` is the plain continuous IoU.
+  gluoncv/utils/metrics/voc_detection.py). ``offset=0`` is the plain continuous IoU. Every
+  function that matches boxes takes ``offset`` as a required keyword: the two conventions give
+  different numbers, so the caller says which it uses.
 - Per image and class, detections are matched in descending score order; each picks the
   ground-truth box of highest IoU (first one on ties) whether or not it is taken; IoU >=
   ``iou`` and box free -> TP, taken -> FP, IoU below -> FP; best box difficult -> ignored
-  (neither TP nor FP). Difficult boxes do not count as positives.
+  (neither TP nor FP). Difficult boxes do not count as positives. Cartucho's main.py does the
+  same (``ov > ovmax`` keeps the first best box, ``ovmax >= min_overlap`` matches; a matched
+  difficult box leaves tp and fp at 0), as do the devkit and GluonCV (``not < iou_thresh``).
 - Equal scores: ``ties="stable"`` ranks them in input order (images in order, then
   detections in order), as the Cartucho tool's stable sort does; ``ties="gluoncv"`` reproduces
   ``VOCMApMetric``'s numpy ``argsort()[::-1]`` orders (per image, then over all images).
 - A class without non-difficult ground truth has AP ``nan`` and is left out of the mAP.
+- Inverted detection boxes (``x2 < x1`` or ``y2 < y1``) are scored with the peers' arithmetic
+  and counted (``result["inverted"]``): they overlap nothing, so they are false positives --
+  except with ``offset=1`` for a box inverted by less than a pixel, which the ``+ 1`` turns
+  into a valid box narrower than a pixel, as in Cartucho and GluonCV. One divergence, kept on
+  purpose: GluonCV's ``bbox_iou`` divides 0 by 0 when an inverted box's negative area cancels
+  a ground-truth box's, and ``VOCMApMetric`` counts that NaN as a match; Cartucho and we see no
+  overlap. Inverted ground truth is an error (eval/detection_io.py).
+- Detections of classes outside the class list were dropped by the readers and are counted
+  in ``result["ignored"]``; COCO's AP is in eval/coco.py.
 
-Command line (Cartucho folder layout, see eval/detection_io.py)::
+Command line (inputs told apart by content, see eval/inputs.py)::
 
-    python -m eval.detection --gt GT_DIR --dr DR_DIR [--metric voc12|voc07] [--iou 0.5]
+    python -m eval.detection --gt GT --dr DR [--metric voc12|voc07|coco] [--iou 0.5]
         [--offset 0|1] [--ties stable|gluoncv] [--classes a,b] [--json OUT] [--plots DIR]
 
-prints ``CLASS: XX.XX%`` per class and, last, ``mAP = XX.XX%``. ``--gt`` may also be a folder
-of VOC XML files and ``--dr`` a detections JSON file. numpy only (no MXNet).
+``GT``: a Cartucho ``ground-truth/`` folder, a folder of VOC XML or a COCO instances JSON;
+``DR``: a Cartucho ``detection-results/`` folder, a detections JSON (docs/CONTRACTS.md) or a
+COCO results JSON list. Prints ``CLASS: XX.XX%`` per class and, last, ``mAP = XX.XX%``; with
+``--metric coco`` the class lines hold AP@[.5:.95], then ``AP50: XX.XX%``, ``AP75: XX.XX%``
+and, last, ``mAP@[.5:.95] = XX.XX%``. ``--offset`` defaults to 1 (Cartucho's convention) for
+voc12/voc07; coco is always continuous. What was ignored or let through goes to stderr, one
+``warning: ...`` line each. numpy only (no MXNet).
 """
 import argparse
 import logging
@@ -202,7 +220,7 @@ def match_detections(gt, det, iou=0.5, *, offset, ties="stable"):
     iou : float
         Minimum IoU for a true positive (``>=``).
     offset : {0, 1}
-        See :func:`box_iou`.
+        Required keyword; see :func:`box_iou`.
     ties : {"stable", "gluoncv"}
         Order of equal scores (module docstring).
 
@@ -321,7 +339,9 @@ def evaluate(gt, det, classes=None, iou=0.5, *, offset, ties="stable"):
         ``map_voc12``, ``map_voc07`` (mean over classes with positives; nan if none),
         ``per_class[name]`` = ``{ap_voc12, ap_voc07, n_pos, n_det, n_ignored, tp, fp, fn,
         precision, recall, scores}`` (curves as arrays over the non-ignored detections in
-        ranked order; counts at the lowest score), and the settings used.
+        ranked order; counts at the lowest score), ``inverted`` (``{n, tp, fp, ignored,
+        first}``: the inverted detection boxes and what they scored), ``ignored`` (detections
+        dropped by a reader, ``{class: count}``; empty here) and the settings used.
     """
     gt_t, dr_t, classes = tables_from_dicts(gt, det, classes)
     return _evaluate_tables(gt_t, dr_t, classes, iou, offset, ties)

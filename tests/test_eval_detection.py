@@ -16,7 +16,7 @@ import pytest
 
 from eval import detection as D
 from eval.detection_io import FormatError
-from tests.detection_fixtures import invert_some, random_set
+from tests.detection_fixtures import random_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
