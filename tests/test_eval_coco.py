@@ -234,3 +234,22 @@ def test_results_errors_and_refusals(tmp_path, capsys):
     out = D.main(D.parse_args(["--gt", str(inst), "--dr", str(res), "--metric", "coco",
                                "--offset", "0"]))
     assert out["ap"] > 0 and capsys.readouterr().out.splitlines()[-1].startswith("mAP@[.5:.95] = ")
+
+
+def test_annotation_area_outside_the_range_is_ignored_as_pycocotools(tmp_path):
+    # pycocotools reads an annotation's own "area" (segmentation area in real COCO) for its
+    # area ranges; past 1e10 a non-crowd box is ignored yet, unlike a crowd, matched only once
+    gt, det = coco_set(8)
+    inst, res = _write_native(tmp_path, gt, det)
+    doc = json.loads(inst.read_text())
+    rng = np.random.RandomState(8)
+    for ann in doc["annotations"]:
+        if rng.rand() < 0.2:
+            ann["area"] = 2e10
+    inst.write_text(json.dumps(doc))
+    E = pycoco(inst, res)
+    got = D.main(D.parse_args(["--gt", str(inst), "--dr", str(res), "--metric", "coco"]))
+    np.testing.assert_allclose([got["ap"], got["ap50"], got["ap75"], got["ar"]],
+                               E.stats[[0, 1, 2, 8]], rtol=0, atol=1e-9)
+    plain = C.evaluate(gt, det, CLASSES)  # box areas: a different answer
+    assert abs(plain["ap"] - got["ap"]) > 1e-3
