@@ -107,12 +107,12 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
     oof, _ = detection.read_detections_json(Path(det_dir) / "oof_detections.json")
     det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")
     # The operating point of the detector alone: best F1 on out-of-fold detections.
-    det_threshold = detection.best_f1_threshold(gt_train, oof)["score_threshold"]
+    det_threshold = detection.best_f1_threshold(gt_train, oof, offset=1)["score_threshold"]
     with open(Path(filter_dir) / "filter.json", encoding="utf-8") as f:
         filter_spec = json.load(f)
     scores = two_stage.attach_filter_scores(det_test, _read_csv(Path(filter_dir) / "test_scores.csv"))
     out = two_stage.compare(gt_test, det_test, scores, filter_spec["threshold"], det_threshold,
-                            classes)
+                            classes, offset=1)
     pr_png = plots.plot_pr_curves(out["curves"], Path(plots_dir) / "pr_two_stage.png",
                                   title="Test split: detector alone vs detector + filter")
     out["detector"]["score_threshold"] = float(det_threshold)
