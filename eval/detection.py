@@ -5,23 +5,41 @@ Conventions (checked against GluonCV and the VOC devkit in tests/test_eval_detec
 - Boxes are ``[x1, y1, x2, y2]`` pixels. ``offset=1`` adds 1 to widths and heights, the VOC
   devkit's integer-pixel convention, used by the Cartucho/mAP tool and also by GluonCV's
   ``VOCMApMetric``/``VOC07MApMetric`` (they add 1 to ``x2, y2`` before ``bbox_iou``,
-  gluoncv/utils/metrics/voc_detection.py). ``offset=0`` is the plain continuous IoU.
+  gluoncv/utils/metrics/voc_detection.py). ``offset=0`` is the plain continuous IoU. Every
+  function that matches boxes takes ``offset`` as a required keyword: the two conventions give
+  different numbers, so the caller says which it uses.
 - Per image and class, detections are matched in descending score order; each picks the
   ground-truth box of highest IoU (first one on ties) whether or not it is taken; IoU >=
   ``iou`` and box free -> TP, taken -> FP, IoU below -> FP; best box difficult -> ignored
-  (neither TP nor FP). Difficult boxes do not count as positives.
+  (neither TP nor FP). Difficult boxes do not count as positives. Cartucho's main.py does the
+  same (``ov > ovmax`` keeps the first best box, ``ovmax >= min_overlap`` matches; a matched
+  difficult box leaves tp and fp at 0), as do the devkit and GluonCV (``not < iou_thresh``).
 - Equal scores: ``ties="stable"`` ranks them in input order (images in order, then
   detections in order), as the Cartucho tool's stable sort does; ``ties="gluoncv"`` reproduces
   ``VOCMApMetric``'s numpy ``argsort()[::-1]`` orders (per image, then over all images).
 - A class without non-difficult ground truth has AP ``nan`` and is left out of the mAP.
+- Inverted detection boxes (``x2 < x1`` or ``y2 < y1``) are scored with the peers' arithmetic
+  and counted (``result["inverted"]``): they overlap nothing, so they are false positives --
+  except with ``offset=1`` for a box inverted by less than a pixel, which the ``+ 1`` turns
+  into a valid box narrower than a pixel, as in Cartucho and GluonCV. One divergence, kept on
+  purpose: GluonCV's ``bbox_iou`` divides 0 by 0 when an inverted box's negative area cancels
+  a ground-truth box's, and ``VOCMApMetric`` counts that NaN as a match; Cartucho and we see no
+  overlap. Inverted ground truth is an error (eval/detection_io.py).
+- Detections of classes outside the class list were dropped by the readers and are counted
+  in ``result["ignored"]``; COCO's AP is in eval/coco.py.
 
-Command line (Cartucho folder layout, see eval/detection_io.py)::
+Command line (inputs told apart by content, see eval/inputs.py)::
 
-    python -m eval.detection --gt GT_DIR --dr DR_DIR [--metric voc12|voc07] [--iou 0.5]
+    python -m eval.detection --gt GT --dr DR [--metric voc12|voc07|coco] [--iou 0.5]
         [--offset 0|1] [--ties stable|gluoncv] [--classes a,b] [--json OUT] [--plots DIR]
 
-prints ``CLASS: XX.XX%`` per class and, last, ``mAP = XX.XX%``. ``--gt`` may also be a folder
-of VOC XML files and ``--dr`` a detections JSON file. numpy only (no MXNet).
+``GT``: a Cartucho ``ground-truth/`` folder, a folder of VOC XML or a COCO instances JSON;
+``DR``: a Cartucho ``detection-results/`` folder, a detections JSON (docs/CONTRACTS.md) or a
+COCO results JSON list. Prints ``CLASS: XX.XX%`` per class and, last, ``mAP = XX.XX%``; with
+``--metric coco`` the class lines hold AP@[.5:.95], then ``AP50: XX.XX%``, ``AP75: XX.XX%``
+and, last, ``mAP@[.5:.95] = XX.XX%``. ``--offset`` defaults to 1 (Cartucho's convention) for
+voc12/voc07; coco is always continuous. What was ignored or let through goes to stderr, one
+``warning: ...`` line each. numpy only (no MXNet).
 """
 import argparse
 import logging
@@ -33,7 +51,8 @@ import numpy as np
 from eval.detection_io import (  # noqa: F401  (re-exported: docs/CONTRACTS.md names them here)
     FormatError, read_cartucho, read_cartucho_detections, read_detections_json, read_voc_dir, read_voc_xml,
     table_from_detections, table_from_ground_truth, write_cartucho, write_detections_json,
-    _read_cartucho_tables)
+    ignored_message, inverted_boxes, tables_from_dicts, _read_cartucho_tables)
+from eval.inputs import load_inputs
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +64,7 @@ _NUMPY_STABLE_BELOW = 17
 
 
 # --------------------------------------------------------------------------- IoU
-def box_iou(boxes_a, boxes_b, offset=1):
+def box_iou(boxes_a, boxes_b, *, offset):
     """IoU of every box of ``boxes_a`` with every box of ``boxes_b``.
 
     Parameters
@@ -55,11 +74,13 @@ def box_iou(boxes_a, boxes_b, offset=1):
         ``[x1, y1, x2, y2]`` pixels.
     offset : {0, 1}
         Added to widths and heights (1: VOC devkit / GluonCV VOC metrics; 0: continuous).
+        Required: the two conventions give different numbers and neither is a safe default.
 
     Returns
     -------
     ndarray, shape (N, M), float64
-        IoU in [0, 1]; pairs whose union is empty (two zero-area boxes) get 0.
+        IoU in [0, 1]; pairs whose union is empty or negative (zero-area or inverted boxes)
+        get 0.
     """
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
@@ -113,7 +134,38 @@ def _processing_rank(d_img, d_lab, d_score, ties):
     return rank
 
 
-def _match_tables(gt_t, dr_t, iou=0.5, offset=1, ties="stable"):
+def group_pairs(g_key, d_key, g_order=None):
+    """Every (detection, ground truth) pair with equal keys (same image and class), detection-major.
+
+    Parameters
+    ----------
+    g_key, d_key : ndarray of int
+        Group key of each ground-truth / detection row.
+    g_order : ndarray of int, optional
+        Ground-truth rows sorted by key; within a key, the order pairs of one detection come
+        in. Default: input order (stable sort by key).
+
+    Returns
+    -------
+    d_of_pair, g_of_pair : ndarray of int
+        Row indices; the pairs of detection ``j`` are contiguous, in ``g_order`` order.
+    counts : ndarray of int
+        Pairs per detection.
+    """
+    if g_order is None:
+        g_order = np.argsort(g_key, kind="stable")
+    gk = g_key[g_order]
+    start = np.searchsorted(gk, d_key, side="left")
+    counts = np.searchsorted(gk, d_key, side="right") - start
+    P = int(counts.sum())
+    seg = np.cumsum(counts) - counts
+    off = np.arange(P) - np.repeat(seg, counts)
+    g_of_pair = g_order[np.repeat(start, counts) + off]
+    d_of_pair = np.repeat(np.arange(len(d_key)), counts)
+    return d_of_pair, g_of_pair, counts
+
+
+def _match_tables(gt_t, dr_t, iou, offset, ties):
     """Match flags of every detection row: 1 TP, 0 FP, -1 ignored (best box difficult).
 
     Returns (flags, rank, best_iou)."""
@@ -125,19 +177,13 @@ def _match_tables(gt_t, dr_t, iou=0.5, offset=1, ties="stable"):
     D = len(d_key)
     rank = _processing_rank(d_img, dr_t.labels, dr_t.extra, ties)
 
-    # All (detection, ground truth) pairs of the same image and class, detection-major.
-    g_order = np.argsort(g_key, kind="stable")
-    gk = g_key[g_order]
-    start = np.searchsorted(gk, d_key, side="left")
-    counts = np.searchsorted(gk, d_key, side="right") - start
-    P = int(counts.sum())
+    d_of_pair, g_of_pair, counts = group_pairs(g_key, d_key)
+    P = len(d_of_pair)
     best = np.full(D, -1, np.int64)
     best_iou = np.zeros(D)
     if P:
         seg = np.cumsum(counts) - counts
         off = np.arange(P) - np.repeat(seg, counts)
-        g_of_pair = g_order[np.repeat(start, counts) + off]
-        d_of_pair = np.repeat(np.arange(D), counts)
         ious = _pair_iou(dr_t.boxes[d_of_pair], gt_t.boxes[g_of_pair], offset)
         has = counts > 0
         seg_nz = seg[has]
@@ -161,7 +207,7 @@ def _match_tables(gt_t, dr_t, iou=0.5, offset=1, ties="stable"):
     return flags, rank, best_iou
 
 
-def match_detections(gt, det, iou=0.5, offset=1, ties="stable"):
+def match_detections(gt, det, iou=0.5, *, offset, ties="stable"):
     """Greedy VOC matching; one flag per detection, aligned with ``det[id]["scores"]``.
 
     Parameters
@@ -174,7 +220,7 @@ def match_detections(gt, det, iou=0.5, offset=1, ties="stable"):
     iou : float
         Minimum IoU for a true positive (``>=``).
     offset : {0, 1}
-        See :func:`box_iou`.
+        Required keyword; see :func:`box_iou`.
     ties : {"stable", "gluoncv"}
         Order of equal scores (module docstring).
 
@@ -224,7 +270,7 @@ def average_precision(recall, precision, metric="voc12"):
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
-def _evaluate_tables(gt_t, dr_t, classes, iou=0.5, offset=1, ties="stable"):
+def _evaluate_tables(gt_t, dr_t, classes, iou, offset, ties):
     flags, rank, _ = _match_tables(gt_t, dr_t, iou, offset, ties)
     n_cls = len(classes)
     if n_cls and max(gt_t.labels.max(initial=-1), dr_t.labels.max(initial=-1)) >= n_cls:
@@ -257,8 +303,14 @@ def _evaluate_tables(gt_t, dr_t, classes, iou=0.5, offset=1, ties="stable"):
             "ap_voc07": average_precision(recall, precision, "voc07") if n_pos else float("nan"),
             "precision": precision, "recall": recall, "scores": scores[ordered][keep],
         }
+    inv = inverted_boxes(dr_t.boxes)
     result = {"classes": list(classes), "iou": float(iou), "offset": int(offset), "ties": ties,
-              "n_images": len(gt_t.ids), "per_class": per_class}
+              "n_images": len(gt_t.ids), "per_class": per_class,
+              "ignored": dict(dr_t.notes["ignored"]),
+              "inverted": {"n": int(inv.sum()), "tp": int(np.sum(flags[inv] == 1)),
+                           "fp": int(np.sum(flags[inv] == 0)),
+                           "ignored": int(np.sum(flags[inv] == -1)),
+                           "first": dr_t.notes["first_inverted"]}}
     for metric in METRICS:
         aps = np.array([v[f"ap_{metric}"] for v in per_class.values()], dtype=np.float64)
         ok = ~np.isnan(aps)
@@ -269,7 +321,7 @@ def _evaluate_tables(gt_t, dr_t, classes, iou=0.5, offset=1, ties="stable"):
     return result
 
 
-def evaluate(gt, det, classes=None, iou=0.5, offset=1, ties="stable"):
+def evaluate(gt, det, classes=None, iou=0.5, *, offset, ties="stable"):
     """Per-class AP (VOC07 and VOC12), mAP, PR curves and TP/FP/FN counts.
 
     Parameters
@@ -287,24 +339,22 @@ def evaluate(gt, det, classes=None, iou=0.5, offset=1, ties="stable"):
         ``map_voc12``, ``map_voc07`` (mean over classes with positives; nan if none),
         ``per_class[name]`` = ``{ap_voc12, ap_voc07, n_pos, n_det, n_ignored, tp, fp, fn,
         precision, recall, scores}`` (curves as arrays over the non-ignored detections in
-        ranked order; counts at the lowest score), and the settings used.
+        ranked order; counts at the lowest score), ``inverted`` (``{n, tp, fp, ignored,
+        first}``: the inverted detection boxes and what they scored), ``ignored`` (detections
+        dropped by a reader, ``{class: count}``; empty here) and the settings used.
     """
-    n_cls = None if classes is None else len(classes)
-    gt_t = table_from_ground_truth(gt, n_cls)
-    dr_t = table_from_detections(det, list(gt), n_cls)
-    if classes is None:
-        n = int(max(gt_t.labels.max(initial=-1), dr_t.labels.max(initial=-1))) + 1
-        classes = [str(i) for i in range(n)]
-    return _evaluate_tables(gt_t, dr_t, list(classes), iou, offset, ties)
+    gt_t, dr_t, classes = tables_from_dicts(gt, det, classes)
+    return _evaluate_tables(gt_t, dr_t, classes, iou, offset, ties)
 
 
 def result_summary(result):
-    """``evaluate``'s result without the curves, NaN as None: plain values for strict JSON."""
+    """A result of :func:`evaluate` (or :func:`eval.coco.evaluate`) without its arrays (the
+    curves), NaN as None: plain values for strict JSON."""
     def plain(v):
         return None if isinstance(v, float) and np.isnan(v) else v
-    out = {k: plain(v) for k, v in result.items() if k != "per_class"}
-    out["per_class"] = {name: {k: plain(v) for k, v in d.items()
-                               if k not in ("precision", "recall", "scores")}
+    out = {k: plain(v) for k, v in result.items()
+           if k != "per_class" and not isinstance(v, np.ndarray)}
+    out["per_class"] = {name: {k: plain(v) for k, v in d.items() if not isinstance(v, np.ndarray)}
                         for name, d in result["per_class"].items()}
     return out
 
@@ -327,7 +377,7 @@ def _prf(tp, fp, n_pos):
     return fn, float(precision), float(recall), float(f1)
 
 
-def operating_point(gt, det, score_threshold, iou=0.5, offset=1):
+def operating_point(gt, det, score_threshold, iou=0.5, *, offset):
     """Counts and rates of the detections scoring ``>= score_threshold``, all classes pooled.
 
     Matching is the same greedy matching as the AP (it does not depend on lower-scored
@@ -359,7 +409,7 @@ def operating_point(gt, det, score_threshold, iou=0.5, offset=1):
             "score_threshold": float(score_threshold)}
 
 
-def best_f1_threshold(gt, det, iou=0.5, offset=1):
+def best_f1_threshold(gt, det, iou=0.5, *, offset):
     """Score threshold (one of the detection scores) maximising pooled F1.
 
     Returns
@@ -384,7 +434,7 @@ def best_f1_threshold(gt, det, iou=0.5, offset=1):
     last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # all detections of a score included
     f1 = 2 * tp[last] / (tp[last] + fp[last] + n_pos)
     k = last[int(np.argmax(f1))]
-    return operating_point(gt, det, float(s[k]), iou, offset)
+    return operating_point(gt, det, float(s[k]), iou, offset=offset)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -393,79 +443,114 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
     p.add_argument("--gt", required=True,
-                   help="ground truth: Cartucho 'ground-truth' folder of NAME.txt, or a folder "
-                        "of VOC NAME.xml")
+                   help="ground truth: Cartucho 'ground-truth' folder of NAME.txt, a folder of "
+                        "VOC NAME.xml, or a COCO instances .json")
     p.add_argument("--dr", required=True,
-                   help="detections: Cartucho 'detection-results' folder of NAME.txt, or a "
-                        "detections .json file (docs/CONTRACTS.md)")
-    p.add_argument("--metric", choices=METRICS, default="voc12",
-                   help="AP printed per class: voc12 all-point, voc07 11-point "
+                   help="detections: Cartucho 'detection-results' folder of NAME.txt, a "
+                        "detections .json (docs/CONTRACTS.md) or a COCO results .json list "
+                        "(told apart by content; COCO results need COCO instances --gt)")
+    p.add_argument("--metric", choices=METRICS + ("coco",), default="voc12",
+                   help="voc12: all-point AP per class (VOC2010+); voc07: 11-point; coco: "
+                        "pycocotools' AP@[.5:.95] per class, then AP50, AP75 "
                         "(default: %(default)s)")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU for a match (default: %(default)s)")
-    p.add_argument("--offset", type=int, choices=(0, 1), default=1,
-                   help="pixels added to widths/heights: 1 = VOC devkit, Cartucho/mAP and "
-                        "GluonCV VOCMApMetric; 0 = continuous (default: %(default)s)")
-    p.add_argument("--ties", choices=TIES, default="stable",
-                   help="order of equal scores: stable (input order, as Cartucho/mAP) or "
-                        "gluoncv (as VOCMApMetric) (default: %(default)s)")
+    p.add_argument("--iou", type=float, default=None,
+                   help="IoU for a match, voc12/voc07 (default: 0.5; coco averages 0.50:0.95)")
+    p.add_argument("--offset", type=int, choices=(0, 1), default=None,
+                   help="pixels added to widths/heights, voc12/voc07: 1 = VOC devkit, "
+                        "Cartucho/mAP and GluonCV VOCMApMetric; 0 = continuous (default: 1; "
+                        "coco is always continuous, 0)")
+    p.add_argument("--ties", choices=TIES, default=None,
+                   help="order of equal scores, voc12/voc07: stable (input order, as "
+                        "Cartucho/mAP) or gluoncv (as VOCMApMetric) (default: stable; coco "
+                        "sorts as pycocotools, stable)")
     p.add_argument("--classes", default=None,
-                   help="comma-separated class names (index order); default: the names in "
-                        "the ground truth")
+                   help="comma-separated class names (index order) for Cartucho/VOC ground "
+                        "truth; default: the names in the ground truth. Detections of other "
+                        "classes are ignored and counted")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     p.add_argument("--plots", default=None, metavar="DIR", help="write PR curves (PNG) here")
     return p.parse_args(argv)
 
 
-def _load_inputs(args):
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    gt_dir, dr = Path(args.gt), Path(args.dr)
-    xml = gt_dir.is_dir() and not any(gt_dir.glob("*.txt")) and any(gt_dir.glob("*.xml"))
-    if not xml and dr.is_dir():
-        gt_t, dr_t, classes = _read_cartucho_tables(gt_dir, dr, classes)
-        return gt_t, dr_t, classes
-    if xml:
-        gt, classes = read_voc_dir(gt_dir, classes)
-    else:
-        gt_t, _, classes = _read_cartucho_tables(gt_dir, None, classes)
-        gt = gt_t.to_dict("difficult", bool)
-    if dr.is_dir():
-        dr_t = table_from_detections(read_cartucho_detections(dr, list(gt), classes), list(gt),
-                                     len(classes))
-    else:
-        det, det_classes = read_detections_json(dr)
-        if classes != det_classes:
-            # Re-index the detections by name so both sides share one class list.
-            unknown = [c for c in det_classes if c not in classes]
-            used = {det_classes[int(lab)] for e in det.values() for lab in e["labels"]}
-            if used & set(unknown):
-                raise FormatError(f"{dr}: detections of classes {sorted(used & set(unknown))} "
-                                  f"absent from the ground truth classes {classes}; pass "
-                                  f"--classes")
-            remap = np.array([classes.index(c) if c in classes else -1 for c in det_classes])
-            det = {i: {**e, "labels": remap[e["labels"]]} for i, e in det.items()}
-        dr_t = table_from_detections(det, list(gt), len(classes))
-    return table_from_ground_truth(gt, len(classes)), dr_t, classes
+def _settings(args):
+    """(iou, offset, ties) for the metric; options that do not apply to COCO are refused."""
+    if args.metric == "coco":
+        wrong = [f"--{k} {v}" for k, v, ok in (("iou", args.iou, None), ("offset", args.offset, 0),
+                                               ("ties", args.ties, "stable"))
+                 if v is not None and v != ok]
+        if wrong:
+            raise ValueError(f"--metric coco fixes IoU 0.50:0.95, continuous boxes (offset 0) "
+                             f"and stable ties as pycocotools does; drop {' '.join(wrong)}")
+        return None, 0, "stable"
+    return (0.5 if args.iou is None else args.iou, 1 if args.offset is None else args.offset,
+            args.ties or "stable")
+
+
+def _pct(v):
+    return "n/a (no ground truth)" if np.isnan(v) else f"{100 * v:.2f}%"
 
 
 def format_lines(result, metric="voc12"):
-    """The CLI's output lines: ``CLASS: XX.XX%`` per class, then ``mAP = XX.XX%``."""
-    def pct(v):
-        return "n/a (no ground truth)" if np.isnan(v) else f"{100 * v:.2f}%"
-    lines = [f"{name}: {pct(d[f'ap_{metric}'])}" for name, d in result["per_class"].items()]
-    lines.append(f"mAP = {pct(result[f'map_{metric}'])}")
+    """The CLI's output lines: ``CLASS: XX.XX%`` per class, then ``mAP = XX.XX%``; with
+    ``metric="coco"`` (a result of :func:`eval.coco.evaluate`) the class lines hold
+    AP@[.5:.95], then ``AP50: XX.XX%``, ``AP75: XX.XX%`` and ``mAP@[.5:.95] = XX.XX%``."""
+    if metric == "coco":
+        lines = [f"{name}: {_pct(d['ap'])}" for name, d in result["per_class"].items()]
+        return lines + [f"AP50: {_pct(result['ap50'])}", f"AP75: {_pct(result['ap75'])}",
+                        f"mAP@[.5:.95] = {_pct(result['ap'])}"]
+    lines = [f"{name}: {_pct(d[f'ap_{metric}'])}" for name, d in result["per_class"].items()]
+    lines.append(f"mAP = {_pct(result[f'map_{metric}'])}")
     return lines
 
 
+def warning_lines(result, metric="voc12"):
+    """What the score let through or left out, one line each: detections of classes without
+    ground truth (dropped) and inverted detection boxes (scored as the peers score them)."""
+    lines = [ignored_message(result["ignored"])]
+    inv = result["inverted"]
+    if inv["n"]:
+        if metric == "coco":
+            peer = "pycocotools does"
+            parts = (("false positive(s)", inv["fp"]),
+                     ("ignored (negative area: inverted on one axis)", inv["ignored"]),
+                     (f"not scored (past {result['max_dets']} per image)", inv["over_cap"]))
+        else:
+            peer = "Cartucho/mAP and GluonCV do"
+            # tp > 0 only with offset 1 and boxes inverted by less than a pixel, which the
+            # peers' +1 arithmetic turns into tiny valid boxes
+            parts = (("false positive(s)", inv["fp"]), ("true positive(s)", inv["tp"]),
+                     ("ignored (on difficult boxes)", inv["ignored"]))
+        outcome = ", ".join(f"{n} {what}" for what, n in parts if n)
+        lines.append(f"{inv['n']} inverted detection box(es) (x2 < x1 or y2 < y1; first: "
+                     f"{inv['first']}) scored as {peer}: {outcome}")
+    return [line for line in lines if line]
+
+
+def _curves(result, metric):
+    from eval import plots
+    if metric != "coco":
+        return plots.detection_pr_curves(result, metric), f"{metric}, IoU {result['iou']:g}"
+    curves = [{"label": name, "recall": d["recall_thresholds"], "precision": d["precision50"],
+               "ap": d["ap50"]} for name, d in result["per_class"].items() if d["n_pos"]]
+    return curves, "COCO 101-point interpolated, IoU 0.50"
+
+
 def main(args):
-    """Score a Cartucho (or VOC/JSON) pair of inputs; print per-class AP and the mAP last.
+    """Score a ground-truth / detections pair (eval/inputs.py); print per-class AP, the mAP last.
 
     Returns
     -------
     dict
-        :func:`result_summary` of the evaluation plus ``metric``.
+        :func:`result_summary` of the evaluation plus ``metric``, ``gt``, ``dr``.
     """
-    gt_t, dr_t, classes = _load_inputs(args)
-    result = _evaluate_tables(gt_t, dr_t, classes, args.iou, args.offset, args.ties)
+    iou, offset, ties = _settings(args)
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    gt_t, dr_t, classes, gt_area = load_inputs(args.gt, args.dr, classes)
+    if args.metric == "coco":
+        from eval import coco
+        result = coco.evaluate_tables(gt_t, dr_t, classes, gt_area)
+    else:
+        result = _evaluate_tables(gt_t, dr_t, classes, iou, offset, ties)
     summary = {**result_summary(result), "metric": args.metric, "gt": str(args.gt),
                "dr": str(args.dr)}
     if args.json:
@@ -473,10 +558,12 @@ def main(args):
         atomic_write_json(args.json, summary)
     if args.plots:
         from eval import plots
-        plots.plot_pr_curves(plots.detection_pr_curves(result, args.metric),
-                             Path(args.plots) / f"pr_{args.metric}.png",
-                             title=f"PR curves ({args.metric}, IoU {args.iou:g})")
+        curves, what = _curves(result, args.metric)
+        plots.plot_pr_curves(curves, Path(args.plots) / f"pr_{args.metric}.png",
+                             title=f"PR curves ({what})")
     # This is the command's output (the module functions above never print).
+    for line in warning_lines(result, args.metric):
+        sys.stderr.write(f"warning: {line}\n")
     sys.stdout.write("\n".join(format_lines(result, args.metric)) + "\n")
     return summary
 

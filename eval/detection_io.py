@@ -12,7 +12,21 @@ convention, docs/CONTRACTS.md). The Cartucho layout (github.com/Cartucho/mAP) is
 ``ground-truth/NAME.txt`` with lines ``class x1 y1 x2 y2 [difficult]`` (the literal word, as
 that tool writes it) and ``detection-results/NAME.txt`` with ``class score x1 y1 x2 y2``; a
 class name may contain spaces (fields are taken from the right). Standard library and numpy
-only.
+only. COCO JSON (instances and results) is in :mod:`eval.coco_io`.
+
+What is accepted, as the tools people already run accept it:
+
+- Ground truth is strict: a malformed line, a non-finite coordinate or an inverted box
+  (``x2 < x1`` or ``y2 < y1``) is a :class:`FormatError` naming the file and line.
+- A detection of a class outside the class list (by default the ground truth's classes) is
+  dropped and counted (``table.notes["ignored"]``, a log warning in the public readers):
+  Cartucho/mAP only loops over ground-truth classes and pycocotools only over the
+  ground truth's category ids.
+- An inverted detection box is kept and scored as the peers score it (their IoU arithmetic
+  gives it no overlap: a false positive) and counted; see :mod:`eval.detection`.
+- A non-finite detection coordinate or score stays an error: it is a broken output, not a
+  convention, and the peers disagree on it (Cartucho's comparisons make it a false
+  positive, GluonCV's NaN IoU can count it as a match).
 """
 import json
 import logging
@@ -39,17 +53,27 @@ class _Table:
     """Boxes of many images in one array, rows grouped by image (internal fast path).
 
     ``ids[i]`` is the image id of group ``i``; rows ``starts[i]:starts[i + 1]`` belong to it.
-    ``extra`` is the scores (detections) or the difficult flags (ground truth).
+    ``extra`` is the scores (detections) or the difficult flags (ground truth). ``notes`` says
+    what reading left out or let through: ``ignored`` ({class name: detections dropped}),
+    ``first_inverted`` (where the first inverted detection box is, or None).
     """
 
-    __slots__ = ("ids", "counts", "boxes", "labels", "extra")
+    __slots__ = ("ids", "counts", "boxes", "labels", "extra", "notes")
 
-    def __init__(self, ids, counts, boxes, labels, extra):
+    def __init__(self, ids, counts, boxes, labels, extra, notes=None):
         self.ids = list(ids)
         self.counts = np.asarray(counts, dtype=np.int64)
         self.boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.extra = np.asarray(extra)
+        self.notes = {"ignored": {}, "first_inverted": None, **(notes or {})}
+
+    def select(self, keep):
+        """The rows where ``keep`` is true, grouped as before (notes are kept)."""
+        img = self.image_index[keep]
+        counts = np.bincount(img, minlength=len(self.ids))
+        return _Table(self.ids, counts, self.boxes[keep], self.labels[keep], self.extra[keep],
+                      self.notes)
 
     @property
     def image_index(self):
@@ -64,17 +88,25 @@ class _Table:
                 for i, b, lab, e in zip(self.ids, boxes, labels, extra)}
 
 
-def _check_boxes(boxes, where):
-    """Raise on non-finite coordinates or x2 < x1 / y2 < y1; ``where(row)`` names the row."""
+def inverted_boxes(boxes):
+    """Mask of the rows of ``boxes`` (N, 4) with ``x2 < x1`` or ``y2 < y1``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+
+
+def _check_boxes(boxes, where, inverted_ok=False):
+    """Raise on non-finite coordinates, and on x2 < x1 / y2 < y1 unless ``inverted_ok``;
+    ``where(row)`` names the row. Returns the mask of inverted rows."""
     bad = ~np.isfinite(boxes).all(axis=1)
     if bad.any():
         r = int(np.argmax(bad))
         raise FormatError(f"{where(r)}: coordinates must be finite numbers, got {boxes[r].tolist()}")
-    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if bad.any():
+    bad = inverted_boxes(boxes)
+    if bad.any() and not inverted_ok:
         r = int(np.argmax(bad))
         raise FormatError(f"{where(r)}: want x1 <= x2 and y1 <= y2 ([x1, y1, x2, y2] order), "
                           f"got {boxes[r].tolist()}")
+    return bad
 
 
 def table_from_ground_truth(gt, n_classes=None):
@@ -96,11 +128,12 @@ def table_from_ground_truth(gt, n_classes=None):
                   _cat(diff, (0,), bool))
 
 
-def table_from_detections(det, image_ids, n_classes=None):
+def table_from_detections(det, image_ids, n_classes=None, source="detections"):
     """Flatten a detections dict into a :class:`_Table` aligned with ``image_ids``.
 
     Images of ``image_ids`` missing from ``det`` have no detections; an id of ``det`` not in
-    ``image_ids`` is an error (a detection for an image without ground truth).
+    ``image_ids`` is an error (a detection for an image without ground truth). Inverted boxes
+    are kept; ``notes["first_inverted"]`` names the first as ``"<source> <id> box <row>"``.
     """
     known = set(image_ids)
     extra_ids = [i for i in det if i not in known]
@@ -109,12 +142,16 @@ def table_from_detections(det, image_ids, n_classes=None):
                          f"e.g. {extra_ids[:3]}; every detected image needs a ground-truth "
                          f"entry (possibly with no boxes)")
     counts, boxes, labels, scores = [], [], [], []
+    first_inverted = None
     for image_id in image_ids:
         entry = det.get(image_id)
         if entry is None:
             counts.append(0)
             continue
-        b, lab = _entry_arrays(entry, image_id, "detections", n_classes)
+        b, lab = _entry_arrays(entry, image_id, "detections", n_classes, inverted_ok=True)
+        inv = inverted_boxes(b)
+        if first_inverted is None and inv.any():
+            first_inverted = f"{source} {image_id!r} box {int(np.argmax(inv))}"
         s = np.asarray(entry["scores"], dtype=np.float64).reshape(-1)
         if len(s) != len(lab):
             raise ValueError(f"detections {image_id!r}: {len(lab)} labels but {len(s)} scores")
@@ -125,14 +162,29 @@ def table_from_detections(det, image_ids, n_classes=None):
         labels.append(lab)
         scores.append(s)
     return _Table(image_ids, counts, _cat(boxes, (0, 4), np.float64),
-                  _cat(labels, (0,), np.int64), _cat(scores, (0,), np.float64))
+                  _cat(labels, (0,), np.int64), _cat(scores, (0,), np.float64),
+                  {"first_inverted": first_inverted})
+
+
+def tables_from_dicts(gt, det, classes=None):
+    """Ground truth and detections dicts as aligned tables, and the class names.
+
+    Returns (gt_table, dr_table, classes); ``classes`` defaults to ``"0", "1", ...`` up to the
+    largest label."""
+    n_cls = None if classes is None else len(classes)
+    gt_t = table_from_ground_truth(gt, n_cls)
+    dr_t = table_from_detections(det, list(gt), n_cls)
+    if classes is None:
+        n = int(max(gt_t.labels.max(initial=-1), dr_t.labels.max(initial=-1))) + 1
+        classes = [str(i) for i in range(n)]
+    return gt_t, dr_t, list(classes)
 
 
 def _cat(parts, empty_shape, dtype):
     return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype)
 
 
-def _entry_arrays(entry, image_id, what, n_classes):
+def _entry_arrays(entry, image_id, what, n_classes, inverted_ok=False):
     try:
         b = np.asarray(entry["boxes"], dtype=np.float64)
         lab_raw = np.asarray(entry["labels"]).reshape(-1)
@@ -147,7 +199,7 @@ def _entry_arrays(entry, image_id, what, n_classes):
                      or (n_classes is not None and lab.max() >= n_classes)):
         raise ValueError(f"{what} {image_id!r}: labels must be integers in [0, {n_classes}), "
                          f"got {lab_raw.tolist()}")
-    _check_boxes(b, lambda r: f"{what} {image_id!r} box {r}")
+    _check_boxes(b, lambda r: f"{what} {image_id!r} box {r}", inverted_ok)
     return b, lab
 
 
@@ -180,18 +232,26 @@ def _read_text(path):
 
 
 class _Classes:
-    """Class name -> index; grows while reading ground truth unless the list was given."""
+    """Class name -> index; grows while reading ground truth unless the list was given.
 
-    def __init__(self, classes):
+    With ``ignore_unknown`` (detections) an unknown name gives index -1 and is counted in
+    ``ignored`` instead of raising."""
+
+    def __init__(self, classes, ignore_unknown=False):
         self.fixed = classes is not None
         self.names = list(classes) if classes is not None else []
         self.index = {n: i for i, n in enumerate(self.names)}
         if len(self.index) != len(self.names):
             raise ValueError(f"class names must be unique, got {self.names}")
+        self.ignore_unknown = ignore_unknown
+        self.ignored = {}
 
     def get(self, name, path, lineno):
         i = self.index.get(name)
         if i is None:
+            if self.ignore_unknown:
+                self.ignored[name] = self.ignored.get(name, 0) + 1
+                return -1
             if self.fixed:
                 raise FormatError(f"{path}:{lineno}: unknown class {name!r}; known classes: "
                                   f"{self.names} (declare extra classes with --classes)")
@@ -281,11 +341,17 @@ def _read_folder(folder, names, gt, classes):
         k = row - int(np.sum(table.counts[:img]))
         return f"{path}:{_line_of_row(_read_text(path), k)}"
 
-    _check_boxes(boxes, where)
-    if not gt and not np.isfinite(table.extra).all():
+    if gt:
+        _check_boxes(boxes, where)
+        return table
+    if not np.isfinite(table.extra).all():
         r = int(np.argmax(~np.isfinite(table.extra)))
         raise FormatError(f"{where(r)}: score must be a finite number, got {table.extra[r]}")
-    return table
+    keep = table.labels >= 0  # -1: a class outside the list, dropped (counted by classes)
+    inv = _check_boxes(boxes, where, inverted_ok=True) & keep
+    table.notes["first_inverted"] = where(int(np.argmax(inv))) if inv.any() else None
+    table.notes["ignored"] = dict(classes.ignored)
+    return table if keep.all() else table.select(keep)
 
 
 def _read_cartucho_tables(gt_dir, dr_dir=None, classes=None):
@@ -314,9 +380,38 @@ def _read_dr_table(dr_dir, image_ids, cls, gt_where="the ground truth"):
                           f"in {gt_where}, e.g. {orphans[0]}.txt; an image with no objects "
                           f"still needs an (empty) ground-truth entry")
     have = set(dr_names)
-    table = _read_folder(dr_dir, [n if n in have else None for n in image_ids], False, cls)
+    table = _read_folder(dr_dir, [n if n in have else None for n in image_ids], False,
+                         _Classes(cls.names, ignore_unknown=True))
     table.ids = list(image_ids)
     return table
+
+
+def ignored_message(ignored):
+    """One line for the detections dropped because their class has no ground truth.
+
+    Parameters
+    ----------
+    ignored : dict
+        ``{class name (or "category_id N"): number of detections dropped}``.
+
+    Returns
+    -------
+    str or None
+        ``"ignored 12 detections of 1 class(es) without ground truth: refrigerator"``; None
+        when nothing was dropped.
+    """
+    if not ignored:
+        return None
+    n = sum(ignored.values())
+    names = ", ".join(str(k) for k in sorted(ignored, key=str))
+    return (f"ignored {n} detection{'s' if n != 1 else ''} of {len(ignored)} class(es) "
+            f"without ground truth: {names}")
+
+
+def _log_ignored(table, source):
+    msg = ignored_message(table.notes["ignored"])
+    if msg:
+        log.warning("%s: %s", source, msg)
 
 
 def read_cartucho_detections(dr_dir, image_ids, classes):
@@ -329,14 +424,18 @@ def read_cartucho_detections(dr_dir, image_ids, classes):
         Images with ground truth; one without a file has no detections, a file of another
         name is an error.
     classes : list of str
-        Class names; a line of another class is an error naming file and line.
+        Class names; a line of another class is dropped, counted and logged as a warning
+        (Cartucho/mAP ignores detections of classes without ground truth).
 
     Returns
     -------
     dict
-        ``{id: {"boxes", "scores", "labels"}}`` for every id of ``image_ids``.
+        ``{id: {"boxes", "scores", "labels"}}`` for every id of ``image_ids``. Inverted boxes
+        are kept (see the module docstring).
     """
-    return _read_dr_table(dr_dir, list(image_ids), _Classes(classes)).to_dict("scores", np.float64)
+    table = _read_dr_table(dr_dir, list(image_ids), _Classes(classes))
+    _log_ignored(table, dr_dir)
+    return table.to_dict("scores", np.float64)
 
 
 def read_cartucho(gt_dir, dr_dir=None, classes=None):
@@ -352,8 +451,9 @@ def read_cartucho(gt_dir, dr_dir=None, classes=None):
         without a detection file is an image with no detections; a detection file without a
         ground-truth file is an error.
     classes : list of str, optional
-        Class names (index order). Default: the sorted names found in the ground truth; a
-        detection of any other class is then an error.
+        Class names (index order). Default: the sorted names found in the ground truth. A
+        ground-truth line of another class is an error; a detection of another class is
+        dropped, counted and logged as a warning, as Cartucho/mAP ignores it.
 
     Returns
     -------
@@ -366,10 +466,12 @@ def read_cartucho(gt_dir, dr_dir=None, classes=None):
     Raises
     ------
     FormatError
-        A malformed line, an unknown class or an orphan detection file (message names the file
-        and line).
+        A malformed line, an unknown ground-truth class, an inverted ground-truth box or an
+        orphan detection file (message names the file and line).
     """
     gt_t, dr_t, names = _read_cartucho_tables(gt_dir, dr_dir, classes)
+    if dr_t is not None:
+        _log_ignored(dr_t, dr_dir)
     gt = gt_t.to_dict("difficult", bool)
     det = dr_t.to_dict("scores", np.float64) if dr_t is not None else None
     return gt, det, names
@@ -587,14 +689,34 @@ def read_detections_json(path, return_meta=False):
         ``{id: {"boxes": (N, 4) float64, "scores": (N,) float64, "labels": (N,) int64}}``.
     classes : list of str
     meta : dict, only with ``return_meta``
+
+    Inverted boxes are kept (module docstring); non-finite numbers are a :class:`FormatError`.
     """
+    doc = load_json(path)
+    det, classes = detections_from_doc(doc, path)
+    if return_meta:
+        return det, classes, {k: v for k, v in doc.items() if k != "images"}
+    return det, classes
+
+
+def load_json(path):
+    """``json.load`` of a UTF-8 file; a file that is not JSON is a :class:`FormatError`."""
     with open(path, encoding="utf-8") as f:
         try:
-            doc = json.load(f)
+            return json.load(f)
         except json.JSONDecodeError as e:
             raise FormatError(f"{path}: not JSON ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list) \
-            or not isinstance(doc.get("images"), dict):
+
+
+def is_detections_doc(doc):
+    """True for a parsed detections JSON of docs/CONTRACTS.md (``classes`` + ``images``)."""
+    return isinstance(doc, dict) and isinstance(doc.get("classes"), list) \
+        and isinstance(doc.get("images"), dict)
+
+
+def detections_from_doc(doc, path):
+    """:func:`read_detections_json` on an already parsed document (``path`` for messages)."""
+    if not is_detections_doc(doc):
         raise FormatError(f"{path}: want an object with 'classes' (list) and 'images' "
                           f"(object id -> boxes/scores/labels)")
     classes = [str(c) for c in doc["classes"]]
@@ -619,8 +741,7 @@ def read_detections_json(path, return_meta=False):
                               f"{classes}, got {labels_raw.tolist()}")
         if not np.isfinite(scores).all():
             raise FormatError(f"{path}: image {image_id!r}: non-finite score")
-        _check_boxes(boxes, lambda r, i=image_id: f"{path}: image {i!r} box {r}")
+        _check_boxes(boxes, lambda r, i=image_id: f"{path}: image {i!r} box {r}",
+                     inverted_ok=True)
         det[image_id] = {"boxes": boxes, "scores": scores, "labels": labels}
-    if return_meta:
-        return det, classes, {k: v for k, v in doc.items() if k != "images"}
     return det, classes

@@ -66,8 +66,8 @@ def _stage_metrics(gt, det, classes, det_threshold, iou, offset):
     return out, res
 
 
-def compare(gt, det, filter_scores, filter_threshold, det_threshold, classes, iou=0.5,
-            offset=1):
+def compare(gt, det, filter_scores, filter_threshold, det_threshold, classes, iou=0.5, *,
+            offset):
     """Metrics of the detector alone and of detector + filter on one test set.
 
     Parameters
@@ -85,7 +85,8 @@ def compare(gt, det, filter_scores, filter_threshold, det_threshold, classes, io
         example the best-F1 threshold on out-of-fold detections); used by both rows.
     classes : list of str
     iou, offset
-        Matching settings, see :func:`eval.detection.match_detections`.
+        Matching settings, see :func:`eval.detection.match_detections` (``offset`` is
+        required: the caller states its pixel convention).
 
     Returns
     -------

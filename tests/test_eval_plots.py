@@ -36,12 +36,12 @@ def test_pr_curves_per_class_and_runs_overlaid(tmp_path):
         gt[str(i)] = {"boxes": gb, "labels": rng.randint(0, 2, 3)}
         det[str(i)] = {"boxes": np.r_[gb + rng.normal(0, 3, gb.shape), gb + 30],
                        "scores": rng.rand(6), "labels": np.r_[gt[str(i)]["labels"]] .repeat(2)}
-    res = D.evaluate(gt, det, ["lesion", "cyst"])
+    res = D.evaluate(gt, det, ["lesion", "cyst"], offset=1)
     curves = plots.detection_pr_curves(res)
     assert [c["label"] for c in curves] == ["lesion", "cyst"]
     assert_png(plots.plot_pr_curves(curves, tmp_path / "per_class.png"))
     kept = {k: {kk: np.asarray(v)[d["scores"] > 0.3] for kk, v in d.items()} for k, d in det.items()}
-    res2 = D.evaluate(gt, kept, ["lesion", "cyst"])
+    res2 = D.evaluate(gt, kept, ["lesion", "cyst"], offset=1)
     runs = plots.detection_pr_curves(res, prefix="detector: ") + \
         plots.detection_pr_curves(res2, prefix="two-stage: ")
     runs[0]["point"] = (0.5, 0.5)

@@ -34,17 +34,17 @@ def test_open_gate_equals_detector_alone():
     gt, det = _case()
     fs = two_stage.attach_filter_scores(det, _rows(det, lambda i, k, d: 0.0))
     out = two_stage.compare(gt, det, fs, filter_threshold=-1.0, det_threshold=0.3,
-                            classes=["lesion"])
+                            classes=["lesion"], offset=1)
     for key in ("test_map_voc12", "test_map_voc07", "precision", "recall", "fp_per_image"):
         assert out["two_stage"][key] == pytest.approx(out["detector"][key])
 
 
 def test_filter_rejecting_false_positives_raises_precision_keeps_recall():
     gt, det = _case(1)
-    flags = detection.match_detections(gt, det, iou=0.5)
+    flags = detection.match_detections(gt, det, iou=0.5, offset=1)
     fs = two_stage.attach_filter_scores(
         det, _rows(det, lambda i, k, d: 1.0 if flags[i][k] == 1 else -1.0))
-    out = two_stage.compare(gt, det, fs, 0.0, det_threshold=0.0, classes=["lesion"])
+    out = two_stage.compare(gt, det, fs, 0.0, det_threshold=0.0, classes=["lesion"], offset=1)
     assert out["two_stage"]["precision"] == pytest.approx(1.0)
     assert out["two_stage"]["recall"] == pytest.approx(out["detector"]["recall"])
     assert out["detector"]["precision"] < 1.0
