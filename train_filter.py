@@ -26,13 +26,14 @@ from datasets import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs
-from models import devices, filter_net, schedules
+from models import budget, devices, filter_net, schedules
 from models.epochs import fit
 
 log = logging.getLogger("train_filter")
 
 # Options a resumed run must keep: they define the crops, the split or the optimisation.
 _RESUME_FIXED = ("data", "detections", "test_detections", "crops", "feature", "distance",
+                 "time_budget",
                  "context", "search_radius", "stride", "min_score", "top_k", "iou", "add_gt",
                  "crop_size", "epochs", "batch_size", "lr", "lr_mode", "lr_steps", "lr_factor",
                  "lr_gamma", "min_lr", "max_lr", "step_size_iters", "warmup_epochs", "warmup_lr",
@@ -57,6 +58,10 @@ def build_parser():
     fc.add_crop_arguments(p)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="size --epochs so that the whole run (crops, training, scores) fits "
+                        "this many minutes, from this machine's measured throughput; recorded "
+                        "in args.json derived.time_budget (pass it as --epochs to reproduce)")
     g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9,
                    help="SGD momentum (default: %(default)s)")
@@ -286,7 +291,38 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
     return summary
 
 
+def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
+    """Epochs from ``--time-budget``: training and scoring rates measured on a throwaway net."""
+    net = filter_net.build(False, None, args.dropout, ctxs, args.seed)
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-6})
+    loss_fn = gluon.loss.HingeLoss(margin=args.margin)
+
+    def step(batch):
+        data, label = _split_batch(batch, ctxs)
+        with autograd.record():
+            losses = [loss_fn(net(x), y) for x, y in zip(data, label)]
+        autograd.backward(losses)
+        trainer.step(batch[0].shape[0])
+
+    batches = [(b, b[0].shape[0]) for b, _ in zip(loader, range(6))]
+    train_rate = budget.measure_rate(step, batches, warmup=min(2, len(batches) - 1))
+    x = batches[0][0][0]
+    predict_rate = budget.measure_rate(lambda b: net(b).wait_to_read(), [(x, len(x))] * 4,
+                                       warmup=1)
+    n_test = len(fc.read_index(crop_dir / "test.csv")) if (crop_dir / "test.csv").exists() else 0
+    plan = budget.epochs_for_budget(
+        args.time_budget * 60.0 - (time.time() - t_start), n_epoch, train_rate, n_val,
+        predict_rate, 1, 1, after_s=(n_val + n_test) / predict_rate + 10.0)
+    plan["minutes"] = args.time_budget
+    runs.record_derived(run, {"time_budget": plan})
+    log.info("time budget %.1f min: %d epochs (%.0f crops/s training, %.1f s per epoch)",
+             args.time_budget, plan["epochs"], train_rate, plan["seconds_per_epoch"])
+    return plan
+
+
 def main(args):
+    t_start = time.time()
     if args.resume:
         args = _resume_options(args)
     _check_args(args)
@@ -324,6 +360,10 @@ def main(args):
     log.info("crops: %s; %d samples/epoch, %d iterations/epoch", counts, n_epoch,
              iters_per_epoch)
 
+    if args.time_budget is not None:
+        plan = run.read_json("args.json", {}).get("derived", {}).get("time_budget") or \
+            plan_budget(run, args, ctxs, loader, n_epoch, len(val_idx), crop_dir, t_start)
+        args.epochs = plan["epochs"]
     net = filter_net.build(args.pretrained, args.init_params, args.dropout, ctxs, args.seed)
     net.hybridize()
     sched = schedules.build_schedule(iters_per_epoch=iters_per_epoch, epochs=args.epochs,
