@@ -61,6 +61,8 @@ GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "ma
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
              "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
              "random_shape", "extra_augment", "max_expand", "optimizer", "ema_decay", "anchors")
+#: Training images are decoded once and kept in memory when they take at most this much.
+CACHE_BYTES = 1 << 30
 # Options a resumed run takes from its args.json; giving a different value is refused.
 FIXED_ON_RESUME = GRID_KEYS + ("data", "grid", "network", "pretrained_base", "init_params",
                                "classes", "seed", "val_interval", "score_thresh", "top_k",
@@ -256,7 +258,8 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
                      p.focal_gamma, ctx, anchors=anchors)
     max_side = max(dd.random_shapes(p.data_shape, p.random_shape)) \
         if p.max_side < 0 else p.max_side
-    train_set = data.subset(train_ids, seed, max_side)
+    cache = data.cache_bytes(train_ids, max_side) <= CACHE_BYTES
+    train_set = data.subset(train_ids, seed, max_side, cache=cache)
     sampler = dd.SplitSampler(len(train_set), kv.num_workers, kv.rank, seed)
     batch = min(p.batch_size, len(sampler))
     ipe = len(sampler) // batch
@@ -517,7 +520,9 @@ def calibrate(data, p, ctx, args, train_ids, iters=6):
     trainer = yolo_train.make_trainer(net, None, args.kvstore, p.wd, p.momentum,
                                       learning_rate=1e-7, optimizer=p.optimizer)
     batch = min(p.batch_size, len(train_ids))
-    subset = data.subset(train_ids, 0, max(shapes) if p.max_side < 0 else p.max_side)
+    max_side = max(shapes) if p.max_side < 0 else p.max_side
+    subset = data.subset(train_ids, 0, max_side,
+                         cache=data.cache_bytes(train_ids, max_side) <= CACHE_BYTES)
     loader = dd.train_loader(subset, transforms, batch, args.num_workers)
     job_overhead = time.time() - t0
     try:

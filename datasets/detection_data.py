@@ -37,12 +37,19 @@ class RecordSubset(gluon.data.Dataset):
     loader's time went into pixels that the final resize throws away.
     """
 
-    def __init__(self, records, indices, seed=0, max_side=None):
+    def __init__(self, records, indices, seed=0, max_side=None, cache=False):
         self._records = records
         self._indices = list(indices)
         self._seed = int(seed)
         self._pid = os.getpid()
         self._max_side = int(max_side) if max_side else None
+        # Decoded (and shrunk) images kept as numpy arrays, made before any loader forks, so
+        # workers share them copy-on-write: JPEG decoding and the area resize are then paid
+        # once per image instead of once per epoch.
+        self._cache = None
+        if cache:
+            self._cache = [(img.asnumpy(), np.asarray(label)) for img, label in
+                           (self._load(i) for i in range(len(self._indices)))]
 
     def __len__(self):
         return len(self._indices)
@@ -58,12 +65,18 @@ class RecordSubset(gluon.data.Dataset):
             import cv2
             cv2.setNumThreads(0)  # one thread per worker (MXNET_TRAPS 30)
 
-    def __getitem__(self, i):
-        self._reseed_if_forked()
+    def _load(self, i):
         img, label = self._records[self._indices[i]]
         if self._max_side:
             img, label = shrink(img, label, self._max_side)
         return img, label
+
+    def __getitem__(self, i):
+        self._reseed_if_forked()
+        if self._cache is None:
+            return self._load(i)
+        img, label = self._cache[i]
+        return mx.nd.array(img, dtype=np.uint8), np.array(label, copy=True)
 
 
 def shrink(img, label, max_side):
@@ -109,10 +122,12 @@ class DetectionData:
         self._make_net = make_transform_net
         self._transforms = {}
 
-    def subset(self, sample_ids, seed=0, max_side=None):
-        """``RecordSubset`` of the given sample ids (in that order)."""
+    def subset(self, sample_ids, seed=0, max_side=None, cache=False):
+        """``RecordSubset`` of the given sample ids (in that order); ``cache`` decodes them
+        now and keeps them in memory."""
         from im2rec_tools.records import subset_indices
-        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side)
+        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side,
+                            cache)
 
     def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0,
                    anchors=None):
@@ -125,6 +140,15 @@ class DetectionData:
             self._transforms[key] = train_transforms(
                 net, random_shapes(data_shape, random_shape), max_expand=max_expand)
         return [TrainTransform(t._yolo, extra) for t in self._transforms[key]]
+
+    def cache_bytes(self, sample_ids, max_side=None):
+        """Bytes the decoded images of ``sample_ids`` take, shrunk to ``max_side``."""
+        _, sizes = self.ground_truth(sample_ids, with_sizes=True)
+        total = 0.0
+        for w, h in sizes.values():
+            scale = min(1.0, max_side / float(max(w, h))) if max_side else 1.0
+            total += 3 * round(w * scale) * round(h * scale)
+        return int(total)
 
     def ground_truth(self, sample_ids, with_sizes=False):
         """``read_ground_truth`` of the given sample ids."""
