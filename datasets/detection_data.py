@@ -27,9 +27,12 @@ class RecordSubset(gluon.data.Dataset):
     Label columns are GluonCV's ``x1, y1, x2, y2, cls, difficult`` in pixels.
 
     Forked loader workers inherit one random state, so every worker would draw the same
-    augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn). ``__getitem__``
-    reseeds ``random``, ``numpy`` and ``mx.random`` once per new process, from ``seed`` and
-    the pid. The creating process keeps its state, so 0-worker runs stay reproducible.
+    augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn), and which worker gets
+    which batch is up to the pool. Keys from :class:`SplitSampler` are ``(index, epoch)``:
+    ``__getitem__`` then seeds ``random`` and ``numpy`` (the generators GluonCV's transforms
+    and ``ExtraAugment`` draw from) from ``(seed, epoch, index)``, so an item's augmentation
+    is the same with 0, 1 or 4 workers and in every run. A plain int key leaves the random
+    state alone (validation).
 
     ``max_side`` shrinks larger images (boxes scaled alike) before any augmentation: GluonCV's
     train transform colour-jitters, expands (up to 4x) and crops at full resolution and only
@@ -54,16 +57,19 @@ class RecordSubset(gluon.data.Dataset):
     def __len__(self):
         return len(self._indices)
 
-    def _reseed_if_forked(self):
+    def _reseed(self, key):
         pid = os.getpid()
         if pid != self._pid:
             self._pid = pid
-            s = (self._seed * 1000003 + pid) % (2 ** 31)
-            random.seed(s)
-            np.random.seed(s)
-            mx.random.seed(s)
             import cv2
             cv2.setNumThreads(0)  # one thread per worker (MXNET_TRAPS 30)
+        if isinstance(key, tuple):
+            i, epoch = key
+            state = np.random.SeedSequence([self._seed, int(epoch), int(i)]).generate_state(1)
+            random.seed(int(state[0]))
+            np.random.seed(int(state[0]))
+            return int(i)
+        return key
 
     def _load(self, i):
         img, label = self._records[self._indices[i]]
@@ -71,8 +77,8 @@ class RecordSubset(gluon.data.Dataset):
             img, label = shrink(img, label, self._max_side)
         return img, label
 
-    def __getitem__(self, i):
-        self._reseed_if_forked()
+    def __getitem__(self, key):
+        i = self._reseed(key)
         if self._cache is None:
             return self._load(i)
         img, label = self._cache[i]
@@ -319,11 +325,13 @@ class SplitSampler(gluon.data.sampler.Sampler):
         self._epoch = int(epoch)
 
     def __iter__(self):
-        perm = np.random.RandomState((self._seed + 7919 * self._epoch) % (2 ** 31)) \
+        epoch = self._epoch
+        perm = np.random.RandomState((self._seed + 7919 * epoch) % (2 ** 31)) \
             .permutation(self._length)
         self._epoch += 1
         start = self.part_len * self._part
-        return iter(perm[start:start + self.part_len].tolist())
+        # (index, epoch) keys: RecordSubset seeds each item's augmentation from them.
+        return iter([(i, epoch) for i in perm[start:start + self.part_len].tolist()])
 
     def __len__(self):
         return self.part_len

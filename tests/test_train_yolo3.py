@@ -266,3 +266,15 @@ def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):
         train_yolo3.main(train_yolo3.parse_args(["--data", str(data_dir), "--time-budget", "1",
                                                  "--grid", "epochs=3", "--out", str(tmp_path),
                                                  *TINY]))
+
+
+def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
+    """Augmentation is seeded per item (seed, epoch, index): the same model with 0 or 1
+    loader processes (same OpenMP thread count)."""
+    digests = []
+    for workers in ("0", "1"):
+        argv = ["--data", str(data_dir), "--only", "0:0", "--epochs", "2", "--out",
+                str(tmp_path), "--name", f"w{workers}", *TINY]
+        argv[argv.index("--num-workers") + 1] = workers
+        digests.append(train_yolo3.main(train_yolo3.parse_args(argv))["param_digest"])
+    assert digests[0] == digests[1]
