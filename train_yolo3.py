@@ -321,7 +321,8 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     result = {"job": name, "params": grid.set_label(getattr(p, "grid_overrides", {})),
               "epochs": p.epochs, "seconds": time.time() - t0, "diverged": diverged,
               "images_per_s": float(np.mean([float(r["images_per_s"]) for r in rows]))
-              if rows else 0.0, "anchors": anchors,
+              if rows else 0.0, "anchors": anchors, "iters_per_epoch": ipe, "batch": batch,
+              "schedule": schedules.schedule_kwargs(p),
               # optimistic: the epoch is chosen on the fold it is scored on (extra column)
               "best_epoch": int(np.argmax(validated)) if validated else -1,
               "best_epoch_map_voc12": max(validated) if validated else None}
@@ -546,7 +547,7 @@ def calibrate(data, p, ctx, args, train_ids, iters=6):
 
 def finish(run, args, sets, params, data, ctx, kv, results):
     """CV tables, out-of-fold detections, the final model, its test predictions, summary."""
-    summary = {"sets": [grid.set_label(s) for s in sets], "offset": OFFSET}
+    summary = {"run": str(run.dir), "sets": [grid.set_label(s) for s in sets], "offset": OFFSET}
     best = 0
     folds = range(len(data.splits["folds"]))
     if results:

@@ -109,7 +109,7 @@ def run_pipeline(data_dir, network, epochs, seed, out):
             "--seed", str(seed), "--gpus", "", "--out", str(out), "--progress", "off",
             "--only", "final"]
     summary = train_yolo3.main(train_yolo3.parse_args(argv))
-    run_dir, = [p for p in Path(out).iterdir() if (p / "summary.json").is_file()]
+    run_dir = Path(summary["run"])
     record = json.loads((run_dir / "args.json").read_text(encoding="utf-8"))
     done = json.loads((run_dir / "final" / "done.json").read_text(encoding="utf-8"))
     rows = MetricsCSV(run_dir / "final" / "metrics.csv").rows()
@@ -118,22 +118,17 @@ def run_pipeline(data_dir, network, epochs, seed, out):
             "loss": sum(float(rows[-1][n]) for n in yolo_train.LOSS_NAMES),
             "epoch_iters": [int(r["iters"]) for r in rows],
             "epoch_lr": [float(r["lr"]) for r in rows], "anchors": done.get("anchors"),
-            "options": record["options"], "derived": record["derived"], "dir": run_dir}
+            "schedule": done["schedule"], "options": record["options"],
+            "derived": record["derived"], "dir": run_dir}
 
 
-def resolved_schedule(options, derived, iters_per_epoch):
-    """The pipeline's LR schedule from its args.json and a one-line description of it.
-
-    The recipe's warm-up is capped at half a short run (as train_yolo3.main does); the rest
-    is ``schedules.schedule_kwargs``. :func:`check_schedule` proves the result.
-    """
-    kwargs = schedules.schedule_kwargs(argparse.Namespace(**options))
-    if "warmup_epochs" in derived.get("from_recipe", []):
-        kwargs["warmup_epochs"] = min(kwargs["warmup_epochs"], options["epochs"] / 2.0)
-    sched = schedules.build_schedule(**kwargs, iters_per_epoch=iters_per_epoch,
-                                     epochs=options["epochs"])
+def resolved_schedule(pipe, iters_per_epoch):
+    """The pipeline's LR schedule (its final job's done.json) and a one-line description;
+    :func:`check_schedule` proves it against the LR the pipeline logged."""
+    kwargs, epochs = pipe["schedule"], pipe["options"]["epochs"]
+    sched = schedules.build_schedule(**kwargs, iters_per_epoch=iters_per_epoch, epochs=epochs)
     text = (f"{kwargs['mode']} lr {kwargs['base_lr']:g}, warm-up {sched.warmup_iters} of "
-            f"{iters_per_epoch * options['epochs']} iterations")
+            f"{iters_per_epoch * epochs} iterations")
     return sched, text
 
 
@@ -228,7 +223,7 @@ def compare(args, data_dir, pipe):
     data = dd.DetectionData(data_dir, classes, make_transform_net=None)
     train_ids, test_ids = data.splits["train"], data.splits["test"]
     batch = min(opts["batch_size"], len(train_ids))
-    sched, sched_text = resolved_schedule(opts, pipe["derived"], len(train_ids) // batch)
+    sched, sched_text = resolved_schedule(pipe, len(train_ids) // batch)
     check_schedule(sched, pipe)
     ctx = [mx.cpu()]
     seed = opts["seed"] * 1000 + 999  # the seed train_yolo3.py gives its final model
