@@ -60,7 +60,8 @@ OFFSET = 1
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
              "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
-             "random_shape", "extra_augment", "max_expand", "optimizer", "ema_decay", "anchors")
+             "random_shape", "extra_augment", "max_expand", "optimizer", "ema_decay", "anchors",
+             "prior_init")
 #: Training images are decoded once and kept in memory when they take at most this much.
 CACHE_BYTES = 1 << 30
 # Options a resumed run takes from its args.json; giving a different value is refused.
@@ -120,6 +121,10 @@ def build_parser():
                    help="'auto': k-means (1 - IoU) on each model's training boxes at the input "
                         "size; 'coco': GluonCV's defaults; or 9 'WxH' pairs, small to large "
                         "(default %(default)s)")
+    g.add_argument("--prior-init", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the objectness and class biases at the training data's base "
+                        "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
+                        "off with --init-params (default %(default)s)")
     g.add_argument("--ema-decay", type=float, default=0.999,
                    help="weight average for validation and the saved model (Ultralytics' "
                         "ModelEMA; ramp 10%% of the run's updates); 0 = off (default "
@@ -256,6 +261,10 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     yolo_train.seed_all(seed)
     net = yolo.build(p.network, data.classes, p.pretrained_base, p.init_params, p.focal_alpha,
                      p.focal_gamma, ctx, anchors=anchors)
+    if p.prior_init and not p.init_params:
+        gt_train = data.ground_truth(train_ids)
+        per_image = np.mean([np.sum(~g["difficult"]) for g in gt_train.values()])
+        yolo.init_output_priors(net, per_image, p.data_shape, 0.6 / len(data.classes))
     max_side = max(dd.random_shapes(p.data_shape, p.random_shape)) \
         if p.max_side < 0 else p.max_side
     cache = data.cache_bytes(train_ids, max_side) <= CACHE_BYTES

@@ -164,6 +164,39 @@ def set_anchors(net, anchors):
         param.set_data(mx.nd.array(values, dtype="float32").reshape(param.shape))
 
 
+def init_output_priors(net, objects_per_image, data_shape, class_prior=0.5):
+    """Start the objectness and class outputs at the data's base rates, not at 0.5.
+
+    At GluonCV's zero bias every one of the ~1000 anchor positions of a 128 px input predicts
+    objectness 0.5, so the first hundreds of updates of a from-scratch run only learn that
+    almost everything is background (an objectness loss of ~400 per image). RetinaNet's
+    prior initialisation (Lin et al. 2017, section 4.1) and Ultralytics' ``_initialize_biases``
+    set the output bias to the logit of the expected positive rate instead: here
+    ``objects_per_image`` spread over the output layers (each box is assigned to one anchor
+    of one layer), divided by the layer's cells x anchors at ``data_shape``. The class biases
+    start at ``logit(class_prior)`` (with one class its score multiplies the objectness).
+
+    Parameters
+    ----------
+    net : YOLOV3 (initialised)
+    objects_per_image : float
+        Mean number of boxes per training image.
+    data_shape : int
+        Training input size in pixels.
+    """
+    import math
+    layers = list(net.yolo_outputs)
+    for out in layers:
+        cells = (data_shape / float(out._stride)) ** 2
+        rate = min(max(objects_per_image / len(layers) / (cells * out._num_anchors), 1e-6),
+                   0.5)
+        bias = out.prediction.bias
+        values = bias.data().asnumpy().reshape(out._num_anchors, out._num_pred)
+        values[:, 4] = math.log(rate / (1.0 - rate))
+        values[:, 5:] = math.log(class_prior / (1.0 - class_prior))
+        bias.set_data(mx.nd.array(values.reshape(-1)))
+
+
 def get_anchors(net):
     """The net's anchors as a ``(9, 2)`` list, small to large (the order ``set_anchors`` takes)."""
     per_layer = [out.anchors.data().asnumpy().reshape(-1, 2).tolist()
