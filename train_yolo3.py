@@ -118,9 +118,10 @@ def build_parser():
                    help="shrink training images to this longer side (px) before augmenting; "
                         "-1 = the largest training input size, 0 = never (default %(default)s)")
     g.add_argument("--anchors", default="auto",
-                   help="'auto': k-means (1 - IoU) on each model's training boxes at the input "
-                        "size; 'coco': GluonCV's defaults; or 9 'WxH' pairs, small to large "
-                        "(default %(default)s)")
+                   help="'auto': GluonCV's unless they cover < 98%% of the training boxes at "
+                        "the input size (Ultralytics' autoanchor rule), then k-means (1 - IoU); "
+                        "'fit': always k-means; 'coco': GluonCV's; or 9 'WxH' pairs, small to "
+                        "large (default %(default)s)")
     g.add_argument("--prior-init", action=argparse.BooleanOptionalAction, default=True,
                    help="start the objectness and class biases at the training data's base "
                         "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
@@ -218,7 +219,7 @@ def job_anchors(data, train_ids, p):
     """The anchors of a model trained on ``train_ids`` (None: the network's COCO ones)."""
     if p.anchors == "coco":
         return None
-    if p.anchors != "auto":
+    if p.anchors not in ("auto", "fit"):
         return parse_anchors(p.anchors)
     gt, sizes = data.ground_truth(train_ids, with_sizes=True)
     wh = anchor_fit.boxes_at_input([gt[i]["boxes"] for i in train_ids],
@@ -226,7 +227,13 @@ def job_anchors(data, train_ids, p):
     if len(wh) < 9:
         log.warning("%d training boxes: too few to fit 9 anchors, keeping GluonCV's", len(wh))
         return None
-    return anchor_fit.fit_anchors(wh, 9, seed=0).round(2).tolist()
+    if p.anchors == "fit":
+        return anchor_fit.fit_anchors(wh, 9, seed=0).round(2).tolist()
+    fitted, fitness = anchor_fit.check_anchors(wh)
+    log.info("anchors: GluonCV's cover %.3f of the training boxes at %d px (ratio 4)%s",
+             anchor_fit.anchor_fitness(wh, anchor_fit.COCO_ANCHORS)["best_possible_recall"],
+             p.data_shape, "; refitted" if fitted is not None else "; kept")
+    return None if fitted is None else fitted.round(2).tolist()
 
 
 def parse_anchors(text):

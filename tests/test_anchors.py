@@ -96,3 +96,22 @@ def test_set_anchors_reaches_forward_and_params_file(tmp_path):
     again = yolo.build("yolo3_mobilenet0.25_custom", ["lesion"],
                        init_params=tmp_path / "m.params")
     np.testing.assert_allclose(yolo.get_anchors(again), fitted)
+
+
+def test_check_anchors_keeps_covering_defaults_and_refits_otherwise():
+    rng = np.random.RandomState(0)
+    lesions = np.exp(rng.normal(np.log([13, 8]), 0.4, (400, 2)))  # 128 px inputs
+    fitted, fit = anchors.check_anchors(lesions)
+    assert fitted is None and fit["best_possible_recall"] >= 0.98
+    specks = np.exp(rng.normal(np.log([2.0, 1.5]), 0.2, (400, 2)))  # far below 10x13 / 4
+    fitted, fit = anchors.check_anchors(specks)
+    assert fitted is not None and fit["best_possible_recall"] >= 0.98
+    assert anchors.anchor_fitness(specks, anchors.COCO_ANCHORS)["best_possible_recall"] < 0.98
+
+
+def test_ratio_recall_equals_the_loop():
+    rng = np.random.RandomState(4)
+    wh = np.exp(rng.normal(3, 1.2, (200, 2)))
+    want = np.mean([any(max(w / aw, aw / w, h / ah, ah / h) < 4.0
+                        for aw, ah in anchors.COCO_ANCHORS) for w, h in wh])
+    assert anchors.anchor_fitness(wh, anchors.COCO_ANCHORS)["best_possible_recall"] == want
