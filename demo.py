@@ -22,6 +22,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 import prepare_data
 import train_filter
 import train_yolo3
@@ -144,7 +146,30 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
     out["detector"]["score_threshold"] = float(det_threshold)
     out["plots"] = {"pr_two_stage": str(pr_png)}
     out["n_test_images"] = len(gt_test)
+    out["recall_by"] = recall_breakdown(data_dir, gt_test, det_test,
+                                        out["two_stage_detections"], det_threshold, offset)
     return out
+
+
+#: Bins of the recall breakdown: lesion contrast against the contralateral place (0 =
+#: invisible) and size (square root of the box area, half pixels).
+CONTRAST_EDGES = (-1.0, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0)
+SIZE_EDGES = (0.0, 24.0, 32.0, 40.0, 48.0, 64.0, 1000.0)
+
+
+def recall_breakdown(data_dir, gt, det, kept, det_threshold, offset):
+    """Recall at the operating point by lesion contrast and size, detector alone and with
+    the filter: which lesions a detector of this budget misses."""
+    from datasets.lesion_contrast import data_contrasts
+    from eval.breakdown import found_boxes, recall_by_bins
+    values = {"contrast": (data_contrasts(data_dir, gt), CONTRAST_EDGES),
+              "size": ({i: np.sqrt(np.prod(g["boxes"][:, 2:] - g["boxes"][:, :2], axis=1))
+                        for i, g in gt.items()}, SIZE_EDGES)}
+    difficult = {i: g["difficult"] for i, g in gt.items()}
+    found = {"detector": found_boxes(gt, det, det_threshold, offset=offset),
+             "two_stage": found_boxes(gt, kept, det_threshold, offset=offset)}
+    return {attr: {stage: recall_by_bins(f, v, edges, difficult) for stage, f in found.items()}
+            for attr, (v, edges) in values.items()}
 
 
 def main(args):
@@ -197,9 +222,14 @@ def main(args):
         "profile": cfg,
         "data": {k: prep.get(k) for k in ("sources", "samples", "boxes", "skipped_files",
                                           "both_sides", "test", "train", "folds")},
-        "detector": dict(e2e["detector"], cv_map_mean=det.get("cv_map_mean"),
-                         cv_map_std=det.get("cv_map_std"), best_set=det.get("best_set")),
+        "detector": dict(e2e["detector"], **{k: det.get(k) for k in (
+            "cv_map_mean", "cv_map_std", "best_set", "oof_map_voc12", "test_random_map_voc12",
+            "final_model", "epochs")}),
         "two_stage": e2e["two_stage"],
+        "recall_by": e2e["recall_by"],
+        "budget": {"minutes": cfg["minutes"], "detector_minutes": det_minutes,
+                   "detector_epochs": det.get("epochs"), "filter_minutes": filter_minutes,
+                   "filter_epochs": filt.get("epochs_run")},
         "filter": {"test_auc": filt.get("test_auc"), "test_f1": filt.get("test_f1"),
                    "threshold": filt.get("threshold"), "val_auc": filt.get("val_auc"),
                    **{f"n_{k}": v for k, v in filt.items()

@@ -52,8 +52,9 @@ def recall_by_bins(found, values, edges, difficult=None):
     found, values : dict
         ``{id: (N,) bool}`` and ``{id: (N,) float}`` over the same boxes.
     edges : sequence of float
-        Bin edges, increasing; bins are ``[e_i, e_{i+1})``, the last one closed. Values
-        outside (or nan) are not counted.
+        Bin edges, increasing; bins are ``[e_i, e_{i+1})``. The outer bins are open (values
+        below the first edge count in the first bin, above the last in the last); nan
+        values are not counted.
     difficult : dict, optional
         ``{id: (N,) bool}``: boxes left out (not positives).
 
@@ -70,8 +71,8 @@ def recall_by_bins(found, values, edges, difficult=None):
     edges = np.asarray(edges, dtype=np.float64)
     rows = []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        last = k == len(edges) - 2
-        sel = (v >= lo) & ((v <= hi) if last else (v < hi))
+        first, last = k == 0, k == len(edges) - 2
+        sel = ((v >= lo) | first) & ((v < hi) | last) & ~np.isnan(v)
         n = int(sel.sum())
         rows.append({"low": float(lo), "high": float(hi), "n": n, "found": int(f[sel].sum()),
                      "recall": float(f[sel].mean()) if n else None})

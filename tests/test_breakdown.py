@@ -39,13 +39,15 @@ def test_found_boxes_equals_the_loop(seed):
 
 
 def test_recall_by_bins_counts_each_box_once():
-    found = {"a": np.array([True, False, True]), "b": np.array([False])}
-    values = {"a": np.array([0.1, 0.25, 0.9]), "b": np.array([1.0])}
+    found = {"a": np.array([True, False, True, True]), "b": np.array([False, True])}
+    values = {"a": np.array([0.1, 0.25, 0.9, np.nan]), "b": np.array([1.0, -3.0])}
     rows = recall_by_bins(found, values, [0.0, 0.2, 0.5, 1.0])
-    assert [(r["n"], r["found"]) for r in rows] == [(1, 1), (1, 0), (2, 1)]  # 1.0 in the last
+    # outer bins open (-3.0 in the first, 1.0 in the last), nan not counted
+    assert [(r["n"], r["found"]) for r in rows] == [(2, 2), (1, 0), (2, 1)]
     assert rows[2]["recall"] == 0.5
     rows = recall_by_bins(found, values, [0.0, 0.2, 0.5, 1.0],
-                          difficult={"a": np.array([True, False, False]), "b": np.array([False])})
+                          difficult={"a": np.array([True, False, False, False]),
+                                     "b": np.array([False, True])})
     assert rows[0]["n"] == 0 and rows[0]["recall"] is None
 
 
