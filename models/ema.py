@@ -89,3 +89,10 @@ def tau_for(total_updates, fraction=0.1, cap=2000.0):
     """Decay ramp for a run of ``total_updates``: ``fraction`` of it, at most ``cap``
     (Ultralytics' 2000), at least 1."""
     return max(1.0, min(cap, fraction * float(total_updates)))
+
+
+def ema_decay_for(total_updates, window_fraction=0.05):
+    """A decay whose averaging window (``1 / (1 - decay)`` updates) is ``window_fraction`` of
+    the run, within [0.9, 0.9999]."""
+    window = max(10.0, window_fraction * float(total_updates))
+    return min(0.9999, max(0.9, 1.0 - 1.0 / window))

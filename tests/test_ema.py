@@ -82,3 +82,10 @@ def test_tau_for_short_and_long_runs():
     assert tau_for(500) == 50
     assert tau_for(10 ** 6) == 2000
     assert tau_for(3) == 1
+
+
+def test_auto_decay_averages_over_a_twentieth_of_the_run():
+    from models.ema import ema_decay_for
+    for updates in (800, 3000, 20000):
+        assert 1.0 / (1.0 - ema_decay_for(updates)) == pytest.approx(0.05 * updates)
+    assert ema_decay_for(20) == 0.9 and ema_decay_for(10 ** 7) == 0.9999
