@@ -39,6 +39,7 @@ _RESUME_FIXED = ("data", "detections", "test_detections", "crops", "feature", "d
                  "lr_gamma", "min_lr", "max_lr", "step_size_iters", "warmup_epochs", "warmup_lr",
                  "momentum", "wd", "dropout", "margin", "val_frac", "balance", "neg_ratio",
                  "hflip", "vflip", "rotate", "brightness", "contrast", "side_gain",
+                 "threshold_rule", "keep_recall", "det_threshold",
                  "pretrained", "init_params", "seed")
 
 
@@ -75,6 +76,17 @@ def build_parser():
     g.add_argument("--margin", type=float, default=0.5,
                    help="HingeLoss margin, below the tanh bound of 1 so the loss can reach 0 "
                         "(default: %(default)s)")
+    g.add_argument("--threshold-rule", choices=("recall", "f1"), default="recall",
+                   help="how the threshold is chosen on validation crops at the detector's "
+                        "operating point: 'recall' keeps --keep-recall of the lesions, 'f1' the "
+                        "best F1 (default: %(default)s)")
+    g.add_argument("--keep-recall", type=float, default=0.95,
+                   help="share of validation positives the 'recall' rule keeps "
+                        "(default: %(default)s)")
+    g.add_argument("--det-threshold", type=float, default=None,
+                   help="the detector's operating threshold (default: score_threshold of the "
+                        "model.json beside --detections, if any); the filter's threshold is "
+                        "chosen on detections scoring at least this")
     g.add_argument("--val-frac", type=float, default=0.2,
                    help="validation fraction of the training crops, grouped by source "
                         "screenshot (default: %(default)s)")
@@ -254,17 +266,37 @@ def _plots(run, name, y, scores, threshold, metrics):
                                 title=f"Confusion matrix ({name}, t={threshold:.3g})")
 
 
-def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
-    """Pick the threshold on validation (best F1), apply it unchanged to the test crops.
+def choose_threshold(args, val_labels, val_scores, det_scores):
+    """The filter's threshold, from validation crops only.
+
+    The filter acts on the detections the detector keeps, so the threshold is chosen on the
+    validation crops of detections scoring at least the detector's operating threshold (all
+    of them without one). ``recall``: the highest threshold keeping ``--keep-recall`` of
+    those positives (a screening filter should not cost lesions the detector found); ``f1``:
+    the best F1 there.
+    """
+    sel = det_scores >= args.det_threshold if args.det_threshold is not None else \
+        np.ones(len(val_labels), bool)
+    y, s = val_labels[sel], val_scores[sel]
+    if not (y == 1).any():
+        log.warning("no positive validation crop at the operating point: threshold falls back "
+                    "to 0 (sign of score)")
+        return 0.0  # the hinge loss's own decision rule (MXNET_TRAPS 38)
+    if args.threshold_rule == "recall":
+        return classification.recall_threshold(y, s, args.keep_recall)["threshold"]
+    return classification.best_f1_threshold(y, s)["threshold"]
+
+
+def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, args):
+    """Pick the threshold on validation (:func:`choose_threshold`), apply it unchanged to the
+    test crops.
 
     Returns the summary dict (threshold, val_* and test_* metrics, test counts).
     """
     val_scores = predict_scores(net, val_crops, ctxs)
-    if (val_labels == 1).any():
-        threshold = classification.best_f1_threshold(val_labels, val_scores)["threshold"]
-    else:
-        threshold = 0.0  # sign(score): the hinge loss's own decision rule (MXNET_TRAPS 38)
-        log.warning("no positive validation crop: threshold falls back to 0 (sign of score)")
+    det_scores = np.array([float(rows[i]["score"]) if rows[i].get("score") not in ("", None)
+                           else np.inf for i in val_idx])
+    threshold = choose_threshold(args, val_labels, val_scores, det_scores)
     val = classification.summarize(val_labels, val_scores, threshold)
     _write_scores(run.path("val_scores.csv"), rows, val_idx, val_scores, threshold)
     _plots(run, "val", val_labels, val_scores, threshold, val)
@@ -326,6 +358,11 @@ def main(args):
     if args.resume:
         args = _resume_options(args)
     _check_args(args)
+    if args.det_threshold is None and args.detections:
+        model = Path(args.detections).parent / "model.json"
+        if model.is_file():  # train_yolo3.py's operating point, as predict.py uses it
+            args.det_threshold = json.loads(model.read_text(encoding="utf-8")).get(
+                "score_threshold")
     classes = check_detection_classes(args)
     run = runs.start("train_filter", args)
     ctxs = devices.contexts(args.gpus)
@@ -406,7 +443,7 @@ def main(args):
     if not best.exists():  # the metric was undefined every epoch (one class in validation)
         best = run.dir / "checkpoints" / "last.params"
     net.load_parameters(str(best), ctx=ctxs)
-    summary = evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels)
+    summary = evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, args)
     summary["classes"] = classes
     summary.update(counts)
     summary.update(best_epoch=result["best_epoch"], best_val_auc=result["best_metric"],
