@@ -61,7 +61,7 @@ GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "ma
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
              "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
              "random_shape", "extra_augment", "max_expand", "optimizer", "ema_decay", "anchors",
-             "prior_init")
+             "prior_init", "head_scale")
 #: Training images are decoded once and kept in memory when they take at most this much.
 CACHE_BYTES = 1 << 30
 # Options a resumed run takes from its args.json; giving a different value is refused.
@@ -122,6 +122,10 @@ def build_parser():
                         "the input size (Ultralytics' autoanchor rule), then k-means (1 - IoU); "
                         "'fit': always k-means; 'coco': GluonCV's; or 9 'WxH' pairs, small to "
                         "large (default %(default)s)")
+    g.add_argument("--head-scale", type=float, default=None,
+                   help="width of the detection heads relative to the zoo network's; at small "
+                        "inputs they cost most of the compute (recipe: paper 1, cpu see "
+                        "models/recipes.py)")
     g.add_argument("--prior-init", action=argparse.BooleanOptionalAction, default=True,
                    help="start the objectness and class biases at the training data's base "
                         "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
@@ -279,7 +283,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     transforms = data.transforms(p.data_shape, p.random_shape, extra, p.max_expand, anchors)
     yolo_train.seed_all(seed)
     net = yolo.build(p.network, data.classes, p.pretrained_base, p.init_params, p.focal_alpha,
-                     p.focal_gamma, ctx, anchors=anchors)
+                     p.focal_gamma, ctx, anchors=anchors, head_scale=p.head_scale)
     if p.prior_init and not p.init_params:
         gt_train = data.ground_truth(train_ids)
         per_image = np.mean([np.sum(~g["difficult"]) for g in gt_train.values()])
@@ -549,7 +553,7 @@ def calibrate(data, p, ctx, args, train_ids, iters=6):
     shapes = dd.random_shapes(p.data_shape, p.random_shape)
     transforms = data.transforms(p.data_shape, False,
                                  ExtraAugment() if p.extra_augment else None, p.max_expand)
-    net = yolo.build(p.network, data.classes, ctx=ctx)
+    net = yolo.build(p.network, data.classes, ctx=ctx, head_scale=p.head_scale)
     trainer = yolo_train.make_trainer(net, None, args.kvstore, p.wd, p.momentum,
                                       learning_rate=1e-7, optimizer=p.optimizer)
     batch = min(p.batch_size, len(train_ids))
@@ -633,7 +637,7 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         members = [f"set{best}_fold{k}/checkpoints/model.params" for k in folds]
     nets = []
     for m in members:
-        net = yolo.build(p.network, data.classes, ctx=ctx)
+        net = yolo.build(p.network, data.classes, ctx=ctx, head_scale=p.head_scale)
         yolo.load_params(net, run.dir / m, ctx)
         nets.append(net)
     test_ids = data.splits["test"]
@@ -643,7 +647,7 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         nets, loader, ctx, args.score_thresh, args.top_k, args.fusion_iou)))
     write_predictions(run, "test", test_det, test_gt, data.classes)
     model = yolo.model_json(p.network, data.classes, p.data_shape, members, OFFSET,
-                            args.fusion_iou)
+                            args.fusion_iou, p.head_scale)
     if summary.get("oof_f1_threshold") is not None:
         model["score_threshold"] = summary["oof_f1_threshold"]
     run.write_json("model.json", model)

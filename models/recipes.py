@@ -11,10 +11,12 @@ small fixed input size, no random shapes, no zoom-out, no extra augmentation.
 RECIPES = {
     # GluonCV scripts/detection/yolo/train_yolo3.py with the notes' augmentations.
     "paper": dict(optimizer="sgd", lr=1e-3, data_shape=416, batch_size=8, random_shape=True,
-                  extra_augment=True, max_expand=4.0, warmup_epochs=2.0, epochs=30),
+                  extra_augment=True, max_expand=4.0, warmup_epochs=2.0, epochs=30,
+                  head_scale=1.0),
     # Measured on phantoms from scratch on a 2-core CPU (README, ablation table).
     "cpu": dict(optimizer="adam", lr=1e-3, data_shape=128, batch_size=8, random_shape=False,
-                extra_augment=False, max_expand=1.0, warmup_epochs=1.0, epochs=30),
+                extra_augment=False, max_expand=1.0, warmup_epochs=1.0, epochs=30,
+                head_scale=1.0),
 }
 CHOICES = ("auto",) + tuple(RECIPES)
 

@@ -54,8 +54,45 @@ def _model_home():
     return Path(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet"))).expanduser() / "models"
 
 
+#: The zoo's ``yolo3_*_custom`` recipes: backbone, its three feature stages, head widths.
+_ZOO_PARTS = {
+    "yolo3_darknet53_custom": ("darknet53", (15, 24, None), (512, 256, 128)),
+    "yolo3_mobilenet1.0_custom": ("mobilenet1.0", (33, 69, -2), (512, 256, 128)),
+    "yolo3_mobilenet0.25_custom": ("mobilenet0.25", (33, 69, -2), (256, 128, 128)),
+}
+
+
+def _scaled_head_net(network, classes, pretrained_base, head_scale):
+    """``network`` as the zoo builds it (same backbone, stages, anchors, strides), with its
+    detection heads ``head_scale`` times as wide.
+
+    At a 128 px input the heads of yolo3_mobilenet0.25 cost about ten times its backbone: a
+    CPU run from scratch buys more iterations per second with narrower heads (measured:
+    forward 2.9x faster at half width).
+    """
+    from gluoncv.model_zoo.yolo.darknet import darknet53
+    from gluoncv.model_zoo.mobilenet import get_mobilenet
+    from gluoncv.model_zoo.yolo.yolo3 import get_yolov3
+    backbone, cuts, filters = _ZOO_PARTS[network]
+    if backbone == "darknet53":
+        base = darknet53(pretrained=pretrained_base)
+    else:
+        base = get_mobilenet(multiplier=float(backbone[len("mobilenet"):]),
+                             pretrained=pretrained_base)
+    f = base.features
+    stages = [f[:cuts[0]], f[cuts[0]:cuts[1]], f[cuts[1]:cuts[2]]]
+    widths = [max(8, int(round(w * head_scale))) for w in filters]
+    return get_yolov3(backbone, stages, widths, COCO_ANCHOR_LAYERS, [8, 16, 32], list(classes),
+                      "")
+
+
+#: GluonCV's anchors per output layer, small to large.
+COCO_ANCHOR_LAYERS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119],
+                      [116, 90, 156, 198, 373, 326]]
+
+
 def build(network, classes, pretrained_base=False, init_params=None, focal_alpha=None,
-          focal_gamma=None, ctx=None, anchors=None):
+          focal_gamma=None, ctx=None, anchors=None, head_scale=1.0):
     """Build and initialise a GluonCV YOLOv3 detector.
 
     Parameters
@@ -77,6 +114,8 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
     anchors : array_like, optional
         ``(9, 2)`` anchors in input pixels, small to large (:func:`set_anchors`); default
         GluonCV's COCO anchors. ``init_params`` overrides them with the file's.
+    head_scale : float
+        Width of the detection heads relative to the zoo network's (1: the zoo's own).
 
     Returns
     -------
@@ -100,7 +139,9 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
         raise ValueError("classes is empty; the detector needs at least one class name")
     ctx = ctx or [mx.cpu()]
     try:
-        net = model_zoo.get_model(network, classes=list(classes), pretrained_base=pretrained_base)
+        net = model_zoo.get_model(network, classes=list(classes),
+                                  pretrained_base=pretrained_base) if head_scale == 1 else \
+            _scaled_head_net(network, classes, pretrained_base, head_scale)
     except Exception as err:  # requests/urllib/OSError/RuntimeError: the zoo is not specific
         if not pretrained_base:
             raise
@@ -204,7 +245,7 @@ def get_anchors(net):
     return [wh for layer in per_layer[::-1] for wh in layer]
 
 
-def transform_net(network, classes, anchors=None):
+def transform_net(network, classes, anchors=None, head_scale=1.0):
     """A fresh, initialised, never hybridised copy for building training transforms.
 
     ``YOLO3DefaultTrainTransform`` runs this net once in train mode to get anchors and
@@ -213,10 +254,12 @@ def transform_net(network, classes, anchors=None):
     Anchors and offsets depend on the architecture and ``anchors`` only, so random weights
     are fine.
     """
-    return build(network, classes, pretrained_base=False, anchors=anchors)
+    return build(network, classes, pretrained_base=False, anchors=anchors,
+                 head_scale=head_scale)
 
 
-def model_json(network, classes, data_shape, members, offset=1, fusion_iou=0.55):
+def model_json(network, classes, data_shape, members, offset=1, fusion_iou=0.55,
+               head_scale=1.0):
     """The ``model.json`` record of docs/CONTRACTS.md.
 
     ``members`` are parameter files relative to the run folder: one (a single model) or the
@@ -225,7 +268,7 @@ def model_json(network, classes, data_shape, members, offset=1, fusion_iou=0.55)
     """
     members = [str(m) for m in ([members] if isinstance(members, (str, Path)) else members)]
     return {"net": network, "classes": list(classes), "data_shape": int(data_shape),
-            "members": members, "offset": int(offset),
+            "members": members, "offset": int(offset), "head_scale": float(head_scale),
             "fusion": {"method": "wbf", "iou": float(fusion_iou)}}
 
 
@@ -254,7 +297,8 @@ def load_model_json(path, ctx=None):
                          f"data_shape, members")
     nets = []
     for m in members:
-        net = build(info["net"], info["classes"], ctx=ctx)
+        net = build(info["net"], info["classes"], ctx=ctx,
+                    head_scale=info.get("head_scale", 1.0))
         load_params(net, path.parent / m, ctx)
         nets.append(net)
     return nets, info
