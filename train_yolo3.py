@@ -363,19 +363,22 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
               "best_epoch": int(np.argmax(validated)) if validated else -1,
               "best_epoch_map_voc12": max(validated) if validated else None}
     if diverged is None:
+        # the trained weights (equal on every dist worker) and the saved model (their average)
+        result["param_digest"] = yolo_train.param_digest(net)
         with averaged():
             save_model(net, job.path("checkpoints", "model.params"))
+            result["model_digest"] = yolo_train.param_digest(net)
             if gt is not None:
                 dets = predict_ids(net, data, val_ids, p, ctx, args, vloader)
                 det_eval.write_detections_json(job.path("val_detections.json"), dets,
                                                data.classes)
                 result.update(score(gt, dets, data.classes))
-            result["param_digest"] = yolo_train.param_digest(net)
     else:
-        result.update(map_voc12=0.0, map_voc07=0.0, param_digest=None)
+        result.update(map_voc12=0.0, map_voc07=0.0, param_digest=None, model_digest=None)
     job.write_json("done.json", result)
     log.info("%s done: %s", name, {k: v for k, v in result.items()
-                                   if k not in ("param_digest", "anchors")})
+                                   if k not in ("param_digest", "model_digest", "anchors",
+                                                "schedule")})
     return result
 
 
@@ -629,7 +632,7 @@ def finish(run, args, sets, params, data, ctx, kv, results):
             return {"rank": kv.rank}
         members = ["final/checkpoints/model.params"]
         summary.update(final_epochs=final["epochs"], final_images_per_s=final["images_per_s"],
-                       param_digest=final["param_digest"])
+                       param_digest=final["param_digest"], model_digest=final["model_digest"])
         from eval import plots
         plots.plot_metrics_csv(run.dir / "final" / "metrics.csv", run.path("plots", "final.png"),
                                title="final model")

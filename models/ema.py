@@ -67,8 +67,11 @@ class ModelEMA:
             self._load(raw)
 
     def _load(self, values):
+        # In place on every device copy: Parameter.set_data is refused for parameters a dist
+        # kvstore updates (update_on_kvstore), and the swap is local and temporary anyway.
         for n, p in self._params.items():
-            p.set_data(values[n])
+            for arr in p.list_data():
+                arr[:] = values[n].as_in_context(arr.context)
 
     def save(self, path):
         """The average as an ``mx.nd.save`` dict (names are the net's parameter names)."""

@@ -95,7 +95,7 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
     nets, _ = yolo.load_model_json(run / "model.json")
     for k, net in enumerate(nets):
         done = json.loads((run / f"set0_fold{k}" / "done.json").read_text())
-        assert yolo_train.param_digest(net) == done["param_digest"]
+        assert yolo_train.param_digest(net) == done["model_digest"]
 
 
 def test_out_of_fold_predictions_cover_the_training_set_once(cv_run, data_dir):
@@ -227,7 +227,7 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
     model = json.loads((run / "model.json").read_text())
     assert model["members"] == ["final/checkpoints/model.params"]
     nets, _ = yolo.load_model_json(run / "model.json")
-    assert yolo_train.param_digest(nets[0]) == summary["param_digest"]
+    assert yolo_train.param_digest(nets[0]) == summary["model_digest"]
     assert "resumed from" in (run / "log.txt").read_text()
     assert list(run.glob("args.resume-*.json"))
 
