@@ -143,11 +143,11 @@ def check_schedule(sched, pipe):
                              f"the bare loop would not train as the pipeline did")
 
 
-def build_bare_net(network, classes, seed, ctx):
-    """GluonCV's model-zoo network, initialised as train_yolo3.py initialises its own."""
-    from gluoncv import model_zoo
+def build_bare_net(network, classes, seed, ctx, head_scale=1.0):
+    """GluonCV's model-zoo network (with the pipeline's head width, the same network),
+    initialised as train_yolo3.py initialises its own."""
     yolo_train.seed_all(seed)
-    net = model_zoo.get_model(network, classes=classes, pretrained_base=False)
+    net = yolo.zoo_network(network, classes, False, head_scale)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.initialize(ctx=ctx)
@@ -228,8 +228,10 @@ def compare(args, data_dir, pipe):
     ctx = [mx.cpu()]
     seed = opts["seed"] * 1000 + 999  # the seed train_yolo3.py gives its final model
     yolo_train.seed_all(seed)
-    start = yolo_train.param_digest(yolo.build(args.network, classes, ctx=ctx))
-    net = build_bare_net(args.network, classes, seed, ctx)
+    start = yolo_train.param_digest(yolo.build(args.network, classes, ctx=ctx,
+                                               head_scale=opts.get("head_scale", 1.0)))
+    head_scale = opts.get("head_scale", 1.0)
+    net = build_bare_net(args.network, classes, seed, ctx, head_scale)
     if yolo_train.param_digest(net) != start:
         raise SystemExit("the bare net does not start from the weights models.yolo.build "
                          "gives the pipeline at the same seed; the comparison would mix "
