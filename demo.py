@@ -33,26 +33,28 @@ from eval import detection, plots, report, runs, two_stage
 
 log = logging.getLogger("demo")
 
-# Settings per profile. "cpu" is sized for the 15-minute budget on a 2-core machine
-# (yolo3_mobilenet0.25_custom trains at roughly 10 images/s at 256 px there); "full" is the
-# paper's recipe for a CUDA box; "tiny" only proves that the chain runs (CI's end-to-end test).
+# Settings per profile. "cpu" fits a 15-minute budget on a 2-core AVX2-only CPU: one set of
+# the CPU recipe, five fold models sized to the time left (train_yolo3.py --time-budget), their
+# ensemble as the final model, then the filter sized to what remains. "full" is the paper's
+# recipe for a CUDA box (fixed epochs, a grid); "tiny" only proves that the chain runs.
+# Entries set to None are left to the scripts' own defaults (the recipe).
 PROFILES = {
-    "cpu": dict(num=80, folds=5, test_frac=0.2, network="yolo3_mobilenet0.25_custom",
-                data_shape=128, batch_size=4, grid="lr=2e-3;epochs=10,20", warmup_epochs=1,
-                lr_mode="cosine", val_interval=3, pretrained=False, filter_epochs=8,
-                filter_batch=32, num_workers=1, add_gt=True, folds_parallel=1,
-                crop_size=64, filter_top_k=10, max_expand=1.0),
+    "cpu": dict(num=280, folds=5, test_frac=0.2, network="yolo3_mobilenet0.25_custom",
+                data_shape=None, batch_size=None, grid=None, epochs=None, minutes=15.0,
+                detector_share=0.72, val_interval=5, pretrained=False, filter_epochs=None,
+                filter_batch=32, num_workers=1, add_gt=True, crop_size=64, filter_top_k=10),
     "full": dict(num=600, folds=5, test_frac=0.2, network="yolo3_darknet53_custom",
                  data_shape=416, batch_size=16, grid="lr=1e-3,5e-4;epochs=60,100;lr_mode=cosine,triangular",
-                 warmup_epochs=2, lr_mode="cosine", val_interval=5, pretrained=True,
-                 filter_epochs=40, filter_batch=64, num_workers=4, add_gt=False,
-                 folds_parallel=1, crop_size=128, filter_top_k=20, max_expand=4.0),
+                 epochs=None, minutes=None, detector_share=None, val_interval=5,
+                 pretrained=True, filter_epochs=40, filter_batch=64, num_workers=4,
+                 add_gt=False, crop_size=128, filter_top_k=20),
     "tiny": dict(num=14, folds=2, test_frac=0.25, network="yolo3_mobilenet0.25_custom",
-                 data_shape=96, batch_size=4, grid="lr=1e-3,2e-3;epochs=1", warmup_epochs=0,
-                 lr_mode="cosine", val_interval=1, pretrained=False, filter_epochs=1,
-                 filter_batch=8, num_workers=0, add_gt=True, folds_parallel=1,
-                 crop_size=32, filter_top_k=5, max_expand=1.0),
+                 data_shape=96, batch_size=4, grid="lr=1e-3,2e-3", epochs=1, minutes=None,
+                 detector_share=None, val_interval=1, pretrained=False, filter_epochs=1,
+                 filter_batch=8, num_workers=0, add_gt=True, crop_size=32, filter_top_k=5),
 }
+#: Seconds kept for the two-stage evaluation and the report after the filter.
+REPORT_RESERVE_S = 20.0
 
 
 def parse_args(argv=None):
@@ -71,6 +73,10 @@ def parse_args(argv=None):
     p.add_argument("--network", default=None, help="detector network (default: the profile's)")
     p.add_argument("--data-shape", type=int, default=None,
                    help="detector input size (default: the profile's)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="wall-clock budget of the whole demo: the detector and the filter get "
+                        "epochs sized to what is left (default: the profile's, 15 for the CPU "
+                        "profile; 0 = the profile's fixed epochs)")
     p.add_argument("--gpus", default="", help="GPU ids, '' for CPU (default: CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     runs.add_run_arguments(p, "demo")
@@ -84,7 +90,28 @@ def profile(args):
     for key in ("num", "grid", "network", "data_shape"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    if args.time_budget is not None:
+        cfg["minutes"] = args.time_budget or None
+        cfg["detector_share"] = cfg["detector_share"] or PROFILES["cpu"]["detector_share"]
+    if cfg["minutes"] and cfg["epochs"] is None and cfg["filter_epochs"] is None:
+        return cfg
+    if cfg["minutes"]:
+        raise ValueError("--time-budget sizes the epochs: the profile fixes them")
+    cfg["epochs"] = cfg["epochs"] or 30
+    cfg["filter_epochs"] = cfg["filter_epochs"] or 8
     return cfg
+
+
+def _options(**values):
+    """argv for the options whose value is not None (flags: True -> present)."""
+    argv = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (None, False):
+            argv += [flag, str(value)]
+    return argv
 
 
 def _progress(args):
@@ -103,22 +130,46 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
         splits = json.load(f)
     ann = Path(data_dir) / "Annotations"
     gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])[0]
-    gt_train = detection.read_voc_dir(ann, classes, ids=splits["train"])[0]
-    oof, _ = detection.read_detections_json(Path(det_dir) / "oof_detections.json")
     det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")
-    # The operating point of the detector alone: best F1 on out-of-fold detections.
-    det_threshold = detection.best_f1_threshold(gt_train, oof, offset=1)["score_threshold"]
+    # The detector's operating point and box convention, as predict.py uses them: model.json
+    # (best F1 on out-of-fold detections, never the test split).
+    with open(Path(det_dir) / "model.json", encoding="utf-8") as f:
+        model = json.load(f)
+    det_threshold, offset = model["score_threshold"], model["offset"]
     with open(Path(filter_dir) / "filter.json", encoding="utf-8") as f:
         filter_spec = json.load(f)
     scores = two_stage.attach_filter_scores(det_test, _read_csv(Path(filter_dir) / "test_scores.csv"))
     out = two_stage.compare(gt_test, det_test, scores, filter_spec["threshold"], det_threshold,
-                            classes, offset=1)
+                            classes, offset=offset)
     pr_png = plots.plot_pr_curves(out["curves"], Path(plots_dir) / "pr_two_stage.png",
                                   title="Test split: detector alone vs detector + filter")
     out["detector"]["score_threshold"] = float(det_threshold)
     out["plots"] = {"pr_two_stage": str(pr_png)}
     out["n_test_images"] = len(gt_test)
+    out["recall_by"] = recall_breakdown(data_dir, gt_test, det_test,
+                                        out["two_stage_detections"], det_threshold, offset)
     return out
+
+
+#: Bins of the recall breakdown: lesion contrast against the contralateral place (0 =
+#: invisible) and size (square root of the box area, half pixels).
+CONTRAST_EDGES = (-1.0, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0)
+SIZE_EDGES = (0.0, 24.0, 32.0, 40.0, 48.0, 64.0, 1000.0)
+
+
+def recall_breakdown(data_dir, gt, det, kept, det_threshold, offset):
+    """Recall at the operating point by lesion contrast and size, detector alone and with
+    the filter: which lesions a detector of this budget misses."""
+    from datasets.lesion_contrast import data_contrasts
+    from eval.breakdown import found_boxes, recall_by_bins
+    values = {"contrast": (data_contrasts(data_dir, gt), CONTRAST_EDGES),
+              "size": ({i: np.sqrt(np.prod(g["boxes"][:, 2:] - g["boxes"][:, :2], axis=1))
+                        for i, g in gt.items()}, SIZE_EDGES)}
+    difficult = {i: g["difficult"] for i, g in gt.items()}
+    found = {"detector": found_boxes(gt, det, det_threshold, offset=offset),
+             "two_stage": found_boxes(gt, kept, det_threshold, offset=offset)}
+    return {attr: {stage: recall_by_bins(f, v, edges, difficult) for stage, f in found.items()}
+            for attr, (v, edges) in values.items()}
 
 
 def main(args):
@@ -136,26 +187,33 @@ def main(args):
         ["--raw", str(raw_dir), "--out", str(data_dir), "--folds", str(cfg["folds"]),
          "--test-frac", str(cfg["test_frac"]), "--seed", seed]
         + (["--no-progress"] if args.no_progress else [])))
-    det_argv = ["--data", str(data_dir), "--network", cfg["network"],
-                "--data-shape", str(cfg["data_shape"]), "--batch-size", str(cfg["batch_size"]),
-                "--grid", cfg["grid"], "--lr-mode", cfg["lr_mode"],
-                "--warmup-epochs", str(cfg["warmup_epochs"]),
-                "--val-interval", str(cfg["val_interval"]), "--num-workers", str(cfg["num_workers"]),
-                "--gpus", args.gpus, "--out", str(run.dir), "--name", "detector", "--seed", seed]
-    det_argv += ["--pretrained-base"] if cfg["pretrained"] else []
-    det_argv += ["--folds-parallel", str(cfg["folds_parallel"]),
-                 "--max-expand", str(cfg["max_expand"])]
+    budget_s = cfg["minutes"] * 60.0 if cfg["minutes"] else None
+
+    def left_s():
+        return budget_s - (time.time() - t0) - REPORT_RESERVE_S
+
+    det_minutes = None
+    if budget_s is not None:
+        det_minutes = cfg["detector_share"] * left_s() / 60.0
+        log.info("time budget %.1f min: %.1f min left, %.1f min for the detector",
+                 cfg["minutes"], left_s() / 60.0, det_minutes)
+    det_argv = _options(data=data_dir, network=cfg["network"], data_shape=cfg["data_shape"],
+                        batch_size=cfg["batch_size"], grid=cfg["grid"], epochs=cfg["epochs"],
+                        time_budget=det_minutes, val_interval=cfg["val_interval"],
+                        num_workers=cfg["num_workers"], pretrained_base=cfg["pretrained"],
+                        out=run.dir, name="detector", seed=seed) + ["--gpus", args.gpus]
     det = train_yolo3.main(train_yolo3.parse_args(det_argv + _progress(args)))
     det_dir = run.dir / "detector"
-    filt_argv = ["--data", str(data_dir), "--detections", str(det_dir / "oof_detections.json"),
-                 "--test-detections", str(det_dir / "test_detections.json"),
-                 "--epochs", str(cfg["filter_epochs"]), "--batch-size", str(cfg["filter_batch"]),
-                 "--crop-size", str(cfg["crop_size"]), "--top-k", str(cfg["filter_top_k"]),
-                 "--gpus", args.gpus, "--out", str(run.dir), "--name", "filter", "--seed", seed]
-    filt_argv += ["--pretrained"] if cfg["pretrained"] else []
+    filter_minutes = left_s() / 60.0 if budget_s is not None else None
     # A detector trained for minutes on a CPU finds few lesions, so its out-of-fold boxes
     # hold few positives; the CPU profiles add the ground-truth boxes as extra positives.
-    filt_argv += ["--add-gt"] if cfg["add_gt"] else []
+    filt_argv = _options(data=data_dir, detections=det_dir / "oof_detections.json",
+                         test_detections=det_dir / "test_detections.json",
+                         epochs=cfg["filter_epochs"], time_budget=filter_minutes,
+                         batch_size=cfg["filter_batch"], crop_size=cfg["crop_size"],
+                         top_k=cfg["filter_top_k"], pretrained=cfg["pretrained"],
+                         add_gt=cfg["add_gt"], out=run.dir, name="filter",
+                         seed=seed) + ["--gpus", args.gpus]
     filt = train_filter.main(train_filter.parse_args(filt_argv))
     classes = class_names.data_classes(data_dir)
     e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots")
@@ -164,9 +222,14 @@ def main(args):
         "profile": cfg,
         "data": {k: prep.get(k) for k in ("sources", "samples", "boxes", "skipped_files",
                                           "both_sides", "test", "train", "folds")},
-        "detector": dict(e2e["detector"], cv_map_mean=det.get("cv_map_mean"),
-                         cv_map_std=det.get("cv_map_std"), best_set=det.get("best_set")),
+        "detector": dict(e2e["detector"], **{k: det.get(k) for k in (
+            "cv_map_mean", "cv_map_std", "best_set", "oof_map_voc12", "test_random_map_voc12",
+            "final_model", "epochs")}),
         "two_stage": e2e["two_stage"],
+        "recall_by": e2e["recall_by"],
+        "budget": {"minutes": cfg["minutes"], "detector_minutes": det_minutes,
+                   "detector_epochs": det.get("epochs"), "filter_minutes": filter_minutes,
+                   "filter_epochs": filt.get("epochs_run")},
         "filter": {"test_auc": filt.get("test_auc"), "test_f1": filt.get("test_f1"),
                    "threshold": filt.get("threshold"), "val_auc": filt.get("val_auc"),
                    **{f"n_{k}": v for k, v in filt.items()

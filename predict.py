@@ -95,12 +95,12 @@ def split_screenshot(img, crop=True, split=True, remove_ink=True):
     return clean, preprocess.panel_rects(rect, split=split), dict(info, crop=list(rect))
 
 
-def detect(net, halves_bgr, data_shape, ctx, batch_size, score_thresh, top_k):
-    """Detector boxes for a list of BGR halves, in each half's pixels."""
+def detect(nets, halves_bgr, data_shape, ctx, batch_size, score_thresh, top_k, fusion_iou):
+    """Detector boxes for a list of BGR halves, in each half's pixels (an ensemble's fused)."""
     items = [(mx.nd.array(h[:, :, ::-1].copy(), dtype="uint8"), np.zeros((1, 6), np.float32))
              for h in halves_bgr]
     loader = detection_data.val_loader(gluon.data.SimpleDataset(items), data_shape, batch_size)
-    return yolo_train.predict(net, loader, ctx, score_thresh=score_thresh, top_k=top_k)
+    return yolo_train.predict_models(nets, loader, ctx, score_thresh, top_k, fusion_iou)
 
 
 def score_detections(fnet, spec, lesion_gray, reference_gray, det, ctx):
@@ -164,7 +164,7 @@ def _dashed_rect(img, box, color, dash=6):
 def main(args):
     ctx = devices.contexts(args.gpus)
     run = runs.start("predict", args)
-    net, det_info = yolo.load_model_json(Path(args.detector) / "model.json", ctx=ctx)
+    nets, det_info = yolo.load_model_json(Path(args.detector) / "model.json", ctx=ctx)
     det_threshold = args.det_threshold
     if det_threshold is None:
         det_threshold = det_info.get("score_threshold")
@@ -193,8 +193,8 @@ def main(args):
                                                remove_ink=not args.keep_ink)
         sides = list(halves)
         arrays = [clean[y0:y1, x0:x1] for x0, y0, x1, y1 in (halves[s] for s in sides)]
-        dets = detect(net, arrays, det_info["data_shape"], ctx, args.batch_size, score_floor,
-                      spec.get("top_k") or 100)
+        dets = detect(nets, arrays, det_info["data_shape"], ctx, args.batch_size, score_floor,
+                      spec.get("top_k") or 100, det_info.get("fusion", {}).get("iou", 0.55))
         grays = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in arrays]
         records = []
         for k, side in enumerate(sides):

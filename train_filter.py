@@ -26,18 +26,20 @@ from datasets import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs
-from models import devices, filter_net, schedules
+from models import budget, devices, filter_net, schedules
 from models.epochs import fit
 
 log = logging.getLogger("train_filter")
 
 # Options a resumed run must keep: they define the crops, the split or the optimisation.
 _RESUME_FIXED = ("data", "detections", "test_detections", "crops", "feature", "distance",
+                 "time_budget",
                  "context", "search_radius", "stride", "min_score", "top_k", "iou", "add_gt",
                  "crop_size", "epochs", "batch_size", "lr", "lr_mode", "lr_steps", "lr_factor",
                  "lr_gamma", "min_lr", "max_lr", "step_size_iters", "warmup_epochs", "warmup_lr",
                  "momentum", "wd", "dropout", "margin", "val_frac", "balance", "neg_ratio",
                  "hflip", "vflip", "rotate", "brightness", "contrast", "side_gain",
+                 "threshold_rule", "keep_recall", "det_threshold",
                  "pretrained", "init_params", "seed")
 
 
@@ -57,6 +59,10 @@ def build_parser():
     fc.add_crop_arguments(p)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="size --epochs so that the whole run (crops, training, scores) fits "
+                        "this many minutes, from this machine's measured throughput; recorded "
+                        "in args.json derived.time_budget (pass it as --epochs to reproduce)")
     g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9,
                    help="SGD momentum (default: %(default)s)")
@@ -70,6 +76,17 @@ def build_parser():
     g.add_argument("--margin", type=float, default=0.5,
                    help="HingeLoss margin, below the tanh bound of 1 so the loss can reach 0 "
                         "(default: %(default)s)")
+    g.add_argument("--threshold-rule", choices=("recall", "f1"), default="recall",
+                   help="how the threshold is chosen on validation crops at the detector's "
+                        "operating point: 'recall' keeps --keep-recall of the lesions, 'f1' the "
+                        "best F1 (default: %(default)s)")
+    g.add_argument("--keep-recall", type=float, default=0.95,
+                   help="share of validation positives the 'recall' rule keeps "
+                        "(default: %(default)s)")
+    g.add_argument("--det-threshold", type=float, default=None,
+                   help="the detector's operating threshold (default: score_threshold of the "
+                        "model.json beside --detections, if any); the filter's threshold is "
+                        "chosen on detections scoring at least this")
     g.add_argument("--val-frac", type=float, default=0.2,
                    help="validation fraction of the training crops, grouped by source "
                         "screenshot (default: %(default)s)")
@@ -249,17 +266,37 @@ def _plots(run, name, y, scores, threshold, metrics):
                                 title=f"Confusion matrix ({name}, t={threshold:.3g})")
 
 
-def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
-    """Pick the threshold on validation (best F1), apply it unchanged to the test crops.
+def choose_threshold(args, val_labels, val_scores, det_scores):
+    """The filter's threshold, from validation crops only.
+
+    The filter acts on the detections the detector keeps, so the threshold is chosen on the
+    validation crops of detections scoring at least the detector's operating threshold (all
+    of them without one). ``recall``: the highest threshold keeping ``--keep-recall`` of
+    those positives (a screening filter should not cost lesions the detector found); ``f1``:
+    the best F1 there.
+    """
+    sel = det_scores >= args.det_threshold if args.det_threshold is not None else \
+        np.ones(len(val_labels), bool)
+    y, s = val_labels[sel], val_scores[sel]
+    if not (y == 1).any():
+        log.warning("no positive validation crop at the operating point: threshold falls back "
+                    "to 0 (sign of score)")
+        return 0.0  # the hinge loss's own decision rule (MXNET_TRAPS 38)
+    if args.threshold_rule == "recall":
+        return classification.recall_threshold(y, s, args.keep_recall)["threshold"]
+    return classification.best_f1_threshold(y, s)["threshold"]
+
+
+def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, args):
+    """Pick the threshold on validation (:func:`choose_threshold`), apply it unchanged to the
+    test crops.
 
     Returns the summary dict (threshold, val_* and test_* metrics, test counts).
     """
     val_scores = predict_scores(net, val_crops, ctxs)
-    if (val_labels == 1).any():
-        threshold = classification.best_f1_threshold(val_labels, val_scores)["threshold"]
-    else:
-        threshold = 0.0  # sign(score): the hinge loss's own decision rule (MXNET_TRAPS 38)
-        log.warning("no positive validation crop: threshold falls back to 0 (sign of score)")
+    det_scores = np.array([float(rows[i]["score"]) if rows[i].get("score") not in ("", None)
+                           else np.inf for i in val_idx])
+    threshold = choose_threshold(args, val_labels, val_scores, det_scores)
     val = classification.summarize(val_labels, val_scores, threshold)
     _write_scores(run.path("val_scores.csv"), rows, val_idx, val_scores, threshold)
     _plots(run, "val", val_labels, val_scores, threshold, val)
@@ -286,10 +323,46 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels):
     return summary
 
 
+def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
+    """Epochs from ``--time-budget``: training and scoring rates measured on a throwaway net."""
+    net = filter_net.build(False, None, args.dropout, ctxs, args.seed)
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-6})
+    loss_fn = gluon.loss.HingeLoss(margin=args.margin)
+
+    def step(batch):
+        data, label = _split_batch(batch, ctxs)
+        with autograd.record():
+            losses = [loss_fn(net(x), y) for x, y in zip(data, label)]
+        autograd.backward(losses)
+        trainer.step(batch[0].shape[0])
+
+    batches = [(b, b[0].shape[0]) for b, _ in zip(loader, range(6))]
+    train_rate = budget.measure_rate(step, batches, warmup=min(2, len(batches) - 1))
+    x = batches[0][0][0]
+    predict_rate = budget.measure_rate(lambda b: net(b).wait_to_read(), [(x, len(x))] * 4,
+                                       warmup=1)
+    n_test = len(fc.read_index(crop_dir / "test.csv")) if (crop_dir / "test.csv").exists() else 0
+    plan = budget.epochs_for_budget(
+        args.time_budget * 60.0 - (time.time() - t_start), n_epoch, train_rate, n_val,
+        predict_rate, 1, 1, after_s=(n_val + n_test) / predict_rate + 10.0)
+    plan["minutes"] = args.time_budget
+    runs.record_derived(run, {"time_budget": plan})
+    log.info("time budget %.1f min: %d epochs (%.0f crops/s training, %.1f s per epoch)",
+             args.time_budget, plan["epochs"], train_rate, plan["seconds_per_epoch"])
+    return plan
+
+
 def main(args):
+    t_start = time.time()
     if args.resume:
         args = _resume_options(args)
     _check_args(args)
+    if args.det_threshold is None and args.detections:
+        model = Path(args.detections).parent / "model.json"
+        if model.is_file():  # train_yolo3.py's operating point, as predict.py uses it
+            args.det_threshold = json.loads(model.read_text(encoding="utf-8")).get(
+                "score_threshold")
     classes = check_detection_classes(args)
     run = runs.start("train_filter", args)
     ctxs = devices.contexts(args.gpus)
@@ -324,6 +397,10 @@ def main(args):
     log.info("crops: %s; %d samples/epoch, %d iterations/epoch", counts, n_epoch,
              iters_per_epoch)
 
+    if args.time_budget is not None:
+        plan = run.read_json("args.json", {}).get("derived", {}).get("time_budget") or \
+            plan_budget(run, args, ctxs, loader, n_epoch, len(val_idx), crop_dir, t_start)
+        args.epochs = plan["epochs"]
     net = filter_net.build(args.pretrained, args.init_params, args.dropout, ctxs, args.seed)
     net.hybridize()
     sched = schedules.build_schedule(iters_per_epoch=iters_per_epoch, epochs=args.epochs,
@@ -366,7 +443,7 @@ def main(args):
     if not best.exists():  # the metric was undefined every epoch (one class in validation)
         best = run.dir / "checkpoints" / "last.params"
     net.load_parameters(str(best), ctx=ctxs)
-    summary = evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels)
+    summary = evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, args)
     summary["classes"] = classes
     summary.update(counts)
     summary.update(best_epoch=result["best_epoch"], best_val_auc=result["best_metric"],

@@ -1,14 +1,19 @@
 """Train the YOLOv3 detector: k-fold cross-validation over a hyper-parameter grid, then the
-best set retrained on every training id and scored once on the test split.
+final model of the best set, scored once on the test split.
 
-For every set x fold the model trains on the fold's training ids and keeps its best epoch by
-validation mAP (VOC12 all-point, IoU 0.5, offset 0; VOC07 recorded too); that model predicts
-its validation ids, so together the folds give out-of-fold detections for the whole training
-set. The final model trains for the set's epochs and is the last epoch (``--final-model
-last``) or, with ``--final-model cv-median``, the epoch that is the median of the folds' best
-epochs (no selection on the test split either way). Artefacts: docs/CONTRACTS.md.
+Every set x fold model trains for the set's epochs (or what ``--time-budget`` buys) and is
+scored at its last epoch, with its weight average (EMA), on its validation fold: no epoch is
+chosen on the fold that reports it. The validation curve (and its best epoch, an optimistic
+extra column) is still recorded. The fold models predict their validation ids, so together
+they give out-of-fold detections for the whole training set; the detector's operating
+threshold is the best F1 on them. The final model (``--final-model``) is the ensemble of the
+best set's fold models (their detections fused by weighted box fusion: scores stay on the
+scale the threshold was chosen on, and nothing is retrained) or one model retrained on every
+training id. Boxes are scored with the VOC devkit's convention (offset 1) everywhere.
+Artefacts: docs/CONTRACTS.md.
 
     python train_yolo3.py --data DATA --grid "lr=1e-3,5e-4;epochs=30,60" --gpus 0
+    python train_yolo3.py --data DATA --time-budget 30          # CPU: sized to 30 minutes
 """
 import os
 
@@ -26,7 +31,9 @@ if os.environ.get("DMLC_ROLE") in ("server", "scheduler"):
     _init_kvstore_server_module()  # serves until the workers finish, then exits
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import copy  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
@@ -41,18 +48,26 @@ from datasets import classes as class_names  # noqa: E402
 from datasets import detection_data as dd  # noqa: E402
 from eval import cv, runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
-from models import devices, grid, schedules, yolo, yolo_train  # noqa: E402
+from models import anchors as anchor_fit  # noqa: E402
+from models import budget, devices, grid, recipes, schedules, yolo, yolo_train  # noqa: E402
+from models.ema import ModelEMA, ema_decay_for, tau_for  # noqa: E402
 from models.epochs import fit  # noqa: E402
 
 SCRIPT = "train_yolo3"
+#: The box convention of every score this script writes (CV, OOF, test, model.json): the VOC
+#: devkit's +1 in widths and heights, as GluonCV's VOC metrics and the Cartucho tool use.
+OFFSET = 1
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
              "step_size_iters", "warmup_epochs", "warmup_lr", "epochs", "batch_size",
              "data_shape", "max_side", "wd", "momentum", "focal_alpha", "focal_gamma",
-             "no_random_shape", "no_extra_augment", "max_expand", "optimizer")
+             "random_shape", "extra_augment", "max_expand", "optimizer", "ema_decay", "anchors",
+             "prior_init", "head_scale")
+#: Training images are decoded once and kept in memory when they take at most this much.
+CACHE_BYTES = 1 << 30
 # Options a resumed run takes from its args.json; giving a different value is refused.
 FIXED_ON_RESUME = GRID_KEYS + ("data", "grid", "network", "pretrained_base", "init_params",
                                "classes", "seed", "val_interval", "score_thresh", "top_k",
-                               "final_model")
+                               "final_model", "fusion_iou", "recipe", "time_budget")
 log = logging.getLogger(__name__)
 
 
@@ -69,42 +84,79 @@ def build_parser():
                    help="comma-separated class names; only a check: they must equal "
                         "DATA/classes.txt, which is used (default: that file)")
     yolo.add_model_arguments(p)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=30, help="epochs per model (default %(default)s)")
-    g.add_argument("--batch-size", type=int, default=8,
-                   help="images per step, per worker (default %(default)s)")
-    g.add_argument("--data-shape", type=int, default=320,
-                   help="input size in pixels for validation/prediction, multiple of 32; "
-                        "training draws sizes in [0.75, 1.5] x it (default %(default)s)")
-    g.add_argument("--no-random-shape", action="store_true",
-                   help="train at --data-shape only (faster, slightly worse)")
-    g.add_argument("--no-extra-augment", action="store_true",
-                   help="skip datasets.augment.ExtraAugment (rotation, noise, brightness, "
-                        "contrast, sharpness) before GluonCV's transform")
-    g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
-                   help="sgd with --momentum (GluonCV's recipe) or adam, which learns from "
-                        "scratch in far fewer iterations (default %(default)s)")
-    g.add_argument("--max-expand", type=float, default=4.0,
+    g = p.add_argument_group("training (unset options take the --recipe's value)")
+    g.add_argument("--recipe", choices=recipes.CHOICES, default="auto",
+                   help="defaults of the options below: 'paper' (GluonCV's SGD recipe, 416 px, "
+                        "random shapes, augmentation; for a GPU or --pretrained-base), 'cpu' "
+                        "(measured from scratch on a CPU: Adam, 128 px, fixed shape, no "
+                        "zoom-out); auto picks paper with --gpus or --pretrained-base "
+                        "(default %(default)s)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="epochs per model (recipe: 30; --time-budget sizes it instead)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="size the epochs so that every model, its validations and the test "
+                        "predictions fit into this many minutes, from this machine's measured "
+                        "throughput; the count is recorded (args.json derived.time_budget) and "
+                        "reproduces the run elsewhere as --epochs")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per step, per worker (recipe: 8)")
+    g.add_argument("--data-shape", type=int, default=None,
+                   help="input size in pixels, multiple of 32 (recipe: paper 416, cpu 128); "
+                        "with random shapes training draws sizes in [0.75, 1.5] x it")
+    g.add_argument("--random-shape", action=argparse.BooleanOptionalAction, default=None,
+                   help="train at random input sizes (GluonCV's; recipe: paper on, cpu off)")
+    g.add_argument("--extra-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="datasets.augment.ExtraAugment (rotation, noise, brightness, contrast, "
+                        "sharpness) before GluonCV's transform (recipe: paper on, cpu off)")
+    g.add_argument("--optimizer", default=None, choices=["sgd", "adam"],
+                   help="sgd with --momentum (GluonCV's recipe) or adam (recipe: cpu)")
+    g.add_argument("--max-expand", type=float, default=None,
                    help="largest zoom-out of GluonCV's random expand; 4 is GluonCV's, 1 turns "
-                        "it off (small lesions vanish at small input sizes) (default %(default)s)")
+                        "it off: small lesions vanish at small input sizes (recipe: paper 4, "
+                        "cpu 1)")
     g.add_argument("--max-side", type=int, default=-1,
                    help="shrink training images to this longer side (px) before augmenting; "
                         "-1 = the largest training input size, 0 = never (default %(default)s)")
+    g.add_argument("--anchors", default="auto",
+                   help="'auto': GluonCV's unless they cover < 98%% of the training boxes at "
+                        "the input size (Ultralytics' autoanchor rule), then k-means (1 - IoU); "
+                        "'fit': always k-means; 'coco': GluonCV's; or 9 'WxH' pairs, small to "
+                        "large (default %(default)s)")
+    g.add_argument("--head-scale", type=float, default=None,
+                   help="width of the detection heads relative to the zoo network's; at small "
+                        "inputs they cost most of the compute (recipe: paper 1, cpu see "
+                        "models/recipes.py)")
+    g.add_argument("--prior-init", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the objectness and class biases at the training data's base "
+                        "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
+                        "off with --init-params (default %(default)s)")
+    g.add_argument("--ema-decay", type=_ema_decay, default="auto",
+                   help="weight average for validation and the saved model (Ultralytics' "
+                        "ModelEMA): a decay in (0, 1), 0 = off, or 'auto': an averaging "
+                        "window of 5%% of the run's updates (Ultralytics' 0.9999 is for runs "
+                        "of 10^5 updates; 0.999 lagged a 770-update run) (default "
+                        "%(default)s)")
     g.add_argument("--wd", type=float, default=5e-4, help="weight decay (default %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default %(default)s)")
     g.add_argument("--num-workers", type=int, default=1,
                    help="loader processes (default %(default)s; see bench/bench_train_loop.py)")
     g.add_argument("--val-interval", type=int, default=1,
-                   help="validate every N epochs and at the last (default %(default)s)")
+                   help="validate every N epochs and at the last, for the curve in metrics.csv "
+                        "(default %(default)s)")
     schedules.add_schedule_arguments(p)
+    p.set_defaults(lr=None, warmup_epochs=None)
     g = p.add_argument_group("predictions and selection")
     g.add_argument("--score-thresh", type=float, default=0.01,
                    help="keep predicted boxes scoring at least this (default %(default)s)")
     g.add_argument("--top-k", type=int, default=100,
                    help="at most this many boxes per image (default %(default)s)")
-    g.add_argument("--final-model", choices=("last", "cv-median"), default="last",
-                   help="final model: last epoch of the best set, or its epoch at the median "
-                        "of the folds' best epochs (default %(default)s)")
+    g.add_argument("--final-model", choices=("ensemble", "retrain"), default="ensemble",
+                   help="ensemble: the best set's fold models, detections fused by weighted "
+                        "box fusion (scores on the scale of the out-of-fold threshold, no "
+                        "extra training); retrain: one model on every training id (default "
+                        "%(default)s; --only final always retrains)")
+    g.add_argument("--fusion-iou", type=float, default=0.55,
+                   help="IoU above which the ensemble fuses boxes (default %(default)s)")
     g = p.add_argument_group("parallelism")
     g.add_argument("--folds-parallel", type=int, default=1,
                    help="train this many set x fold jobs at once, one process and one "
@@ -125,6 +177,16 @@ def build_parser():
 
 def parse_args(argv=None):
     return build_parser().parse_args(argv)
+
+
+def _ema_decay(text):
+    if str(text) == "auto":
+        return "auto"
+    value = float(text)
+    if not (value == 0 or 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"want 'auto', 0 (off) or a decay in (0, 1), "
+                                         f"got {text}")
+    return value
 
 
 def resolve_resume(args, stored_options, defaults):
@@ -159,35 +221,77 @@ def predict_ids(net, data, sample_ids, p, ctx, args, loader=None):
 
 
 def score(gt, dets, classes, per_class=False):
-    res = det_eval.evaluate(gt, dets, classes, iou=0.5, offset=0)
+    # Images in file-name order, as the Cartucho tool reads the folders written from them:
+    # equal scores (an untrained net gives many) then rank alike in both.
+    gt = {i: gt[i] for i in sorted(gt)}
+    res = det_eval.evaluate(gt, dets, classes, iou=0.5, offset=OFFSET)
     out = {"map_voc12": float(res["map_voc12"]), "map_voc07": float(res["map_voc07"])}
     if per_class:  # not per epoch: metrics.csv keeps scalar columns
         out["ap_voc12"] = {c: float(v["ap_voc12"]) for c, v in res["per_class"].items()}
     return out
 
 
-def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs=None, seed=0):
-    """Train one model (a set x fold, or the final one); returns its result dict.
+def job_anchors(data, train_ids, p):
+    """The anchors of a model trained on ``train_ids`` (None: the network's COCO ones)."""
+    if p.anchors == "coco":
+        return None
+    if p.anchors not in ("auto", "fit"):
+        return parse_anchors(p.anchors)
+    gt, sizes = data.ground_truth(train_ids, with_sizes=True)
+    wh = anchor_fit.boxes_at_input([gt[i]["boxes"] for i in train_ids],
+                                   [sizes[i] for i in train_ids], p.data_shape)
+    if len(wh) < 9:
+        log.warning("%d training boxes: too few to fit 9 anchors, keeping GluonCV's", len(wh))
+        return None
+    if p.anchors == "fit":
+        return anchor_fit.fit_anchors(wh, 9, seed=0).round(2).tolist()
+    fitted, fitness = anchor_fit.check_anchors(wh)
+    log.info("anchors: GluonCV's cover %.3f of the training boxes at %d px (ratio 4)%s",
+             anchor_fit.anchor_fitness(wh, anchor_fit.COCO_ANCHORS)["best_possible_recall"],
+             p.data_shape, "; refitted" if fitted is not None else "; kept")
+    return None if fitted is None else fitted.round(2).tolist()
+
+
+def parse_anchors(text):
+    try:
+        pairs = [[float(v) for v in item.lower().split("x")] for item in text.split(",")]
+        if len(pairs) != 9 or any(len(wh) != 2 or min(wh) <= 0 for wh in pairs):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--anchors wants 'auto', 'coco' or 9 positive 'WxH' pairs separated by "
+                         f"commas (e.g. 10x13,16x30,...), got {text!r}") from None
+    return pairs
+
+
+def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0):
+    """Train one model (a set x fold, or the retrained final one); returns its result dict.
 
     Rank 0 records and checkpoints through ``models.epochs.fit`` (resuming from the job's
-    last checkpoint); other dist workers only step. With ``val_ids`` the best epoch by VOC12
-    mAP is kept and predicts ``val_ids`` (written to ``val_detections.json``).
+    last checkpoint); other dist workers only step. The model is the last epoch's weight
+    average, saved as ``checkpoints/model.params``; with ``val_ids`` it predicts them
+    (``val_detections.json``) and its score there is the job's result.
     """
     job = run.subrun(name) if kv.rank == 0 else None
     if job is not None and (job.dir / "done.json").exists():
         return job.read_json("done.json")
     t0 = time.time()
     from datasets.augment import ExtraAugment
-    extra = None if p.no_extra_augment else ExtraAugment()
+    extra = ExtraAugment() if p.extra_augment else None
+    anchors = job_anchors(data, train_ids, p)
     # Transforms first (built once per process, drawing random numbers the first time), so
     # a job's random stream is the same whether it runs first, later, or in its own process.
-    transforms = data.transforms(p.data_shape, not p.no_random_shape, extra, p.max_expand)
+    transforms = data.transforms(p.data_shape, p.random_shape, extra, p.max_expand, anchors)
     yolo_train.seed_all(seed)
     net = yolo.build(p.network, data.classes, p.pretrained_base, p.init_params, p.focal_alpha,
-                     p.focal_gamma, ctx)
-    max_side = max(dd.random_shapes(p.data_shape, not p.no_random_shape)) \
+                     p.focal_gamma, ctx, anchors=anchors, head_scale=p.head_scale)
+    if p.prior_init and not p.init_params:
+        gt_train = data.ground_truth(train_ids)
+        per_image = np.mean([np.sum(~g["difficult"]) for g in gt_train.values()])
+        yolo.init_output_priors(net, per_image, p.data_shape, 0.6 / len(data.classes))
+    max_side = max(dd.random_shapes(p.data_shape, p.random_shape)) \
         if p.max_side < 0 else p.max_side
-    train_set = data.subset(train_ids, seed, max_side)
+    cache = data.cache_bytes(train_ids, max_side) <= CACHE_BYTES
+    train_set = data.subset(train_ids, seed, max_side, cache=cache)
     sampler = dd.SplitSampler(len(train_set), kv.num_workers, kv.rank, seed)
     batch = min(p.batch_size, len(sampler))
     ipe = len(sampler) // batch
@@ -195,18 +299,27 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
                                      epochs=p.epochs)
     trainer = yolo_train.make_trainer(net, sched, kv.kv or args.kvstore, p.wd, p.momentum,
                                       args.amp, optimizer=p.optimizer)
+    ema = None
+    if p.ema_decay:
+        updates = ipe * p.epochs
+        decay = ema_decay_for(updates) if p.ema_decay == "auto" else p.ema_decay
+        ema = ModelEMA(net, decay, tau_for(updates))
     loader = dd.train_loader(train_set, transforms, batch, args.num_workers, sampler)
     log.info("%s: %d training images (%d on this worker), batch %d, %d iterations/epoch, "
-             "max side %s, %s", name, len(train_set), len(sampler), batch, ipe, max_side, sched)
+             "%d epochs, max side %s, anchors %s, %s", name, len(train_set), len(sampler),
+             batch, ipe, p.epochs, max_side, anchors or "coco", sched)
     gt = data.ground_truth(val_ids) if val_ids else None
     # One validation loader per job (gluon's DataLoader runs gc.collect() in __init__).
     vloader = dd.val_loader(data.subset(val_ids), p.data_shape, p.batch_size, 0) if gt else None
     progress = {"auto": None, "on": True, "off": False}[args.progress]
 
+    def averaged():
+        return ema.applied() if ema is not None else contextlib.nullcontext()
+
     def train_epoch(epoch):
         sampler.set_epoch(epoch)
         row = yolo_train.train_epoch(net, trainer, loader, ctx, epoch, kv.num_workers,
-                                     args.amp, progress, desc=name)
+                                     args.amp, progress, desc=name, ema=ema)
         if kv.distributed:
             # The schedule runs on the servers; trainer.learning_rate is the worker's stale
             # copy (MXNET_TRAPS 36). Report the schedule's LR at the epoch's last update.
@@ -217,52 +330,62 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, epochs
     def validate(epoch):
         if gt is None:
             return {"map_voc12": None, "map_voc07": None}
-        return score(gt, predict_ids(net, data, val_ids, p, ctx, args, vloader), data.classes)
+        with averaged():
+            return score(gt, predict_ids(net, data, val_ids, p, ctx, args, vloader), data.classes)
 
-    epochs = epochs or p.epochs
     try:
         if job is None:
-            for epoch in range(epochs):
+            for epoch in range(p.epochs):
                 train_epoch(epoch)
             log.info("%s rank %d: param digest %s", name, kv.rank, yolo_train.param_digest(net))
             return None
         diverged = None
         try:
-            res = fit(job, net, trainer, epochs, train_epoch, validate, "map_voc12",
-                      resume=True, val_interval=args.val_interval,
-                      extra_state={"seed": seed, "job": name})
+            fit(job, net, trainer, p.epochs, train_epoch, validate, None, resume=True,
+                val_interval=args.val_interval, extra_state={"seed": seed, "job": name}, ema=ema)
         except FloatingPointError as err:
-            if gt is None:  # the final model has no earlier best epoch to fall back on
+            if gt is None:  # the final model has no fold result to fall back on
                 raise
-            # A set whose LR diverges is a CV result, not a crash: keep its best validated
-            # epoch before the divergence (if any) and go on with the other jobs.
+            # A set whose LR diverges is a CV result (a model that finds nothing), not a
+            # crash: go on with the other jobs.
             diverged = str(err)
             log.warning("%s diverged: %s", name, err)
-            state = job.read_json("checkpoints/last.json", {}) or {}
-            res = {"best_epoch": state.get("best_epoch", -1), "history": job.metrics.rows()}
     finally:
         dd.close_loader(loader)
-    ckpt = job.dir / "checkpoints"
-    if gt is None:  # no validation: the model is the last epoch
-        shutil.copyfile(ckpt / "last.params", ckpt / ".best.params.tmp")
-        os.replace(ckpt / ".best.params.tmp", ckpt / "best.params")
-    rows = res["history"]
+    rows = job.metrics.rows()
+    validated = [float(r["map_voc12"]) for r in rows if r.get("map_voc12")]
     result = {"job": name, "params": grid.set_label(getattr(p, "grid_overrides", {})),
-              "best_epoch": res["best_epoch"] if gt is not None else epochs - 1,
-              "epochs": epochs, "seconds": time.time() - t0, "diverged": diverged,
+              "epochs": p.epochs, "seconds": time.time() - t0, "diverged": diverged,
               "images_per_s": float(np.mean([float(r["images_per_s"]) for r in rows]))
-              if rows else 0.0}
-    if gt is not None and (ckpt / "best.params").is_file():
-        yolo.load_params(net, ckpt / "best.params", ctx)
-        dets = predict_ids(net, data, val_ids, p, ctx, args, vloader)
-        det_eval.write_detections_json(job.path("val_detections.json"), dets, data.classes)
-        result.update(score(gt, dets, data.classes))
-    elif gt is not None:  # diverged before any validation: a model that detects nothing
-        result.update(map_voc12=0.0, map_voc07=0.0)
-    result["param_digest"] = yolo_train.param_digest(net)
+              if rows else 0.0, "anchors": anchors, "iters_per_epoch": ipe, "batch": batch,
+              "schedule": schedules.schedule_kwargs(p),
+              # optimistic: the epoch is chosen on the fold it is scored on (extra column)
+              "best_epoch": int(np.argmax(validated)) if validated else -1,
+              "best_epoch_map_voc12": max(validated) if validated else None}
+    if diverged is None:
+        # the trained weights (equal on every dist worker) and the saved model (their average)
+        result["param_digest"] = yolo_train.param_digest(net)
+        with averaged():
+            save_model(net, job.path("checkpoints", "model.params"))
+            result["model_digest"] = yolo_train.param_digest(net)
+            if gt is not None:
+                dets = predict_ids(net, data, val_ids, p, ctx, args, vloader)
+                det_eval.write_detections_json(job.path("val_detections.json"), dets,
+                                               data.classes)
+                result.update(score(gt, dets, data.classes))
+    else:
+        result.update(map_voc12=0.0, map_voc07=0.0, param_digest=None, model_digest=None)
     job.write_json("done.json", result)
-    log.info("%s done: %s", name, {k: v for k, v in result.items() if k != "param_digest"})
+    log.info("%s done: %s", name, {k: v for k, v in result.items()
+                                   if k not in ("param_digest", "model_digest", "anchors",
+                                                "schedule")})
     return result
+
+
+def save_model(net, path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    net.save_parameters(str(tmp))
+    os.replace(tmp, path)
 
 
 def run_parallel(run, jobs, args):
@@ -337,13 +460,19 @@ def open_run(args, kv, derived):
 
 
 def main(args):
+    t_start = time.time()
     parser = build_parser()
+    stored = None
     if args.resume:
         stored = json.loads((Path(args.resume) / "args.json").read_text(encoding="utf-8"))
         resolve_resume(args, stored["options"], vars(parser.parse_args([])))
     if not args.data:
         raise ValueError("--data DATA is required (a prepare_data.py output folder)")
+    recipe = recipes.choose(args.recipe, args.gpus, args.pretrained_base)
+    from_recipe = recipes.apply(args, recipe)
     sets = grid.parse_grid(args.grid, grid.grid_types(parser, GRID_KEYS))
+    if args.time_budget is not None and any("epochs" in s for s in sets):
+        raise ValueError("--time-budget sizes the epochs itself: drop 'epochs' from --grid")
     kv = yolo_train.KVInfo(yolo_train.create_kvstore(args.kvstore))
     if kv.distributed and not args.only:
         raise ValueError("with a dist kvstore each launch trains one model: add --only final "
@@ -352,20 +481,31 @@ def main(args):
     classes = class_names.data_classes(args.data, args.classes)
     ctx = devices.contexts(args.gpus)
     devices.check_amp(args.amp, ctx)
-    run = open_run(args, kv, {"sets": sets})
+    run = open_run(args, kv, {"sets": sets, "recipe": recipe, "from_recipe": from_recipe})
+    run.log.info("recipe %s for %s", recipe, ", ".join(f"{k}={getattr(args, k)}"
+                                                       for k in from_recipe) or "nothing")
     data = dd.DetectionData(args.data, classes,
-                             lambda: yolo.transform_net(args.network, classes))
-    if args.amp:
-        # Train transforms run an fp32 net on the CPU: build them before amp.init (TRAPS 42).
-        for s in sets:
-            p = job_params(args, s)
-            data.transforms(p.data_shape, not p.no_random_shape, None)
-        from mxnet.contrib import amp
-        amp.init()
+                             lambda anchors=None: yolo.transform_net(args.network, classes,
+                                                                     anchors))
     folds = data.splits["folds"]
     job = parse_job(args.only, len(sets), len(folds)) if args.only else None
     params = [job_params(args, dict(s, grid_overrides=s)) for s in sets]
     cv_jobs = [(s, k) for s in range(len(sets)) for k in range(len(folds))]
+    if args.time_budget is not None:
+        plan = (stored or {}).get("derived", {}).get("time_budget")  # resumed run or child
+        if plan is None:
+            plan = plan_budget(run, args, params, data, ctx, job, cv_jobs, t_start)
+        for p in params:
+            p.epochs = plan["epochs"]
+    if "warmup_epochs" in from_recipe:  # a short run keeps half its epochs out of warm-up
+        for p in params:
+            p.warmup_epochs = min(p.warmup_epochs, p.epochs / 2.0)
+    if args.amp:
+        # Train transforms run an fp32 net on the CPU: build them before amp.init (TRAPS 42).
+        for p in params:
+            data.transforms(p.data_shape, p.random_shape, None, p.max_expand)
+        from mxnet.contrib import amp
+        amp.init()
 
     def fold_job(s, k):
         return train_job(run, f"set{s}_fold{k}", params[s], data, ctx, kv, args,
@@ -384,14 +524,76 @@ def main(args):
     return finish(run, args, sets, params, data, ctx, kv, results)
 
 
+def plan_budget(run, args, params, data, ctx, job, cv_jobs, t_start):
+    """Epochs per model from ``--time-budget`` and this machine's measured rates."""
+    retrain = job == "final" or args.final_model == "retrain"
+    p = max(params, key=lambda q: q.data_shape)
+    train_ids = data.splits["train"] if job == "final" else data.splits["folds"][0]["train"]
+    rates = calibrate(data, p, ctx, args, train_ids)
+    folds = data.splits["folds"]
+    n_jobs = (0 if job == "final" else len(cv_jobs)) + int(retrain)
+    members = 1 if retrain else len(folds)
+    largest = len(data.splits["train"]) if retrain else max(len(f["train"]) for f in folds)
+    val = 0 if job == "final" else max(len(f["val"]) for f in folds)
+    after = members * len(data.splits["test"]) / rates["predict_images_per_s"] + 5.0
+    plan = budget.epochs_for_budget(
+        args.time_budget * 60.0 - (time.time() - t_start), largest,
+        rates["train_images_per_s"], val, rates["predict_images_per_s"], args.val_interval,
+        n_jobs, after_s=after, job_overhead_s=rates["job_overhead_s"])
+    plan.update(minutes=args.time_budget, calibration_s=rates["seconds"])
+    runs.record_derived(run, {"time_budget": plan})
+    run.log.info("time budget %.1f min: %d model(s) x %d epochs (%.1f training images/s, %.1f "
+                 "s per epoch, %.0f s planned)", args.time_budget, n_jobs, plan["epochs"],
+                 plan["train_images_per_s"], plan["seconds_per_epoch"], plan["planned_s"])
+    return plan
+
+
+def calibrate(data, p, ctx, args, train_ids, iters=6):
+    """Training and prediction images/s of this machine at ``p``'s settings (a throwaway
+    net; the jobs' random streams are seeded afterwards, so they do not depend on it)."""
+    from datasets.augment import ExtraAugment
+    t0 = time.time()
+    shapes = dd.random_shapes(p.data_shape, p.random_shape)
+    transforms = data.transforms(p.data_shape, False,
+                                 ExtraAugment() if p.extra_augment else None, p.max_expand)
+    net = yolo.build(p.network, data.classes, ctx=ctx, head_scale=p.head_scale)
+    trainer = yolo_train.make_trainer(net, None, args.kvstore, p.wd, p.momentum,
+                                      learning_rate=1e-7, optimizer=p.optimizer)
+    batch = min(p.batch_size, len(train_ids))
+    max_side = max(shapes) if p.max_side < 0 else p.max_side
+    subset = data.subset(train_ids, 0, max_side,
+                         cache=data.cache_bytes(train_ids, max_side) <= CACHE_BYTES)
+    loader = dd.train_loader(subset, transforms, batch, args.num_workers)
+    job_overhead = time.time() - t0
+    try:
+        yolo_train.set_mode(net, "train")
+        batches = ((b, b[0].shape[0]) for b in itertools.islice(yolo_train.endless(loader),
+                                                                 iters + 2))
+        rate = budget.measure_rate(lambda b: yolo_train.train_step(net, trainer, b, ctx),
+                                   batches, warmup=2)
+    finally:
+        dd.close_loader(loader)
+    # Random shapes: compute grows with the input area; calibrated at data_shape only.
+    rate *= p.data_shape ** 2 / float(np.mean(np.square(shapes)))
+    ids = train_ids[:3 * batch]
+    yolo_train.set_mode(net, "predict", post_nms=args.top_k)
+    vl = dd.val_loader(data.subset(ids), p.data_shape, batch, 0)
+    pred = budget.measure_rate(lambda b: net(b[0].as_in_context(ctx[0]))[0].wait_to_read(),
+                               ((b, b[0].shape[0]) for b in vl), warmup=1)
+    return {"train_images_per_s": rate, "predict_images_per_s": pred,
+            "job_overhead_s": job_overhead, "seconds": time.time() - t0}
+
+
 def finish(run, args, sets, params, data, ctx, kv, results):
     """CV tables, out-of-fold detections, the final model, its test predictions, summary."""
-    summary = {"sets": [grid.set_label(s) for s in sets]}
-    best, final_epochs = 0, None
+    summary = {"run": str(run.dir), "sets": [grid.set_label(s) for s in sets], "offset": OFFSET}
+    best = 0
+    folds = range(len(data.splits["folds"]))
     if results:
         rows = [{"set": s, "fold": k, "params": grid.set_label(sets[s]), **sets[s],
-                 "epochs": params[s].epochs, "best_epoch": r["best_epoch"],
-                 "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
+                 "epochs": params[s].epochs, "map_voc12": r["map_voc12"],
+                 "map_voc07": r["map_voc07"], "best_epoch": r["best_epoch"],
+                 "best_epoch_map_voc12": r.get("best_epoch_map_voc12"),
                  "seconds": r["seconds"], "images_per_s": r["images_per_s"],
                  "diverged": r.get("diverged") or ""}
                 for (s, k), r in results.items()]
@@ -403,9 +605,8 @@ def finish(run, args, sets, params, data, ctx, kv, results):
                    and not (run.dir / f"set{s}_fold{k}" / "val_detections.json").is_file()]
         if missing:
             raise RuntimeError(f"the best set {best} has folds {missing} without a model (they "
-                               f"diverged before any validation); see cv_results.csv")
+                               f"diverged); see cv_results.csv")
         plot_cv(run, rows)
-        folds = range(len(data.splits["folds"]))
         oof = cv.merge_out_of_fold(
             [det_eval.read_detections_json(run.dir / f"set{best}_fold{k}" /
                                            "val_detections.json")[0] for k in folds],
@@ -414,7 +615,7 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         write_predictions(run, "oof", oof, train_gt, data.classes)
         try:  # the detector's operating point for predict.py, chosen on OOF (not test) data
             summary["oof_f1_threshold"] = det_eval.best_f1_threshold(
-                train_gt, oof, iou=0.5, offset=0)["score_threshold"]
+                train_gt, oof, iou=0.5, offset=OFFSET)["score_threshold"]
         except ValueError as err:  # no OOF detection at all
             run.log.warning("no F1 operating point on OOF detections: %s", err)
         row = table[best]
@@ -422,36 +623,45 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         summary.update(cv_map_mean=row["map_voc12_mean"], cv_map_std=row["map_voc12_std"],
                        cv_map_voc07_mean=row["map_voc07_mean"], cv_table=table,
                        oof_map_voc12=oof_score["map_voc12"], oof_ap_voc12=oof_score["ap_voc12"])
-        if args.final_model == "cv-median":
-            final_epochs = int(round(row["best_epoch_median"])) + 1
     p = params[best]
-    final = train_job(run, "final", p, data, ctx, kv, args, data.splits["train"],
-                      epochs=final_epochs or p.epochs, seed=args.seed * 1000 + 999)
-    if kv.rank > 0:
-        return {"rank": kv.rank}
-    net = yolo.build(p.network, data.classes, ctx=ctx)
-    yolo.load_params(net, run.dir / "final" / "checkpoints" / "best.params", ctx)
+    final_model = args.final_model if results else "retrain"
+    if final_model == "retrain":
+        final = train_job(run, "final", p, data, ctx, kv, args, data.splits["train"],
+                          seed=args.seed * 1000 + 999)
+        if kv.rank > 0:
+            return {"rank": kv.rank}
+        members = ["final/checkpoints/model.params"]
+        summary.update(final_epochs=final["epochs"], final_images_per_s=final["images_per_s"],
+                       param_digest=final["param_digest"], model_digest=final["model_digest"])
+        from eval import plots
+        plots.plot_metrics_csv(run.dir / "final" / "metrics.csv", run.path("plots", "final.png"),
+                               title="final model")
+    else:
+        members = [f"set{best}_fold{k}/checkpoints/model.params" for k in folds]
+    nets = []
+    for m in members:
+        net = yolo.build(p.network, data.classes, ctx=ctx, head_scale=p.head_scale)
+        yolo.load_params(net, run.dir / m, ctx)
+        nets.append(net)
     test_ids = data.splits["test"]
     test_gt = data.ground_truth(test_ids)
-    test_det = predict_ids(net, data, test_ids, p, ctx, args)
+    loader = dd.val_loader(data.subset(test_ids), p.data_shape, p.batch_size, 0)
+    test_det = dict(zip(test_ids, yolo_train.predict_models(
+        nets, loader, ctx, args.score_thresh, args.top_k, args.fusion_iou)))
     write_predictions(run, "test", test_det, test_gt, data.classes)
-    from eval import plots
-    plots.plot_metrics_csv(run.dir / "final" / "metrics.csv", run.path("plots", "final.png"),
-                           title="final model")
-    model = yolo.model_json(p.network, data.classes, p.data_shape,
-                            "final/checkpoints/best.params")
+    model = yolo.model_json(p.network, data.classes, p.data_shape, members, OFFSET,
+                            args.fusion_iou, p.head_scale)
     if summary.get("oof_f1_threshold") is not None:
         model["score_threshold"] = summary["oof_f1_threshold"]
     run.write_json("model.json", model)
     test = score(test_gt, test_det, data.classes, per_class=True)
     rand = random_baseline(data, test_gt)
     summary.update(best_set=best, best_params=grid.set_label(sets[best]),
-                   final_model=args.final_model, final_epochs=final["epochs"],
+                   final_model=final_model, members=members, epochs=p.epochs,
                    test_map_voc12=test["map_voc12"], test_map_voc07=test["map_voc07"],
                    classes=data.classes, test_ap_voc12=test["ap_voc12"],
                    test_random_map_voc12=rand["map_voc12"],
-                   test_random_map_voc07=rand["map_voc07"],
-                   final_images_per_s=final["images_per_s"], param_digest=final["param_digest"])
+                   test_random_map_voc07=rand["map_voc07"])
     run.log.info("test mAP VOC12 %.4f VOC07 %.4f (random boxes: %.4f / %.4f)",
                  test["map_voc12"], test["map_voc07"], rand["map_voc12"], rand["map_voc07"])
     return run.finish(summary)

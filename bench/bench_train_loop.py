@@ -1,13 +1,16 @@
 """Images/s of the real detector training loop against bare forward/backward/step.
 
-Real loop: record decoding, ExtraAugment, GluonCV's YOLOv3 train transform (targets
-included), batchify, loader workers, then ``models.yolo_train.train_step``. Baseline: the
+Real loop: as train_yolo3.py runs it with a recipe (default the CPU one): images decoded
+once and kept in memory, the recipe's augmentation (GluonCV's YOLOv3 train transform with
+its targets; ExtraAugment and the 4x zoom-out in the paper recipe), batchify, loader workers,
+then ``models.yolo_train.train_step``. Baseline: the
 same ``train_step`` on batches made beforehand. Same net, input size and batch, one fixed
 input size for both (random shapes would make the two differ in compute). The loop is
 measured with 0, 1 and 2 loader workers; the last line is the best ratio.
 
     python bench/bench_train_loop.py [--data DATA] [--network yolo3_mobilenet0.25_custom]
-        [--data-shape 256] [--batch-size 8] [--iters 12] [--workers 0,1,2] [--min-ratio 0.9]
+        [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 12] [--workers 0,1,2]
+        [--min-ratio 0.9]
 """
 import argparse
 import os
@@ -22,7 +25,8 @@ import mxnet as mx  # noqa: E402
 
 from datasets import detection_data as dd  # noqa: E402
 from datasets.augment import ExtraAugment  # noqa: E402
-from models import schedules, yolo, yolo_train  # noqa: E402
+from datasets.classes import data_classes  # noqa: E402
+from models import recipes, schedules, yolo, yolo_train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,8 +34,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="prepared DATA folder (default: a synthetic one)")
     p.add_argument("--network", default="yolo3_mobilenet0.25_custom", choices=yolo.NETWORKS)
-    p.add_argument("--data-shape", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--recipe", choices=sorted(recipes.RECIPES), default="cpu",
+                   help="train_yolo3.py recipe whose augmentation the loop runs (default "
+                        "%(default)s, what a CPU run gets)")
+    p.add_argument("--data-shape", type=int, default=None,
+                   help="input size (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, default=None, help="(default: the recipe's)")
     p.add_argument("--iters", type=int, default=8, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     p.add_argument("--workers", default="0,1,2", help="loader worker counts to measure")
@@ -39,10 +47,17 @@ def parse_args(argv=None):
                    help="shrink images before augmenting as train_yolo3.py does "
                         "(-1 = --data-shape, 0 = never)")
     p.add_argument("--repeats", type=int, default=3, help="measurements per setting (median)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="decode every image every epoch (train_yolo3.py keeps them in memory "
+                        "when they fit)")
     p.add_argument("--min-ratio", type=float, default=None,
                    help="exit with status 1 when the best ratio is below this")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for key in ("data_shape", "batch_size"):
+        if getattr(args, key) is None:
+            setattr(args, key, recipes.RECIPES[args.recipe][key])
+    return args
 
 
 def bare_rate(net, trainer, batches, ctx, warmup):
@@ -85,17 +100,21 @@ def main(args):
         data_dir = tempfile.mkdtemp(prefix="bench_train_loop_")
         make_detection_data(data_dir, n=32, n_test=0, k=2, seed=args.seed,
                             sizes=((400, 480), (440, 520), (380, 460)))  # ~ phantom halves
-    classes = ["lesion"]
-    data = dd.DetectionData(data_dir, classes, lambda: yolo.transform_net(args.network, classes))
+    classes = data_classes(data_dir)
+    data = dd.DetectionData(data_dir, classes,
+                            lambda anchors=None: yolo.transform_net(args.network, classes,
+                                                                    anchors))
     ids = data.splits["train"]
     ctx = [mx.cpu()]
     net = yolo.build(args.network, classes, ctx=ctx)
     sched = schedules.build_schedule("constant", 1e-4, 1, 1)
     trainer = yolo_train.make_trainer(net, sched)
     yolo_train.set_mode(net, "train")
-    transforms = data.transforms(args.data_shape, False, ExtraAugment())
+    recipe = recipes.RECIPES[args.recipe]
+    extra = ExtraAugment() if recipe["extra_augment"] else None
+    transforms = data.transforms(args.data_shape, False, extra, recipe["max_expand"])
     max_side = args.data_shape if args.max_side < 0 else args.max_side
-    subset = data.subset(ids, args.seed, max_side)
+    subset = data.subset(ids, args.seed, max_side, cache=not args.no_cache)
     n_batches = args.warmup + args.iters
     pre = dd.train_loader(subset, transforms, args.batch_size, 0)
     batches = []

@@ -27,9 +27,12 @@ class RecordSubset(gluon.data.Dataset):
     Label columns are GluonCV's ``x1, y1, x2, y2, cls, difficult`` in pixels.
 
     Forked loader workers inherit one random state, so every worker would draw the same
-    augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn). ``__getitem__``
-    reseeds ``random``, ``numpy`` and ``mx.random`` once per new process, from ``seed`` and
-    the pid. The creating process keeps its state, so 0-worker runs stay reproducible.
+    augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn), and which worker gets
+    which batch is up to the pool. Keys from :class:`SplitSampler` are ``(index, epoch)``:
+    ``__getitem__`` then seeds ``random`` and ``numpy`` (the generators GluonCV's transforms
+    and ``ExtraAugment`` draw from) from ``(seed, epoch, index)``, so an item's augmentation
+    is the same with 0, 1 or 4 workers and in every run. A plain int key leaves the random
+    state alone (validation).
 
     ``max_side`` shrinks larger images (boxes scaled alike) before any augmentation: GluonCV's
     train transform colour-jitters, expands (up to 4x) and crops at full resolution and only
@@ -37,33 +40,49 @@ class RecordSubset(gluon.data.Dataset):
     loader's time went into pixels that the final resize throws away.
     """
 
-    def __init__(self, records, indices, seed=0, max_side=None):
+    def __init__(self, records, indices, seed=0, max_side=None, cache=False):
         self._records = records
         self._indices = list(indices)
         self._seed = int(seed)
         self._pid = os.getpid()
         self._max_side = int(max_side) if max_side else None
+        # Decoded (and shrunk) images kept as numpy arrays, made before any loader forks, so
+        # workers share them copy-on-write: JPEG decoding and the area resize are then paid
+        # once per image instead of once per epoch.
+        self._cache = None
+        if cache:
+            self._cache = [(img.asnumpy(), np.asarray(label)) for img, label in
+                           (self._load(i) for i in range(len(self._indices)))]
 
     def __len__(self):
         return len(self._indices)
 
-    def _reseed_if_forked(self):
+    def _reseed(self, key):
         pid = os.getpid()
         if pid != self._pid:
             self._pid = pid
-            s = (self._seed * 1000003 + pid) % (2 ** 31)
-            random.seed(s)
-            np.random.seed(s)
-            mx.random.seed(s)
             import cv2
             cv2.setNumThreads(0)  # one thread per worker (MXNET_TRAPS 30)
+        if isinstance(key, tuple):
+            i, epoch = key
+            state = np.random.SeedSequence([self._seed, int(epoch), int(i)]).generate_state(1)
+            random.seed(int(state[0]))
+            np.random.seed(int(state[0]))
+            return int(i)
+        return key
 
-    def __getitem__(self, i):
-        self._reseed_if_forked()
+    def _load(self, i):
         img, label = self._records[self._indices[i]]
         if self._max_side:
             img, label = shrink(img, label, self._max_side)
         return img, label
+
+    def __getitem__(self, key):
+        i = self._reseed(key)
+        if self._cache is None:
+            return self._load(i)
+        img, label = self._cache[i]
+        return mx.nd.array(img, dtype=np.uint8), np.array(label, copy=True)
 
 
 def shrink(img, label, max_side):
@@ -89,9 +108,9 @@ class DetectionData:
         ``prepare_data.py`` output (``records/all.rec``, ``manifest.csv``, ``splits.json``).
     classes : list of str
     make_transform_net : callable
-        ``() -> net``: a fresh, initialised, never hybridised detector
+        ``(anchors=None) -> net``: a fresh, initialised, never hybridised detector
         (``models.yolo.transform_net``); the train transforms are built from it once per
-        input size and reused by every job.
+        input size and anchors and reused by every job.
     """
 
     def __init__(self, data_dir, classes, make_transform_net):
@@ -109,19 +128,33 @@ class DetectionData:
         self._make_net = make_transform_net
         self._transforms = {}
 
-    def subset(self, sample_ids, seed=0, max_side=None):
-        """``RecordSubset`` of the given sample ids (in that order)."""
+    def subset(self, sample_ids, seed=0, max_side=None, cache=False):
+        """``RecordSubset`` of the given sample ids (in that order); ``cache`` decodes them
+        now and keeps them in memory."""
         from im2rec_tools.records import subset_indices
-        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side)
+        return RecordSubset(self.records, subset_indices(self.ids, sample_ids), seed, max_side,
+                            cache)
 
-    def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0):
-        """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``."""
-        key = (int(data_shape), bool(random_shape), float(max_expand))
+    def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0,
+                   anchors=None):
+        """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``;
+        ``anchors`` (``(9, 2)``, default the network's) decide the target assignment."""
+        anchor_key = None if anchors is None else tuple(np.asarray(anchors, float).ravel())
+        key = (int(data_shape), bool(random_shape), float(max_expand), anchor_key)
         if key not in self._transforms:
-            net = self._make_net()
+            net = self._make_net() if anchors is None else self._make_net(anchors)
             self._transforms[key] = train_transforms(
                 net, random_shapes(data_shape, random_shape), max_expand=max_expand)
         return [TrainTransform(t._yolo, extra) for t in self._transforms[key]]
+
+    def cache_bytes(self, sample_ids, max_side=None):
+        """Bytes the decoded images of ``sample_ids`` take, shrunk to ``max_side``."""
+        _, sizes = self.ground_truth(sample_ids, with_sizes=True)
+        total = 0.0
+        for w, h in sizes.values():
+            scale = min(1.0, max_side / float(max(w, h))) if max_side else 1.0
+            total += 3 * round(w * scale) * round(h * scale)
+        return int(total)
 
     def ground_truth(self, sample_ids, with_sizes=False):
         """``read_ground_truth`` of the given sample ids."""
@@ -230,7 +263,26 @@ def _yolo_train_transform(size, net, max_expand, numpy_targets=True):
         t = fast_targets(t)
     if float(max_expand) != 4.0:
         t = LimitedExpand(t, max_expand)
-    return t
+    return FastCrop(t)
+
+
+class FastCrop:
+    """A GluonCV YOLOv3 train transform whose random crop runs ``datasets.fast_crop`` (same
+    crops and random-number use, a fraction of the time), swapped in for the duration of the
+    call like :class:`LimitedExpand` (module level, so loader workers can unpickle it)."""
+
+    def __init__(self, transform):
+        self._t = transform
+
+    def __call__(self, img, label):
+        from gluoncv.data.transforms.experimental import bbox as experimental_bbox
+        from datasets.fast_crop import random_crop_with_constraints
+        original = experimental_bbox.random_crop_with_constraints
+        experimental_bbox.random_crop_with_constraints = random_crop_with_constraints
+        try:
+            return self._t(img, label)
+        finally:
+            experimental_bbox.random_crop_with_constraints = original
 
 
 class LimitedExpand:
@@ -292,11 +344,13 @@ class SplitSampler(gluon.data.sampler.Sampler):
         self._epoch = int(epoch)
 
     def __iter__(self):
-        perm = np.random.RandomState((self._seed + 7919 * self._epoch) % (2 ** 31)) \
+        epoch = self._epoch
+        perm = np.random.RandomState((self._seed + 7919 * epoch) % (2 ** 31)) \
             .permutation(self._length)
         self._epoch += 1
         start = self.part_len * self._part
-        return iter(perm[start:start + self.part_len].tolist())
+        # (index, epoch) keys: RecordSubset seeds each item's augmentation from them.
+        return iter([(i, epoch) for i in perm[start:start + self.part_len].tolist()])
 
     def __len__(self):
         return self.part_len

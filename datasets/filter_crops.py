@@ -124,14 +124,15 @@ def select_detections(scores, min_score=0.0, top_k=0):
     return order
 
 
+#: Box convention of the crop labels: the detector's scores' (train_yolo3.OFFSET, the VOC
+#: devkit's +1), so a crop labelled +1 is a detection the detection metrics count as a hit.
+IOU_OFFSET = 1
+
+
 def box_iou(boxes, gt_boxes):
-    """IoU matrix of ``boxes`` (N, 4) against ``gt_boxes`` (M, 4), pixels, no +1 offset."""
-    from gluoncv.utils.bbox import bbox_iou  # the field's implementation (GluonCV convention)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    if len(boxes) == 0 or len(gt_boxes) == 0:
-        return np.zeros((len(boxes), len(gt_boxes)))
-    return bbox_iou(boxes, gt_boxes, offset=0)
+    """IoU matrix of ``boxes`` (N, 4) against ``gt_boxes`` (M, 4), pixels, offset 1."""
+    from eval.detection import box_iou as iou
+    return iou(boxes, gt_boxes, offset=IOU_OFFSET)
 
 
 def label_boxes(boxes, gt_boxes, iou_threshold=0.5):

@@ -1,6 +1,6 @@
 """Synthetic raw data set in the clinic's form: dual-panel B-mode screenshots + annotations.
 
-Usage: ``python -m datasets.phantom --out RAW --num 200 --seed 0 [--preview]``
+Usage: ``python -m datasets.phantom --out RAW --num 200 --seed 0 [--preview] [--single-panel]``
 
 Writes ``RAW/scan_0000.jpg`` (red boxes burnt in) or ``RAW/scan_0000.png|.jpg`` +
 ``RAW/scan_0000.json`` (labelme, clean image), and ``RAW/truth.json`` with the exact boxes
@@ -10,6 +10,17 @@ so a larger ``--num`` extends a set without changing its first images; same seed
 two-class set; red boxes carry no label (prepare_data gives them ``--red-label``, ``lesion``
 by default, and truth.json says so), so add ``--labelme-frac 1`` for a set of only those two
 classes. The images are the same bytes with or without it.
+
+``--single-panel`` draws the stand-in for single-panel ultrasound instead: one B-mode panel
+filling the picture (no black border, no scanner text, no contralateral panel), landscape,
+width 520-600 and height 440-500 px drawn uniformly (``--sizes`` overrides), 3-5 lesions
+mostly, as in an affected dual-panel half (the same renderer at the scale of the panel's
+shorter side: the halves' lesion sizes, contrast and look-alikes), every image annotated by
+labelme polygons (``lesion``, or the kind with
+``--label-by-kind``), PNG (80 %) or JPEG. truth.json then has ``panels: {"full": [0, 0, W,
+H]}`` and side ``full`` everywhere; ``prepare_data.py --no-crop --no-split`` prepares it.
+``--labelme-frac`` and ``--both-sides-frac`` do not apply. The dual-panel set of a seed is
+the same bytes as before the option existed.
 Rendering is in :mod:`datasets.phantom_scene`, the ink and labelme shapes in
 :mod:`datasets.phantom_annotation`.
 """
@@ -25,7 +36,8 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets import phantom_annotation as ann
-from datasets.phantom_scene import SIZES, Screenshot, render_pair  # noqa: F401  (re-exported)
+from datasets.phantom_scene import (SINGLE_HEIGHTS, SINGLE_WIDTHS, SIZES,  # noqa: F401
+                                    Screenshot, render_pair, render_single)
 from eval.runs import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -48,11 +60,13 @@ def _encode(image, ext, quality=95):
 
 
 def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None,
-                 label_by_kind=False):
+                 label_by_kind=False, single_panel=False):
     """Render and annotate screenshot ``index`` of the set with ``seed``, in memory.
 
     With ``label_by_kind`` a labelme shape's label is its lesion's kind (``hypo`` or
-    ``hetero``) instead of ``lesion``; red boxes stay ``lesion``.
+    ``hetero``) instead of ``lesion``; red boxes stay ``lesion``. ``single_panel`` renders
+    one panel filling the image (``phantom_scene.render_single``), annotated by labelme
+    polygons; ``labelme_frac`` and ``both_sides_frac`` are then not used.
 
     Returns
     -------
@@ -60,13 +74,18 @@ def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None
         ``files``: file name -> bytes; ``record``: its truth.json entry; the clean screenshot.
     """
     rng = image_rng(seed, index)
-    shot = render_pair(rng, sizes=sizes, both_sides_frac=both_sides_frac)
+    if single_panel:
+        shot = render_single(rng, sizes=sizes)
+    else:
+        shot = render_pair(rng, sizes=sizes, both_sides_frac=both_sides_frac)
     stem = f"scan_{index:04d}"
     h, w = shot.image.shape[:2]
     files = {}
-    if rng.random() < labelme_frac:
-        shapes = [ann.labelme_shape(rng, les, les.kind if label_by_kind else ann.LABEL)
-                  for les in shot.lesions]
+    # single panel: the real held-out sets are labelme polygons, every one of them
+    if single_panel or rng.random() < labelme_frac:
+        shape_type = "polygon" if single_panel else None
+        shapes = [ann.labelme_shape(rng, les, les.kind if label_by_kind else ann.LABEL,
+                                    shape_type) for les in shot.lesions]
         ext = ".png" if rng.random() < 0.8 else ".jpg"
         name = stem + ext
         files[name] = _encode(shot.image, ext, quality=int(rng.integers(90, 96)))
@@ -128,7 +147,7 @@ def draw_preview(out_dir, records, n=6, width=640):
 
 
 def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_frac=0.15,
-             sizes=None, progress=True, label_by_kind=False):
+             sizes=None, progress=True, label_by_kind=False, single_panel=False):
     """Write a raw phantom set of ``num`` screenshots into ``out_dir``.
 
     Parameters
@@ -144,17 +163,22 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
     both_sides_frac : float
         Fraction of screenshots with lesions in both halves.
     sizes : sequence of (W, H), optional
-        Canvas sizes to draw from (default ``phantom_scene.SIZES``).
+        Canvas sizes to draw from (default ``phantom_scene.SIZES``; single panel: widths
+        ``SINGLE_WIDTHS`` x heights ``SINGLE_HEIGHTS``).
     progress : bool
         Show a tqdm progress bar.
     label_by_kind : bool
         Label labelme shapes by lesion kind (``hypo`` / ``hetero``) instead of ``lesion``.
+    single_panel : bool
+        One panel filling each picture, labelme polygons (see the module docstring);
+        ``labelme_frac`` and ``both_sides_frac`` are not used.
 
     Returns
     -------
     dict
-        Summary: out, num, seed, n_red, n_labelme, n_boxes, classes, n_lookalikes, seconds,
-        images_per_s, preview (path or None), removed (stale files deleted).
+        Summary: out, num, seed, single_panel, n_red, n_labelme, n_boxes, classes,
+        n_lookalikes, seconds, images_per_s, preview (path or None), removed (stale files
+        deleted).
     """
     num = int(num)
     if num < 0:
@@ -174,7 +198,7 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
     records, written = [], set()
     for i in tqdm(range(num), desc="phantom", unit="img", disable=not progress):
         files, record, _ = make_example(seed, i, labelme_frac, both_sides_frac, sizes,
-                                        label_by_kind)
+                                        label_by_kind, single_panel)
         # image before its JSON, so a labelme file never points at a missing image
         for name in sorted(files, key=lambda n: n.endswith(".json")):
             atomic_write_bytes(out / name, files[name])
@@ -193,7 +217,7 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
     seconds = time.perf_counter() - t0
     prev = draw_preview(out, records) if preview else None
     summary = {
-        "out": str(out), "num": num, "seed": int(seed),
+        "out": str(out), "num": num, "seed": int(seed), "single_panel": bool(single_panel),
         "n_red": sum(r["annotation"] == "red" for r in records),
         "n_labelme": sum(r["annotation"] == "labelme" for r in records),
         "n_boxes": sum(len(r["boxes"]) for r in records), "classes": classes,
@@ -221,25 +245,41 @@ def parse_args(argv=None):
     p.add_argument("--num", type=int, default=200, help="number of screenshots (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--preview", action="store_true", help="also write OUT/preview.png")
-    p.add_argument("--labelme-frac", type=float, default=0.4,
-                   help="fraction annotated by labelme JSON instead of red ink (default: %(default)s)")
-    p.add_argument("--both-sides-frac", type=float, default=0.15,
-                   help="fraction with lesions in both halves (default: %(default)s)")
+    p.add_argument("--labelme-frac", type=float, default=None,
+                   help="fraction annotated by labelme JSON instead of red ink (default: 0.4)")
+    p.add_argument("--both-sides-frac", type=float, default=None,
+                   help="fraction with lesions in both halves (default: 0.15)")
+    p.add_argument("--single-panel", action="store_true",
+                   help="one B-mode panel per picture, no border, text or second panel, "
+                        f"{SINGLE_WIDTHS[0]}-{SINGLE_WIDTHS[1]} x "
+                        f"{SINGLE_HEIGHTS[0]}-{SINGLE_HEIGHTS[1]} px, labelme polygons "
+                        "(prepare with --no-crop --no-split)")
     p.add_argument("--sizes", type=_size, nargs="+", default=None, metavar="WxH",
                    help="canvas sizes to draw from (default: " +
-                   " ".join(f"{w}x{h}" for w, h in SIZES) + ")")
+                   " ".join(f"{w}x{h}" for w, h in SIZES) + "; --single-panel: the ranges "
+                   "above)")
     p.add_argument("--label-by-kind", action="store_true",
                    help="label labelme shapes by lesion kind (hypo, hetero): a two-class set; "
                         "red boxes stay one class (prepare_data --red-label)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.single_panel:
+        given = [f for f, v in (("--labelme-frac", args.labelme_frac),
+                                ("--both-sides-frac", args.both_sides_frac)) if v is not None]
+        if given:
+            p.error(f"{' and '.join(given)} do not apply with --single-panel (every picture "
+                    f"is one panel annotated by labelme polygons); drop them")
+    args.labelme_frac = 0.4 if args.labelme_frac is None else args.labelme_frac
+    args.both_sides_frac = 0.15 if args.both_sides_frac is None else args.both_sides_frac
+    return args
 
 
 def main(args):
     return generate(args.out, args.num, seed=args.seed, preview=args.preview,
                     labelme_frac=args.labelme_frac, both_sides_frac=args.both_sides_frac,
-                    sizes=args.sizes, progress=args.progress, label_by_kind=args.label_by_kind)
+                    sizes=args.sizes, progress=args.progress, label_by_kind=args.label_by_kind,
+                    single_panel=args.single_panel)
 
 
 if __name__ == "__main__":

@@ -73,11 +73,16 @@ def _sector_points(rng, box, n):
     return np.concatenate([outer, inner])
 
 
-def labelme_shape(rng, lesion, label=LABEL):
-    """One labelme shape dict for a :class:`datasets.phantom_scene.Lesion`, labelled ``label``."""
+def labelme_shape(rng, lesion, label=LABEL, shape_type=None):
+    """One labelme shape dict for a :class:`datasets.phantom_scene.Lesion`, labelled ``label``.
+
+    ``shape_type`` (one of ``SHAPE_TYPES``) fixes the shape; default: drawn with ``SHAPE_P``.
+    """
     box = lesion.box
     w, h = box[2] - box[0], box[3] - box[1]
-    kind = str(rng.choice(SHAPE_TYPES, p=SHAPE_P))
+    if shape_type is not None and shape_type not in SHAPE_TYPES:
+        raise ValueError(f"shape_type must be one of {', '.join(SHAPE_TYPES)}, got {shape_type!r}")
+    kind = shape_type or str(rng.choice(SHAPE_TYPES, p=SHAPE_P))
     if kind == "circle" and not 0.75 <= w / h <= 1.33:
         kind = "ellipse"                      # nobody circles an elongated lesion
     if kind == "rectangle":

@@ -20,6 +20,10 @@ How a panel is made, in the order of the physics it imitates:
 The panels sit on a black canvas with scanner text in the borders and a dark gap between
 them, placed so that the border-crop scan lines (columns W/4, W/2, 3W/4, rows H/4, H/2, 3H/4)
 meet nothing but panel content, and the midline of the cropped area falls in the gap.
+
+:func:`render_single` draws one panel that fills the whole picture (no border, no text, no
+second panel), landscape ``SINGLE_WIDTHS`` x ``SINGLE_HEIGHTS``: the stand-in for
+single-panel ultrasound. Both go through the same renderer; only the layout differs.
 """
 import dataclasses
 import math
@@ -29,6 +33,11 @@ import numpy as np
 
 SIZES = ((960, 640), (1024, 768), (1136, 852), (1280, 720))
 PANEL_WIDTH = (380, 560)
+#: Single-panel image sizes, inclusive ranges: landscape pictures around 560 x 470 px, the
+#: size of single-panel ultrasound exported without the scanner's frame.
+SINGLE_WIDTHS = (520, 600)
+SINGLE_HEIGHTS = (440, 500)
+_SINGLE_MIN_SIDE = 200
 _MARGIN = 8          # anatomy canvas margin around a panel; bounds the right panel's shift
 _SCAN_FRACTIONS = (0.25, 0.5, 0.75)
 _SCAN_KEEP_OUT = 10  # px either side of a scan line where border text is not drawn
@@ -55,9 +64,10 @@ class Lesion:
 class Screenshot:
     """A rendered screenshot before annotation.
 
-    ``image`` is H x W x 3 uint8 grey (B = G = R); ``panels`` maps "left"/"right" to
-    ``[x1, y1, x2, y2]`` (x2, y2 exclusive); ``lookalikes`` holds one entry per look-alike
-    and panel, ``{"box": [...], "kind": "vessel" | "cyst", "side": ...}``.
+    ``image`` is H x W x 3 uint8 grey (B = G = R); ``panels`` maps "left"/"right" (a
+    single-panel picture: "full") to ``[x1, y1, x2, y2]`` (x2, y2 exclusive); ``lookalikes``
+    holds one entry per look-alike and panel, ``{"box": [...], "kind": "vessel" | "cyst",
+    "side": ...}``.
     """
     image: np.ndarray
     panels: dict
@@ -495,11 +505,60 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
     if size is None:
         choices = list(sizes) if sizes else list(SIZES)
         size = tuple(int(v) for v in choices[int(rng.integers(len(choices)))])
-    w, h = size
     panels, _ = _layout(rng, size)
     lp = panels["left"]
-    pw, ph = lp[2] - lp[0], lp[3] - lp[1]
-    scale = pw / 500.0
+    return _render(rng, size, panels, (lp[2] - lp[0]) / 500.0, both_sides_frac, affected,
+                   scanner_text=True)
+
+
+def render_single(rng, size=None, sizes=None):
+    """Render one single-panel B-mode picture: the panel is the whole image.
+
+    The stand-in for single-panel ultrasound exported without the scanner's frame: no black
+    border, no scanner text, no contralateral panel. Anatomy, look-alikes, lesions (one
+    affected panel, 3-5 lesions mostly) and display are those of :func:`render_pair`, at the
+    scale set by the panel's shorter side, as for a dual-panel half (whose shorter side is
+    its width), so lesions keep the dual-panel set's pixel sizes and contrast.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    size : tuple of int, optional
+        Image ``(W, H)``; default: drawn from ``sizes``, or uniformly from
+        ``SINGLE_WIDTHS`` x ``SINGLE_HEIGHTS`` (inclusive).
+    sizes : sequence of (W, H), optional
+
+    Returns
+    -------
+    Screenshot
+        ``panels`` is ``{"full": [0, 0, W, H]}``; every lesion and look-alike has side
+        ``"full"``; ``shift`` is ``(0, 0)`` and ``gain_db`` 0.
+    """
+    if size is None:
+        if sizes:
+            size = tuple(int(v) for v in sizes[int(rng.integers(len(sizes)))])
+        else:
+            size = (int(rng.integers(SINGLE_WIDTHS[0], SINGLE_WIDTHS[1] + 1)),
+                    int(rng.integers(SINGLE_HEIGHTS[0], SINGLE_HEIGHTS[1] + 1)))
+    w, h = size
+    if min(w, h) < _SINGLE_MIN_SIDE:
+        raise ValueError(f"image {w}x{h} too small for a single panel (want both sides >= "
+                         f"{_SINGLE_MIN_SIDE} px)")
+    return _render(rng, (w, h), {"full": [0, 0, w, h]}, min(w, h) / 500.0, 0.0, "full",
+                   scanner_text=False)
+
+
+def _render(rng, size, panels, scale, both_sides_frac, affected, scanner_text):
+    """Draw ``panels`` (equal sizes) of one anatomy on a canvas of ``size``.
+
+    The order of the random draws is the dual-panel screenshot's as it has always been: a
+    dual-panel set keeps its bytes. A second panel ("right") repeats the anatomy shifted by
+    a few pixels and with its own gain; ``scale`` (pixels per 500 px of panel) sizes fibres,
+    speckle, lesions and look-alikes.
+    """
+    w, h = size
+    first = next(iter(panels.values()))
+    pw, ph = first[2] - first[0], first[3] - first[1]
     ah, aw = ph + 2 * _MARGIN, pw + 2 * _MARGIN
     amp, info = _anatomy(rng, ah, aw, scale)
 
@@ -529,14 +588,16 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
         looks.append((kind, box))
 
     smooth = cv2.GaussianBlur(amp, (0, 0), 6 * scale)   # local brightness without fibres
-    shift = (int(rng.integers(-5, 6)), int(rng.integers(-4, 5)))
-    crops = {"left": (_MARGIN, _MARGIN),
-             "right": (_MARGIN + shift[0], _MARGIN + shift[1])}
+    shift = (int(rng.integers(-5, 6)), int(rng.integers(-4, 5))) if "right" in panels else (0, 0)
+    crops = {side: (_MARGIN + shift[0], _MARGIN + shift[1]) if side == "right"
+             else (_MARGIN, _MARGIN) for side in panels}
 
     if affected is None:
         r = rng.random()
         affected = "both" if r < both_sides_frac else ("left" if rng.random() < 0.5 else "right")
-    sides = ("left", "right") if affected == "both" else (affected,)
+    sides = tuple(panels) if affected == "both" else (affected,)
+    if not set(sides) <= set(panels):
+        raise ValueError(f"affected={affected!r}: want 'both' or one of {sorted(panels)}")
 
     gain_db = float(rng.uniform(0.8, 3.0) * rng.choice([-1, 1]))
     atten = float(rng.uniform(4, 9))
@@ -552,7 +613,7 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
     lesions, lookalikes = [], []
     top_of = info["fat_end"] - _MARGIN + 6 * scale     # lesions live below the fascia ...
     bottom_of = info.get("bone", np.full(aw, 1e9, np.float32)) - _MARGIN - 8 * scale  # ... above bone
-    for side in ("left", "right"):
+    for side in panels:
         ox, oy = crops[side]
         p_amp = amp[oy:oy + ph, ox:ox + pw].copy()
         p_smooth = smooth[oy:oy + ph, ox:ox + pw]
@@ -580,8 +641,9 @@ def render_pair(rng, size=None, sizes=None, both_sides_frac=0.15, affected=None)
         g = gain_db if side == "right" else 0.0
         image[p[1]:p[3], p[0]:p[2]] = _to_display(p_amp, spk, g, atten, floor, style)
 
-    depth_cm = float(rng.choice([3.0, 3.5, 4.0, 4.5, 5.0, 6.0]))
-    _scanner_text(rng, image, panels, depth_cm)
+    if scanner_text:
+        depth_cm = float(rng.choice([3.0, 3.5, 4.0, 4.5, 5.0, 6.0]))
+        _scanner_text(rng, image, panels, depth_cm)
     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return Screenshot(image=image, panels=panels, lesions=lesions, lookalikes=lookalikes,
-                      shift=shift, gain_db=gain_db)
+                      shift=shift, gain_db=gain_db if "right" in panels else 0.0)

@@ -262,6 +262,29 @@ def best_f1_threshold(y_true, scores):
     return metrics_at(y, s, float(sw["thresholds"][int(np.argmax(sw["f1"]))]))
 
 
+def recall_threshold(y_true, scores, min_recall=0.95):
+    """The highest threshold (a score value) whose recall is at least ``min_recall``: the
+    most a screening filter may reject while keeping that share of the positives.
+
+    Returns
+    -------
+    dict
+        :func:`metrics_at` at that threshold.
+
+    Raises
+    ------
+    ValueError
+        No positive sample, or ``min_recall`` outside (0, 1].
+    """
+    if not 0.0 < min_recall <= 1.0:
+        raise ValueError(f"min_recall must be in (0, 1], got {min_recall}")
+    y, s = _both(y_true, scores)
+    _require(y, True, False, "a recall-constrained threshold")
+    sw = threshold_sweep(y, s)
+    k = int(np.flatnonzero(sw["recall"] >= min_recall - 1e-12)[0])  # thresholds descend
+    return metrics_at(y, s, float(sw["thresholds"][k]))
+
+
 def youden_threshold(y_true, scores):
     """Threshold maximising Youden's J = TPR - FPR (highest threshold on ties).
 

@@ -26,7 +26,10 @@ FILTER_ROWS = (("test_auc", "test ROC AUC", "ratio"), ("test_f1", "test F1", "ra
                ("threshold", "threshold (best F1 on validation)", "num"),
                ("n_train_pos", "train positives", "int"), ("n_train_neg", "train negatives", "int"),
                ("n_test_pos", "test positives", "int"), ("n_test_neg", "test negatives", "int"))
-KNOWN = {"detector", "two_stage", "filter", "cv", "cv_summary", "elapsed_s", "plots", "title"}
+KNOWN = {"detector", "two_stage", "filter", "cv", "cv_summary", "elapsed_s", "plots", "title",
+         "recall_by"}
+RECALL_BY = (("contrast", "lesion contrast (1 - grey / contralateral grey)"),
+             ("size", "lesion size (square root of the box area, px)"))
 
 
 def _num(v):
@@ -180,9 +183,32 @@ def _section_cv(summary):
                 md_table(["set", "params", "mAP VOC12", "mAP VOC07"], rows, "llrr"), ""]
     if cv:
         rows = [[fmt(r.get("set"), "text"), fmt(r.get("fold"), "text"), _params(r.get("params")),
-                 fmt(r.get("map_voc12"), "pct"), fmt(r.get("map_voc07"), "pct")] for r in cv]
-        out += ["Per fold:", "", md_table(["set", "fold", "params", "mAP VOC12", "mAP VOC07"],
-                                          rows, "lrlrr"), ""]
+                 fmt(r.get("map_voc12"), "pct"), fmt(r.get("map_voc07"), "pct"),
+                 fmt(r.get("best_epoch_map_voc12"), "pct")] for r in cv]
+        out += ["Per fold, each model scored at its last epoch on its validation fold; the "
+                "last column is the best validated epoch, chosen on that same fold "
+                "(optimistic, for reference only):", "",
+                md_table(["set", "fold", "params", "mAP VOC12", "mAP VOC07",
+                          "best epoch (optimistic)"], rows, "lrlrrr"), ""]
+    return out
+
+
+def _section_recall_by(summary):
+    rb = summary.get("recall_by")
+    if not isinstance(rb, dict):
+        return []
+    out = ["## Recall at the operating point, by lesion (test set)", "",
+           "Which lesions the detector finds (any detection at or above its threshold with "
+           "IoU >= 0.5), by how visible and how large they are:", ""]
+    for key, label in RECALL_BY:
+        stages = rb.get(key)
+        if not isinstance(stages, dict) or not isinstance(stages.get("detector"), list):
+            continue
+        two = stages.get("two_stage") or [{}] * len(stages["detector"])
+        rows = [[f"{fmt(r.get('low'))} – {fmt(r.get('high'))}", fmt(r.get("n"), "int"),
+                 fmt(r.get("recall"), "ratio"), fmt(t.get("recall"), "ratio")]
+                for r, t in zip(stages["detector"], two)]
+        out += [md_table([label, "lesions", "detector", "detector + filter"], rows), ""]
     return out
 
 
@@ -269,7 +295,8 @@ def render_report(summary, run_dir=None, title=None):
         facts.append(f"elapsed {_duration(summary['elapsed_s'])}")
     if facts:
         out += [", ".join(facts).capitalize() + ".", ""]
-    for section in (_section_stages(summary), _section_cv(summary), _section_filter(summary),
+    for section in (_section_stages(summary), _section_cv(summary),
+                    _section_recall_by(summary), _section_filter(summary),
                     _section_plots(summary, run_dir), _section_other(summary)):
         out += section
     return "\n".join(out).rstrip() + "\n"

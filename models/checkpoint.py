@@ -43,24 +43,30 @@ class Checkpointer:
         self.last_states = self.dir / "last.states"
         self.last_json = self.dir / "last.json"
         self.best_params = self.dir / "best.params"
+        self.last_ema = self.dir / "last.ema"
 
-    def save_last(self, net, trainer, state):
+    def save_last(self, net, trainer, state, ema=None):
         """Write params, trainer states (skipped under a dist kvstore, where MXNet cannot save
-        them: MXNET_TRAPS 36) and then the pointer with ``state`` (must hold "epoch")."""
+        them: MXNET_TRAPS 36), the weight average ``ema`` (``models.ema.ModelEMA``) and then
+        the pointer with ``state`` (must hold "epoch")."""
         if "epoch" not in state:
             raise ValueError("checkpoint state needs an 'epoch' entry")
         _save_atomic(net.save_parameters, self.last_params)
         has_states = trainer is not None and not _distributed(trainer)
         if has_states:
             _save_atomic(trainer.save_states, self.last_states)
-        atomic_write_json(self.last_json, dict(state, has_states=has_states))
+        state = dict(state, has_states=has_states)
+        if ema is not None:
+            _save_atomic(ema.save, self.last_ema)
+            state["ema_updates"] = ema.updates
+        atomic_write_json(self.last_json, state)
 
     def save_best(self, net):
         _save_atomic(net.save_parameters, self.best_params)
 
-    def load_last(self, net, trainer=None, ctx=None):
-        """Restore the last checkpoint into ``net`` (and ``trainer``); return its state dict,
-        or None when there is no checkpoint yet."""
+    def load_last(self, net, trainer=None, ctx=None, ema=None):
+        """Restore the last checkpoint into ``net`` (and ``trainer``, ``ema``); return its
+        state dict, or None when there is no checkpoint yet."""
         if not self.last_json.exists():
             return None
         with open(self.last_json, encoding="utf-8") as f:
@@ -68,5 +74,10 @@ class Checkpointer:
         net.load_parameters(str(self.last_params), ctx=ctx)
         if trainer is not None and state.get("has_states") and self.last_states.exists():
             trainer.load_states(str(self.last_states))
+        if ema is not None:
+            if "ema_updates" not in state or not self.last_ema.exists():
+                raise ValueError(f"{self.last_json}: the checkpoint has no weight average "
+                                 f"(saved without EMA); resume with the run's own options")
+            ema.load(self.last_ema, state["ema_updates"])
         log.info("resumed from %s (epoch %s)", self.last_json, state["epoch"])
         return state

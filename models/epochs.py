@@ -12,8 +12,8 @@ from models.checkpoint import Checkpointer
 log = logging.getLogger(__name__)
 
 
-def fit(run, net, trainer, epochs, train_epoch, validate, metric, resume=False,
-        mode="max", val_interval=1, extra_state=None):
+def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=False,
+        mode="max", val_interval=1, extra_state=None, ema=None):
     """Run epochs ``start .. epochs-1``, recording and checkpointing each.
 
     Parameters
@@ -28,14 +28,17 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric, resume=False,
         Trains one epoch; returns numbers for the CSV row (losses, lr, images_per_s...).
     validate : callable(epoch) -> dict
         Returns numbers for the CSV row; must contain ``metric``.
-    metric : str
-        Key of the validation dict that selects the best epoch.
+    metric : str or None
+        Key of the validation dict that selects the best epoch (saved as best.params); None
+        keeps no best epoch (the model is the last one: no selection on validation data).
     mode : {"max", "min"}
         Whether a larger or smaller ``metric`` is better.
     val_interval : int
         Validate every this many epochs and always at the last epoch.
     extra_state : dict, optional
         Stored in every checkpoint (seed, set and fold ids...).
+    ema : models.ema.ModelEMA, optional
+        Weight average updated by ``train_epoch``; checkpointed and restored with the rest.
 
     Returns
     -------
@@ -52,7 +55,7 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric, resume=False,
     ckpt = Checkpointer(run.dir / "checkpoints")
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     best_metric, best_epoch, start = None, -1, 0
-    state = ckpt.load_last(net, trainer) if resume else None
+    state = ckpt.load_last(net, trainer, ema=ema) if resume else None
     if state is not None:
         start = state["epoch"] + 1
         best_metric, best_epoch = state.get("best_metric"), state.get("best_epoch", -1)
@@ -69,10 +72,10 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric, resume=False,
         row.update(train_epoch(epoch))
         if (epoch + 1) % max(1, val_interval) == 0 or epoch == epochs - 1:
             val = validate(epoch)
-            if metric not in val:
+            if metric is not None and metric not in val:
                 raise KeyError(f"validate() returned {sorted(val)}, missing {metric!r}")
             row.update(val)
-            value = val[metric]
+            value = val[metric] if metric is not None else None
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 if best_metric is None or better(value, best_metric):
                     best_metric, best_epoch = value, epoch
@@ -80,7 +83,8 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric, resume=False,
         row["seconds"] = time.time() - t0
         run.metrics.append(row)
         ckpt.save_last(net, trainer, dict(extra_state or {}, epoch=epoch,
-                                          best_metric=best_metric, best_epoch=best_epoch))
+                                          best_metric=best_metric, best_epoch=best_epoch),
+                       ema=ema)
         epochs_run += 1
         log.info("epoch %d/%d %s", epoch + 1, epochs,
                  " ".join(f"{k}={_short(v)}" for k, v in row.items() if k != "epoch"))

@@ -14,6 +14,7 @@ Keys are option names with ``_`` or ``-`` (``lr_mode`` = ``lr-mode``); unknown k
 refused with the list of valid ones. In the string form a value that is itself a comma list
 (``lr_steps``) writes its commas as ``/``: ``lr_steps=20/25,30/40`` gives two sets.
 """
+import argparse
 import itertools
 import json
 import os
@@ -180,7 +181,8 @@ def grid_types(parser, keys):
 
 def _action_converter(action):
     base = action.type or str
-    if action.const is True and action.nargs == 0:  # store_true flag
+    if (action.const is True and action.nargs == 0) or \
+            isinstance(action, argparse.BooleanOptionalAction):  # store_true, --x/--no-x
         base = _bool
     choices = action.choices
 

@@ -54,8 +54,51 @@ def _model_home():
     return Path(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet"))).expanduser() / "models"
 
 
+#: The zoo's ``yolo3_*_custom`` recipes: backbone, its three feature stages, head widths.
+_ZOO_PARTS = {
+    "yolo3_darknet53_custom": ("darknet53", (15, 24, None), (512, 256, 128)),
+    "yolo3_mobilenet1.0_custom": ("mobilenet1.0", (33, 69, -2), (512, 256, 128)),
+    "yolo3_mobilenet0.25_custom": ("mobilenet0.25", (33, 69, -2), (256, 128, 128)),
+}
+
+
+def zoo_network(network, classes, pretrained_base=False, head_scale=1.0):
+    """The uninitialised GluonCV network: ``model_zoo.get_model(network)`` itself, or with
+    ``head_scale != 1`` the same backbone, stages, anchors and strides with detection heads
+    ``head_scale`` times as wide.
+
+    At a 128 px input the heads of yolo3_mobilenet0.25 cost about ten times its backbone: a
+    CPU run from scratch buys more iterations per second with narrower heads (forward 2.9x
+    faster at half width, 5x at a quarter), and on phantoms they also learned faster per
+    iteration (README, ablation).
+    """
+    from gluoncv import model_zoo
+    if head_scale == 1:
+        return model_zoo.get_model(network, classes=list(classes),
+                                   pretrained_base=pretrained_base)
+    from gluoncv.model_zoo.yolo.darknet import darknet53
+    from gluoncv.model_zoo.mobilenet import get_mobilenet
+    from gluoncv.model_zoo.yolo.yolo3 import get_yolov3
+    backbone, cuts, filters = _ZOO_PARTS[network]
+    if backbone == "darknet53":
+        base = darknet53(pretrained=pretrained_base)
+    else:
+        base = get_mobilenet(multiplier=float(backbone[len("mobilenet"):]),
+                             pretrained=pretrained_base)
+    f = base.features
+    stages = [f[:cuts[0]], f[cuts[0]:cuts[1]], f[cuts[1]:cuts[2]]]
+    widths = [max(8, int(round(w * head_scale))) for w in filters]
+    return get_yolov3(backbone, stages, widths, COCO_ANCHOR_LAYERS, [8, 16, 32], list(classes),
+                      "")
+
+
+#: GluonCV's anchors per output layer, small to large.
+COCO_ANCHOR_LAYERS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119],
+                      [116, 90, 156, 198, 373, 326]]
+
+
 def build(network, classes, pretrained_base=False, init_params=None, focal_alpha=None,
-          focal_gamma=None, ctx=None):
+          focal_gamma=None, ctx=None, anchors=None, head_scale=1.0):
     """Build and initialise a GluonCV YOLOv3 detector.
 
     Parameters
@@ -74,6 +117,11 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
         (alpha 0.5, gamma 0).
     ctx : mx.Context or list of mx.Context, optional
         Where the parameters live (default CPU).
+    anchors : array_like, optional
+        ``(9, 2)`` anchors in input pixels, small to large (:func:`set_anchors`); default
+        GluonCV's COCO anchors. ``init_params`` overrides them with the file's.
+    head_scale : float
+        Width of the detection heads relative to the zoo network's (1: the zoo's own).
 
     Returns
     -------
@@ -89,15 +137,13 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
     FileNotFoundError
         ``init_params`` does not exist.
     """
-    from gluoncv import model_zoo
-
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
     if not classes:
         raise ValueError("classes is empty; the detector needs at least one class name")
     ctx = ctx or [mx.cpu()]
     try:
-        net = model_zoo.get_model(network, classes=list(classes), pretrained_base=pretrained_base)
+        net = zoo_network(network, classes, pretrained_base, head_scale)
     except Exception as err:  # requests/urllib/OSError/RuntimeError: the zoo is not specific
         if not pretrained_base:
             raise
@@ -118,6 +164,8 @@ def build(network, classes, pretrained_base=False, init_params=None, focal_alpha
     # before the first training step, and save_parameters needs concrete shapes.
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     net(mx.nd.zeros((1, 3, 64, 64), ctx=ctx0))
+    if anchors is not None:
+        set_anchors(net, anchors)
     if init_params:
         load_params(net, init_params, ctx)
     if focal_alpha is not None or focal_gamma is not None:
@@ -144,43 +192,115 @@ def load_params(net, path, ctx=None):
     log.info("detector initialised from %s", path)
 
 
-def transform_net(network, classes):
+def set_anchors(net, anchors):
+    """Replace the anchors of a built YOLOv3 net (``(9, 2)`` width, height in input pixels,
+    small to large; ``models.anchors.fit_anchors``).
+
+    The anchors are Constant parameters of the output layers: they are used by the forward
+    pass (box decoding, the train transform's target assignment through ``net(fake_x)``),
+    saved with ``save_parameters`` and restored by ``load_parameters``.
+    """
+    from models.anchors import layers
+    per_layer = layers(anchors)  # small to large; net.yolo_outputs run large to small
+    for out, values in zip(net.yolo_outputs, per_layer[::-1]):
+        param = out.anchors
+        param.set_data(mx.nd.array(values, dtype="float32").reshape(param.shape))
+
+
+def init_output_priors(net, objects_per_image, data_shape, class_prior=0.5):
+    """Start the objectness and class outputs at the data's base rates, not at 0.5.
+
+    At GluonCV's zero bias every one of the ~1000 anchor positions of a 128 px input predicts
+    objectness 0.5, so the first hundreds of updates of a from-scratch run only learn that
+    almost everything is background (an objectness loss of ~400 per image). RetinaNet's
+    prior initialisation (Lin et al. 2017, section 4.1) and Ultralytics' ``_initialize_biases``
+    set the output bias to the logit of the expected positive rate instead: here
+    ``objects_per_image`` spread over the output layers (each box is assigned to one anchor
+    of one layer), divided by the layer's cells x anchors at ``data_shape``. The class biases
+    start at ``logit(class_prior)`` (with one class its score multiplies the objectness).
+
+    Parameters
+    ----------
+    net : YOLOV3 (initialised)
+    objects_per_image : float
+        Mean number of boxes per training image.
+    data_shape : int
+        Training input size in pixels.
+    """
+    import math
+    layers = list(net.yolo_outputs)
+    for out in layers:
+        cells = (data_shape / float(out._stride)) ** 2
+        rate = min(max(objects_per_image / len(layers) / (cells * out._num_anchors), 1e-6),
+                   0.5)
+        bias = out.prediction.bias
+        values = bias.data().asnumpy().reshape(out._num_anchors, out._num_pred)
+        values[:, 4] = math.log(rate / (1.0 - rate))
+        values[:, 5:] = math.log(class_prior / (1.0 - class_prior))
+        bias.set_data(mx.nd.array(values.reshape(-1)))
+
+
+def get_anchors(net):
+    """The net's anchors as a ``(9, 2)`` list, small to large (the order ``set_anchors`` takes)."""
+    per_layer = [out.anchors.data().asnumpy().reshape(-1, 2).tolist()
+                 for out in net.yolo_outputs]
+    return [wh for layer in per_layer[::-1] for wh in layer]
+
+
+def transform_net(network, classes, anchors=None, head_scale=1.0):
     """A fresh, initialised, never hybridised copy for building training transforms.
 
     ``YOLO3DefaultTrainTransform`` runs this net once in train mode to get anchors and
     offsets; a hybridised net holding the inference graph fails there (MXNET_TRAPS 15), and
     under AMP the transforms must come from an fp32 net built before ``amp.init`` (TRAPS 42).
-    Anchors and offsets depend on the architecture only, so random weights are fine.
+    Anchors and offsets depend on the architecture and ``anchors`` only, so random weights
+    are fine.
     """
-    return build(network, classes, pretrained_base=False)
+    return build(network, classes, pretrained_base=False, anchors=anchors,
+                 head_scale=head_scale)
 
 
-def model_json(network, classes, data_shape, params):
-    """The ``model.json`` record of docs/CONTRACTS.md (``params`` relative to the run folder)."""
+def model_json(network, classes, data_shape, members, offset=1, fusion_iou=0.55,
+               head_scale=1.0):
+    """The ``model.json`` record of docs/CONTRACTS.md.
+
+    ``members`` are parameter files relative to the run folder: one (a single model) or the
+    k fold models of an ensemble, whose detections ``predict_models`` fuses by weighted box
+    fusion at ``fusion_iou``. ``offset`` is the box convention the threshold was chosen with.
+    """
+    members = [str(m) for m in ([members] if isinstance(members, (str, Path)) else members)]
     return {"net": network, "classes": list(classes), "data_shape": int(data_shape),
-            "params": str(params)}
+            "members": members, "offset": int(offset), "head_scale": float(head_scale),
+            "fusion": {"method": "wbf", "iou": float(fusion_iou)}}
 
 
 def load_model_json(path, ctx=None):
-    """Rebuild a trained detector from ``model.json``.
+    """Rebuild a trained detector (one net or an ensemble) from ``model.json``.
 
     Parameters
     ----------
     path : str or Path
-        ``model.json`` written by train_yolo3.py; its ``params`` path is relative to its folder.
+        ``model.json`` written by train_yolo3.py; its parameter paths are relative to its
+        folder (``members``, or the single ``params`` of older runs).
     ctx : mx.Context or list, optional
 
     Returns
     -------
-    (net, info) : (YOLOV3, dict)
-        The initialised net with the trained weights, and the JSON record.
+    (nets, info) : (list of YOLOV3, dict)
+        The initialised nets with their trained weights (anchors included), and the record.
     """
     path = Path(path)
     with open(path, encoding="utf-8") as f:
         info = json.load(f)
-    missing = [k for k in ("net", "classes", "data_shape", "params") if k not in info]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; want net, classes, data_shape, params")
-    net = build(info["net"], info["classes"], ctx=ctx)
-    load_params(net, path.parent / info["params"], ctx)
-    return net, info
+    members = info.get("members") or ([info["params"]] if "params" in info else None)
+    missing = [k for k in ("net", "classes", "data_shape") if k not in info]
+    if missing or not members:
+        raise ValueError(f"{path}: missing key(s) {missing or ['members']}; want net, classes, "
+                         f"data_shape, members")
+    nets = []
+    for m in members:
+        net = build(info["net"], info["classes"], ctx=ctx,
+                    head_scale=info.get("head_scale", 1.0))
+        load_params(net, path.parent / m, ctx)
+        nets.append(net)
+    return nets, info

@@ -164,8 +164,9 @@ def train_step(net, trainer, batch, ctx, num_workers=1, amp=False):
 
 
 def train_epoch(net, trainer, loader, ctx, epoch=0, num_workers=1, amp=False, progress=True,
-                desc="train"):
-    """Train one pass over ``loader``.
+                desc="train", ema=None):
+    """Train one pass over ``loader``; ``ema`` (``models.ema.ModelEMA``) is updated after
+    every step.
 
     Returns
     -------
@@ -189,6 +190,8 @@ def train_epoch(net, trainer, loader, ctx, epoch=0, num_workers=1, amp=False, pr
                disable=None if progress is None else not progress, dynamic_ncols=True)
     for batch in bar:
         losses = train_step(net, trainer, batch, ctx, num_workers, amp)
+        if ema is not None:
+            ema.update()
         if not np.all(np.isfinite(losses)):
             parts = ", ".join(f"{n}={v:.4g}" for n, v in zip(LOSS_NAMES, losses))
             raise FloatingPointError(
@@ -253,6 +256,27 @@ def predict(net, loader, ctx, score_thresh=0.01, top_k=100):
             order = np.argsort(-scores[k][keep], kind="stable")
             out.append({"boxes": b[order], "scores": scores[k][keep][order].astype(np.float64),
                         "labels": ids[k][keep][order].astype(int)})
+    return out
+
+
+def predict_models(nets, loader, ctx, score_thresh=0.01, top_k=100, fusion_iou=0.55):
+    """:func:`predict` of one net, or of several fused by weighted box fusion.
+
+    The ensemble's fused scores are the members' mean score times the share of members that
+    found the box (``eval.fusion``); boxes below ``score_thresh`` after fusion and past
+    ``top_k`` per image are dropped, as for one net.
+    """
+    per_model = [predict(net, loader, ctx, score_thresh, top_k) for net in nets]
+    if len(per_model) == 1:
+        return per_model[0]
+    from eval.fusion import weighted_boxes_fusion
+    out = []
+    for parts in zip(*per_model):
+        b, s, lab = weighted_boxes_fusion([d["boxes"] for d in parts],
+                                          [d["scores"] for d in parts],
+                                          [d["labels"] for d in parts], iou_thr=fusion_iou)
+        keep = np.flatnonzero(s >= score_thresh)[:top_k]
+        out.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep].astype(int)})
     return out
 
 

@@ -44,17 +44,19 @@ def test_split_sampler_gives_equal_disjoint_parts_per_epoch():
             p.set_epoch(epoch)
         got = [list(p) for p in parts]
         assert all(len(g) == 11 // 3 for g in got)
-        flat = sum(got, [])
+        assert all(e == epoch for g in got for _, e in g)  # keys carry their epoch
+        flat = [i for g in got for i, _ in g]
         assert len(set(flat)) == len(flat) and set(flat) <= set(range(11))
     a, b = dd.SplitSampler(11, seed=5), dd.SplitSampler(11, seed=5)
     assert list(a) == list(b)                # same seed, same order
-    assert list(a) != list(dd.SplitSampler(11, seed=5))  # next epoch differs
+    assert [i for i, _ in a] != [i for i, _ in dd.SplitSampler(11, seed=5)]  # next epoch
     a.set_epoch(0)
     assert list(a) == list(dd.SplitSampler(11, seed=5))  # set_epoch replays
 
 
 class _Draws(gluon.data.Dataset):
-    """What a worker's RecordSubset.__getitem__ sees: its pid and the next random draw."""
+    """What the transform after RecordSubset.__getitem__ sees: the process and its next draws
+    from the two generators GluonCV's transforms use."""
 
     def __init__(self, sub):
         self._sub = sub
@@ -62,30 +64,52 @@ class _Draws(gluon.data.Dataset):
     def __len__(self):
         return len(self._sub)
 
-    def __getitem__(self, i):
-        self._sub._reseed_if_forked()
-        return np.array([os.getpid(), np.random.randint(2 ** 30)], dtype=np.int64)
+    def __getitem__(self, key):
+        import random
+        self._sub[key]
+        return np.array([os.getpid(), np.random.randint(2 ** 30), random.randrange(2 ** 30)],
+                        dtype=np.int64)
 
 
-def test_forked_workers_reseed_once_from_seed_and_pid(data):
-    """MXNET_TRAPS 13: without reseeding every worker draws the parent's next numbers."""
-    np.random.seed(0)
-    parent_next = np.random.RandomState(0).randint(2 ** 30)
-    sub = data.subset(data.ids, seed=7)
-    loader = gluon.data.DataLoader(_Draws(sub), batch_size=1, num_workers=2)
-    rows = np.concatenate([b.asnumpy() for b in loader])
-    dd.close_loader(loader)
-    first = {}
-    for pid, draw in rows:
-        first.setdefault(int(pid), int(draw))
-    assert os.getpid() not in first
-    for pid, draw in first.items():
-        s = (7 * 1000003 + pid) % (2 ** 31)
-        assert draw == np.random.RandomState(s).randint(2 ** 30), pid
-        assert draw != parent_next
-    # In-process use keeps the caller's random state (reproducible 0-worker runs).
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_augmentation_draws_depend_on_seed_epoch_and_item_only(data, workers):
+    """MXNET_TRAPS 13: forked workers inherit one random state, and the pool decides which
+    worker gets which batch. Keyed seeding gives every item the same draws with any number
+    of workers, a new draw every epoch, and another with another seed."""
+    def draws(seed, workers, epoch=0):
+        sub = data.subset(data.ids, seed=seed)
+        sampler = dd.SplitSampler(len(sub), seed=1)
+        sampler.set_epoch(epoch)
+        keys = list(sampler)
+        loader = gluon.data.DataLoader(_Draws(sub), batch_size=2, num_workers=workers,
+                                       sampler=_Keys(keys))
+        rows = np.concatenate([b.asnumpy() for b in loader])
+        dd.close_loader(loader)
+        return keys, rows
+
+    keys, rows = draws(7, 0)
+    keys_w, rows_w = draws(7, workers)
+    assert keys == keys_w
+    np.testing.assert_array_equal(rows[:, 1:], rows_w[:, 1:])
+    if workers:
+        assert os.getpid() not in set(rows_w[:, 0].tolist())
+    assert not np.array_equal(draws(7, 0, epoch=1)[1][:, 1:], rows[:, 1:])
+    assert not np.array_equal(draws(8, 0)[1][:, 1:], rows[:, 1:])
+    # An int key (validation) leaves the caller's random state alone.
     np.random.seed(1)
-    assert int(_Draws(sub)[0][1]) == np.random.RandomState(1).randint(2 ** 30)
+    assert int(_Draws(data.subset(data.ids, seed=7))[0][1]) == \
+        np.random.RandomState(1).randint(2 ** 30)
+
+
+class _Keys(gluon.data.sampler.Sampler):
+    def __init__(self, keys):
+        self._keys = keys
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self):
+        return len(self._keys)
 
 
 def _box_iou(a, b):

@@ -36,6 +36,15 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
         json.dumps(summary, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     report = (run_dir / "report.md").read_text()
     assert "detector only" in report and "detector + filter" in report
+    # recall by lesion contrast and size: every non-difficult test box in one bin of each
+    n_test_boxes = summary["detector"]["tp"] + summary["detector"]["fn"]
+    for attr in ("contrast", "size"):
+        for stage in ("detector", "two_stage"):
+            assert sum(r["n"] for r in summary["recall_by"][attr][stage]) == n_test_boxes
+    assert "by lesion" in report
+    # the operating point is model.json's, as predict.py uses it
+    model = json.loads((run_dir / "detector" / "model.json").read_text())
+    assert summary["detector"]["score_threshold"] == model["score_threshold"]
     for rel in ("raw/truth.json", "data/splits.json", "data/records/all.rec",
                 "detector/cv_results.csv", "detector/cv_summary.csv", "detector/model.json",
                 "detector/oof_detections.json", "detector/test_detections.json",

@@ -87,6 +87,19 @@ def test_threshold_sweep_and_best_thresholds(seed):
     assert yd["threshold"] == thr[np.flatnonzero(np.isclose(j, j.max(), atol=TOL))[0]]
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("min_recall", [0.5, 0.9, 0.95, 1.0])
+def test_recall_threshold_is_sklearns_highest_threshold_reaching_the_recall(seed, min_recall):
+    y, y01, s = scored_set(seed, decimals=2)
+    _, rec, thr = skm.precision_recall_curve(y01, s)
+    want = thr[rec[:-1] >= min_recall].max()  # rec[i] is the recall at score >= thr[i]
+    got = C.recall_threshold(y, s, min_recall)
+    assert got["threshold"] == want, f"seed={seed}"
+    assert got["recall"] >= min_recall
+    with pytest.raises(ValueError, match="min_recall"):
+        C.recall_threshold(y, s, 0)
+
+
 def test_one_class_inputs_raise_clear_errors():
     s = np.array([0.1, -0.3, 0.7])
     with pytest.raises(ValueError, match="needs negative samples; got 3 positive and 0"):

@@ -12,11 +12,13 @@ from eval.detection_io import read_detections_json
 from tests.filter_fixtures import HALF_H, HALF_W, make_data, write_detections
 
 
-def _loop_iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def _loop_iou(a, b, offset=1):
+    """The detection metrics' IoU (VOC +1 pixel convention): crop labels follow it."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + offset)
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + offset)
     inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    area = lambda r: (r[2] - r[0] + offset) * (r[3] - r[1] + offset)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
 
 
 def _random_boxes(rng, n, extent=100):
@@ -40,8 +42,8 @@ def test_labels_match_obvious_loop(seed):
 
 
 def test_label_threshold_is_inclusive_and_empty_gt_is_negative():
-    gt = np.array([[0.0, 0.0, 10.0, 10.0]])
-    half = np.array([[0.0, 0.0, 10.0, 5.0]])  # IoU exactly 0.5
+    gt = np.array([[0.0, 0.0, 9.0, 9.0]])
+    half = np.array([[0.0, 0.0, 9.0, 4.0]])  # IoU exactly 0.5 with the +1 convention
     assert fc.label_boxes(half, gt, 0.5)[1].tolist() == [1]
     assert fc.label_boxes(half, gt, 0.51)[1].tolist() == [-1]
     ious, labels = fc.label_boxes(half, np.zeros((0, 4)), 0.5)

@@ -4,6 +4,7 @@ The reference for every box is independent of the generator's own code: the red 
 in the pixels, the bounding box of the labelme points computed here by hand, the border crop
 done by scan lines as the notes describe (002, preprocessing step 1).
 """
+import hashlib
 import json
 import math
 
@@ -75,6 +76,34 @@ def test_same_seed_same_bytes_and_prefix_stable(raw_set, tmp_path):
     phantom.generate(other, 3, seed=SEED + 1, labelme_frac=0.5, progress=False)
     t_other = json.loads((other / "truth.json").read_text())
     assert t_other["images"] != truth["images"][:3]
+
+
+# SHA-256 (first 16 hex digits) of the raw_set files as written before --single-panel
+# existed (commit 0cdbe75): the single-panel option must leave the dual-panel set alone.
+# Encoders and SIMD paths may change bytes across library versions, so the pin holds for the
+# versions it was recorded with.
+PINNED_VERSIONS = {"opencv": "4.11.0", "numpy": "1.23.5"}
+PINNED = {
+    "scan_0000.json": "aee5fa5cbf7ae302", "scan_0000.png": "e521760b2bc37abe",
+    "scan_0001.json": "2b5b513153fdb506", "scan_0001.png": "801aca329111a7b7",
+    "scan_0002.jpg": "6c68c3a03e1864fa", "scan_0002.json": "bd099c58c1442e0f",
+    "scan_0003.json": "4c156dc20299458f", "scan_0003.png": "46cd34bd3992d968",
+    "scan_0004.json": "aa17e09dc000362e", "scan_0004.png": "31d9836d14443ee3",
+    "scan_0005.jpg": "406ecd0506960814", "scan_0006.jpg": "0d3adebb93b8b685",
+    "scan_0007.jpg": "c8017003b98bc54e", "scan_0008.json": "8338d96778cac12a",
+    "scan_0008.png": "0a531a3d76ba08cc", "scan_0009.jpg": "51270a87c0d32d5e",
+    "scan_0009.json": "66ddbd2435934135", "truth.json": "adfcb54ed93d5d74",
+}
+
+
+@pytest.mark.skipif((cv2.__version__, np.__version__) != tuple(PINNED_VERSIONS.values()),
+                    reason=f"bytes pinned with {PINNED_VERSIONS}")
+def test_dual_panel_bytes_as_before_the_single_panel_option(raw_set):
+    out, _, _ = raw_set
+    got = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+           for p in sorted(out.iterdir())}
+    changed = sorted(n for n in PINNED if got.get(n) != PINNED[n])
+    assert not changed and set(got) == set(PINNED), f"seed {SEED}: changed {changed}"
 
 
 def test_label_by_kind_labels_labelme_shapes_by_lesion_kind(raw_set, tmp_path):

@@ -1,6 +1,8 @@
 """train_yolo3.py end to end at tiny settings: every artefact of a 2-set x 2-fold CV run (one
-set diverges on purpose), out-of-fold coverage, scores that agree across the three ways of
-computing them, folds in parallel processes, resuming a run killed with SIGKILL, find_lr."""
+set diverges on purpose) with the fold ensemble as final model, out-of-fold coverage, scores
+that agree across the three ways of computing them (fold scores at the last epoch, never a
+chosen one), folds in parallel processes, resuming a run killed with SIGKILL (retrained final
+model), the time budget, find_lr."""
 import csv
 import json
 import os
@@ -10,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import mxnet as mx
 import numpy as np
 import pytest
 
 import train_yolo3
+from datasets import detection_data as dd
 from eval import detection as det_eval
 from models import yolo, yolo_train
 from tests.yolo_fixtures import make_detection_data
@@ -59,14 +63,15 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
     table = _csv(run / "cv_summary.csv")
     assert [r["set"] for r in table] == ["0", "1"]
     assert sorted(r["rank"] for r in table) == ["1", "2"]
-    for job in ("set0_fold0", "set0_fold1", "final"):
+    assert not (run / "final").exists()  # the final model is the fold ensemble
+    for job in ("set0_fold0", "set0_fold1"):
         rows = _csv(run / job / "metrics.csv")
         assert [r["epoch"] for r in rows] == ["0", "1"], job
-        # --val-interval 2: epoch 0 is not validated, the last epoch always is (CV jobs).
-        if job != "final":
-            assert rows[0]["map_voc12"] == "" and rows[1]["map_voc12"] != ""
-        for f in ("last.params", "last.states", "last.json", "best.params"):
+        # --val-interval 2: epoch 0 is not validated, the last epoch always is.
+        assert rows[0]["map_voc12"] == "" and rows[1]["map_voc12"] != ""
+        for f in ("last.params", "last.states", "last.json", "last.ema", "model.params"):
             assert (run / job / "checkpoints" / f).is_file(), (job, f)
+        assert not (run / job / "checkpoints" / "best.params").exists()
     for k in (0, 1):
         done = json.loads((run / f"set1_fold{k}" / "done.json").read_text())
         assert "non-finite loss" in done["diverged"]
@@ -82,11 +87,15 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
             names = sorted(p.stem for p in (run / folder / sub).glob("*.txt"))
             assert names == sorted(ids), (folder, sub)
     model = json.loads((run / "model.json").read_text())
-    assert model["params"] == "final/checkpoints/best.params" and model["data_shape"] == 64
+    assert model["members"] == [f"set0_fold{k}/checkpoints/model.params" for k in (0, 1)]
+    assert model["data_shape"] == 64 and model["offset"] == 1 == summary["offset"]
+    assert summary["final_model"] == "ensemble"
     # predict.py's operating point: best F1 on the out-of-fold detections, when there are any
     assert model.get("score_threshold") == summary.get("oof_f1_threshold")
-    net, _ = yolo.load_model_json(run / "model.json")
-    assert yolo_train.param_digest(net) == summary["param_digest"]
+    nets, _ = yolo.load_model_json(run / "model.json")
+    for k, net in enumerate(nets):
+        done = json.loads((run / f"set0_fold{k}" / "done.json").read_text())
+        assert yolo_train.param_digest(net) == done["model_digest"]
 
 
 def test_out_of_fold_predictions_cover_the_training_set_once(cv_run, data_dir):
@@ -108,22 +117,46 @@ def test_out_of_fold_predictions_cover_the_training_set_once(cv_run, data_dir):
         assert np.all(d["scores"] >= 0.01) and len(d["scores"]) <= 100
 
 
-def test_scores_agree_with_the_metrics_rows_and_the_cartucho_cli(cv_run, capsys):
+def test_scores_agree_with_the_metrics_rows_and_the_cartucho_cli(cv_run, data_dir, capsys):
     run, summary = cv_run
-    # A fold's recorded mAP = its best epoch's metrics.csv row = mAP of its saved detections.
+    # A fold's recorded mAP = its LAST epoch's metrics.csv row (no epoch chosen on the fold
+    # it is scored on) = mAP of its saved detections; the best epoch is an extra column.
     for r in _csv(run / "cv_results.csv"):
         if r["diverged"]:
             continue
         job = run / f"set{r['set']}_fold{r['fold']}"
-        rows = {int(x["epoch"]): x for x in _csv(job / "metrics.csv")}
-        assert float(rows[int(r["best_epoch"])]["map_voc12"]) == pytest.approx(
-            float(r["map_voc12"]), abs=1e-5)
-    # The test mAP in summary.json is what the Cartucho scorer reads from test/.
+        rows = _csv(job / "metrics.csv")
+        assert float(rows[-1]["map_voc12"]) == pytest.approx(float(r["map_voc12"]), abs=1e-5)
+        assert float(r["best_epoch_map_voc12"]) == pytest.approx(
+            max(float(x["map_voc12"]) for x in rows if x["map_voc12"]), abs=1e-5)
+        dets, _ = det_eval.read_detections_json(job / "val_detections.json")
+        gt = dd.DetectionData(data_dir, ["lesion"], None).ground_truth(sorted(dets))
+        res = det_eval.evaluate(gt, dets, ["lesion"], offset=1)
+        assert res["map_voc12"] == pytest.approx(float(r["map_voc12"]), abs=1e-5)
+    # The test mAP in summary.json is what the Cartucho scorer reads from test/ (offset 1).
     det_eval.main(det_eval.parse_args(["--gt", str(run / "test" / "ground-truth"),
                                        "--dr", str(run / "test" / "detection-results"),
-                                       "--offset", "0"]))
+                                       "--offset", "1"]))
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"mAP = {100 * summary['test_map_voc12']:.2f}%"
+
+
+def test_ensemble_test_detections_are_the_fused_fold_predictions(cv_run, data_dir):
+    from eval import fusion
+    run, summary = cv_run
+    splits = json.loads((data_dir / "splits.json").read_text())
+    nets, model = yolo.load_model_json(run / "model.json")
+    data = dd.DetectionData(data_dir, model["classes"], None)
+    per_member = []
+    for net in nets:
+        loader = dd.val_loader(data.subset(splits["test"]), model["data_shape"], 2)
+        per_member.append(dict(zip(splits["test"], yolo_train.predict(net, loader, [mx.cpu()]))))
+    want = fusion.fuse_detections(per_member, iou_thr=model["fusion"]["iou"])
+    got, _ = det_eval.read_detections_json(run / "test_detections.json")
+    for sid in splits["test"]:
+        keep = np.flatnonzero(want[sid]["scores"] >= 0.01)[:100]  # --score-thresh, --top-k
+        np.testing.assert_allclose(got[sid]["scores"], want[sid]["scores"][keep], rtol=1e-6)
+        np.testing.assert_allclose(got[sid]["boxes"], want[sid]["boxes"][keep], rtol=1e-6)
 
 
 def test_folds_in_parallel_processes_match_the_sequential_run(cv_run, data_dir, tmp_path):
@@ -165,7 +198,7 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
     epochs = 3
     cmd = [sys.executable, str(ROOT / "train_yolo3.py"), "--data", str(data_dir),
            "--epochs", str(epochs), "--val-interval", "3", "--out", str(tmp_path),
-           "--name", "killed", *TINY]
+           "--name", "killed", "--final-model", "retrain", *TINY]
     run = tmp_path / "killed"
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -190,7 +223,11 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
         assert _rows(run / job / "metrics.csv") == list(range(epochs)), job
         assert (run / job / "done.json").is_file()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["final_epochs"] == epochs
+    assert summary["final_epochs"] == epochs and summary["final_model"] == "retrain"
+    model = json.loads((run / "model.json").read_text())
+    assert model["members"] == ["final/checkpoints/model.params"]
+    nets, _ = yolo.load_model_json(run / "model.json")
+    assert yolo_train.param_digest(nets[0]) == summary["model_digest"]
     assert "resumed from" in (run / "log.txt").read_text()
     assert list(run.glob("args.resume-*.json"))
 
@@ -212,3 +249,32 @@ def test_find_lr_writes_the_curve_and_a_suggestion(data_dir, tmp_path, capsys):
     if summary["suggested_max_lr"] is not None:
         assert summary["suggested_base_lr"] == pytest.approx(summary["suggested_max_lr"] / 4)
         assert "suggested max LR" in out
+
+
+def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):
+    args = train_yolo3.parse_args(["--data", str(data_dir), "--time-budget", "1.0",
+                                   "--out", str(tmp_path), "--name", "tb", *TINY])
+    summary = train_yolo3.main(args)
+    run = tmp_path / "tb"
+    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    assert plan["epochs"] >= 1 and plan["minutes"] == 1.0
+    assert plan["planned_s"] <= plan["budget_s"]
+    for k in (0, 1):  # every fold model trains the planned epochs, schedule included
+        rows = _csv(run / f"set0_fold{k}" / "metrics.csv")
+        assert len(rows) == plan["epochs"] == summary["epochs"]
+    with pytest.raises(ValueError, match="drop 'epochs' from --grid"):
+        train_yolo3.main(train_yolo3.parse_args(["--data", str(data_dir), "--time-budget", "1",
+                                                 "--grid", "epochs=3", "--out", str(tmp_path),
+                                                 *TINY]))
+
+
+def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
+    """Augmentation is seeded per item (seed, epoch, index): the same model with 0 or 1
+    loader processes (same OpenMP thread count)."""
+    digests = []
+    for workers in ("0", "1"):
+        argv = ["--data", str(data_dir), "--only", "0:0", "--epochs", "2", "--out",
+                str(tmp_path), "--name", f"w{workers}", *TINY]
+        argv[argv.index("--num-workers") + 1] = workers
+        digests.append(train_yolo3.main(train_yolo3.parse_args(argv))["param_digest"])
+    assert digests[0] == digests[1]

@@ -90,8 +90,12 @@ def test_no_grid_is_one_set_of_command_line_values(types):
 
 
 def test_boolean_switches(types):
-    sets = grid.parse_grid("no_random_shape=true,false", types)
-    assert sets == [{"no_random_shape": True}, {"no_random_shape": False}]
+    # --random-shape/--no-random-shape (unset: the recipe's) as a grid key
+    sets = grid.parse_grid("random_shape=true,false;prior_init=0", types)
+    assert sets == [{"random_shape": True, "prior_init": False},
+                    {"random_shape": False, "prior_init": False}]
+    with pytest.raises(ValueError, match="true/false"):
+        grid.parse_grid("extra_augment=maybe", types)
 
 
 def test_set_label():

@@ -33,12 +33,28 @@ def test_init_params_round_trip_and_model_json(tmp_path):
         yolo_train.param_digest(a, trainable_only=False)
     with open(tmp_path / "model.json", "w") as f:
         json.dump(yolo.model_json(NET, ["lesion"], 64, "w/best.params"), f)
-    c, info = yolo.load_model_json(tmp_path / "model.json")
-    assert info["data_shape"] == 64 and info["net"] == NET
+    (c,), info = yolo.load_model_json(tmp_path / "model.json")
+    assert info["data_shape"] == 64 and info["net"] == NET and info["members"] == ["w/best.params"]
     assert yolo_train.param_digest(c, trainable_only=False) == \
         yolo_train.param_digest(a, trainable_only=False)
     x = mx.nd.random.uniform(shape=(1, 3, 64, 64))
     assert (a(x)[1] - c(x)[1]).abs().max().asscalar() == 0
+
+
+def test_ensemble_model_json_and_narrow_heads(tmp_path):
+    nets = [yolo.build(NET, ["lesion"], head_scale=0.5) for _ in range(2)]
+    for k, n in enumerate(nets):
+        n.save_parameters(str(tmp_path / f"m{k}.params"))
+    with open(tmp_path / "model.json", "w") as f:
+        json.dump(yolo.model_json(NET, ["lesion"], 64, ["m0.params", "m1.params"],
+                                  head_scale=0.5), f)
+    loaded, info = yolo.load_model_json(tmp_path / "model.json")
+    assert len(loaded) == 2 and info["head_scale"] == 0.5
+    for a, b in zip(nets, loaded):
+        assert yolo_train.param_digest(a) == yolo_train.param_digest(b)
+    full = sum(p.data().size for p in yolo.build(NET, ["lesion"]).collect_params().values())
+    half = sum(p.data().size for p in nets[0].collect_params().values())
+    assert half < full / 2
 
 
 def test_init_params_errors(tmp_path):

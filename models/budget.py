@@ -1,0 +1,90 @@
+"""Training to a wall-clock budget: an epoch count from measured throughput.
+
+CPUs differ fourfold in speed for the same detector (an AVX-512 Xeon against an AVX2-only
+EPYC), so a fixed epoch count is not a contract a CPU user can rely on. As Ultralytics'
+``time=`` does, ``--time-budget`` turns minutes into epochs: a short calibration measures
+the training and prediction rates of this machine, and every job gets the same number of
+epochs, chosen so that all of them, their validations and the predictions after training fit
+into the budget. The schedule is then built for that many epochs, so the learning rate still
+anneals by the end. The count is fixed once, before training, and recorded in the run folder:
+passing it back as ``--epochs`` reproduces the run on any machine.
+"""
+import math
+import time
+
+import mxnet as mx
+
+
+def measure_rate(step, batches, warmup=2):
+    """Items per second of ``step(batch)`` over an iterator of batches (first ``warmup``
+    batches untimed: graph building, MKLDNN primitive creation). ``batches`` yields
+    ``(batch, n_items)``."""
+    it = iter(batches)
+    for _ in range(warmup):
+        batch, _ = next(it)
+        step(batch)
+    mx.nd.waitall()
+    t0 = time.perf_counter()
+    n = 0
+    for batch, items in it:
+        step(batch)
+        n += items
+    mx.nd.waitall()
+    return n / max(time.perf_counter() - t0, 1e-9)
+
+
+def epochs_for_budget(budget_s, train_images, train_rate, val_images=0, predict_rate=None,
+                      val_interval=1, jobs=1, after_s=0.0, job_overhead_s=0.0, safety=0.9,
+                      min_epochs=1):
+    """Epochs per job so that ``jobs`` jobs and the work after them fit in ``budget_s``.
+
+    Parameters
+    ----------
+    budget_s : float
+        Seconds left for the jobs and what follows them.
+    train_images : int
+        Images one job trains on per epoch (the largest job, if they differ).
+    train_rate : float
+        Measured training images per second (loader included).
+    val_images : int
+        Images validated every ``val_interval`` epochs and predicted once after training.
+    predict_rate : float, optional
+        Measured prediction images per second (needed when ``val_images``).
+    jobs : int
+        Models to train with this epoch count.
+    after_s : float
+        Seconds needed after all jobs (test predictions, report); reserved first.
+    job_overhead_s : float
+        Fixed seconds per job (building the net and the loaders).
+    safety : float
+        Share of the remaining time planned for (throughput drifts on a shared machine).
+
+    Returns
+    -------
+    dict
+        ``epochs``, ``seconds_per_epoch``, ``planned_s`` (jobs + after) and the inputs.
+
+    Raises
+    ------
+    ValueError
+        The budget does not buy ``min_epochs`` epochs per job; the message gives the budget
+        that would.
+    """
+    if train_rate <= 0:
+        raise ValueError(f"measured training rate must be > 0 images/s, got {train_rate}")
+    val_s = val_images / predict_rate if val_images else 0.0
+    per_epoch = train_images / train_rate + val_s / max(1, val_interval)
+    per_job_fixed = job_overhead_s + val_s
+    available = safety * (budget_s - after_s) / max(1, jobs) - per_job_fixed
+    epochs = int(math.floor(available / per_epoch)) if available > 0 else 0
+    if epochs < min_epochs:
+        need = (after_s + jobs * (per_job_fixed + min_epochs * per_epoch) / safety) / 60.0
+        raise ValueError(f"--time-budget {budget_s / 60:.1f} min buys {epochs} epoch(s) per job "
+                         f"for {jobs} job(s) at {train_rate:.1f} training images/s here "
+                         f"({per_epoch:.1f} s per epoch); at least {need:.1f} min is needed "
+                         f"for {min_epochs}, or give --epochs")
+    planned = after_s + jobs * (per_job_fixed + epochs * per_epoch)
+    return {"epochs": epochs, "seconds_per_epoch": per_epoch, "planned_s": planned,
+            "budget_s": budget_s, "jobs": jobs, "train_images": train_images,
+            "train_images_per_s": train_rate, "val_images": val_images,
+            "predict_images_per_s": predict_rate, "after_s": after_s, "safety": safety}
