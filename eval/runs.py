@@ -217,6 +217,16 @@ class Run:
         self.close()
         return summary
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Record a failure in log.txt, then stop writing it (the run owns its handler)."""
+        if exc is not None:
+            self.log.error("run failed", exc_info=(exc_type, exc, tb))
+        self.close()
+        return False
+
     def close(self):
         """Stop writing this run's log.txt (the console and outer runs keep logging)."""
         handler = getattr(self, "_log_handler", None)
