@@ -29,7 +29,8 @@ import train_filter
 import train_yolo3
 from datasets import classes as class_names
 from datasets import phantom
-from eval import detection, plots, report, runs, two_stage
+from eval import detection, plots, report, two_stage
+from infra import runs
 
 log = logging.getLogger("demo")
 

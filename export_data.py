@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 
 from datasets import export
-from eval import runs
+from infra import runs
 
 log = logging.getLogger("export_data")
 

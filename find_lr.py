@@ -12,7 +12,7 @@ import math
 
 from datasets import classes as class_names
 from datasets import detection_data as dd
-from eval import runs
+from infra import runs
 from models import devices, lr_range, yolo, yolo_train
 
 SCRIPT = "find_lr"

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from datasets import detection_data, filter_crops, preprocess, redbox
 from datasets.images import read_image
-from eval import runs
 from eval.detection_io import write_cartucho
+from infra import runs
 from models import devices, filter_net, yolo, yolo_train
 
 log = logging.getLogger("predict")

@@ -34,8 +34,8 @@ from datasets import classes as class_names
 from datasets import labelme, preprocess, raw_sources, redbox, splits, staging, voc
 from datasets.errors import BadFileError
 from datasets.images import JPEG_QUALITY, write_jpeg
-from eval import runs
 from im2rec_tools import lst, records
+from infra import runs
 
 log = logging.getLogger("prepare_data")
 

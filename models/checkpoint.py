@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from eval.runs import atomic_write_json
+from infra.runs import atomic_write_json
 
 log = logging.getLogger(__name__)
 

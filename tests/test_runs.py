@@ -1,10 +1,10 @@
-"""Run folders, metrics CSV, atomic writes (eval/runs.py)."""
+"""Run folders, metrics CSV, atomic writes (infra/runs.py)."""
 import argparse
 import json
 
 import pytest
 
-from eval import runs
+from infra import runs
 
 
 def _args(tmp_path, **kw):
