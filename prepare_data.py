@@ -36,6 +36,7 @@ from datasets.errors import BadFileError
 from datasets.images import JPEG_QUALITY, write_jpeg
 from im2rec_tools import lst, records
 from infra import runs
+from infra.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("prepare_data")
 
@@ -224,7 +225,7 @@ def _write_csv(path, columns, rows):
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    runs.atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def build(args, raw, out_dir):
@@ -282,7 +283,7 @@ def build(args, raw, out_dir):
                             k=args.folds, test_frac=args.test_frac, seed=args.seed,
                             group_by=group_by)
     splits.check_splits(sp, group_of)
-    runs.atomic_write_json(out_dir / "splits.json", sp)
+    atomic_write_json(out_dir / "splits.json", sp)
     lines = []
     for idx, r in enumerate(rows):
         r["group"], r["rec_idx"] = group_of[r["id"]], idx
@@ -327,8 +328,8 @@ def main(args):
     try:
         if state == "previous":
             log.info("%s holds an earlier prepare_data output; it is replaced at the end", out)
-        runs.atomic_write_json(stage / "args.json", {"script": SCRIPT, "options": vars(args)})
-        runs.atomic_write_json(stage / "env.json", runs.environment())
+        atomic_write_json(stage / "args.json", {"script": SCRIPT, "options": vars(args)})
+        atomic_write_json(stage / "env.json", runs.environment())
         summary = build(args, raw, stage)
         for k in ("sources", "converted", "skipped_files", "no_boxes", "samples", "both_sides",
                   "boxes", "classes", "boxes_per_class", "clipped", "dropped", "dropped_by_reason", "crop_fallbacks",
@@ -336,7 +337,7 @@ def main(args):
             log.info("summary %s: %s", k, summary[k])
         for s in summary["skipped"]:
             log.info("skipped %s: %s", s["file"], s["reason"])
-        runs.atomic_write_json(stage / "summary.json", summary)
+        atomic_write_json(stage / "summary.json", summary)
         staging.install(stage, out, replace=OUTPUTS)
     except BaseException:
         staging.abandon(stage)

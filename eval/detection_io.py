@@ -670,7 +670,7 @@ def write_detections_json(path, detections, classes, coords="half", **extra):
                                  "scores": np.asarray(e["scores"], np.float64).reshape(-1).tolist(),
                                  "labels": np.asarray(e["labels"]).reshape(-1).astype(int).tolist()}
     doc = {"classes": [str(c) for c in classes], "coords": coords, **extra, "images": images}
-    from infra.runs import atomic_write_json  # here: the CLI's start-up does not need it
+    from infra.atomic import atomic_write_json  # here: the CLI's start-up does not need it
     return atomic_write_json(path, doc)
 
 

@@ -14,49 +14,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from infra.atomic import atomic_write_json, atomic_write_text
 
 LOGGER_NAME = "run"
 _PACKAGES = ("mxnet", "mxnet-cu112", "gluoncv", "numpy", "opencv-python", "scikit-image",
              "scikit-learn", "matplotlib", "scipy")
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path, text):
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_default(obj):
-    # numpy scalars/arrays and paths show up in summaries; keep this module numpy-free.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def atomic_write_json(path, obj):
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False,
-                                              default=_json_default) + "\n")
 
 
 def add_run_arguments(parser, script):

@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from infra.runs import atomic_write_json
+from infra.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Run folders, metrics CSV, atomic writes (infra/runs.py)."""
+"""Run folders, metrics CSV (infra/runs.py)."""
 import argparse
 import json
 
@@ -47,12 +47,6 @@ def test_metrics_csv_rows_truncate_and_new_columns(tmp_path):
     assert [int(r["epoch"]) for r in m.rows()] == [0, 1]
     m.append({"epoch": 2, "loss": 0.5})
     assert [int(r["epoch"]) for r in m.rows()] == [0, 1, 2]
-
-
-def test_atomic_write_leaves_no_temp_files(tmp_path):
-    p = runs.atomic_write_json(tmp_path / "a" / "x.json", {"v": 1})
-    assert json.loads(p.read_text()) == {"v": 1}
-    assert sorted(f.name for f in p.parent.iterdir()) == ["x.json"]
 
 
 def test_subrun_and_finish(tmp_path):
