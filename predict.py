@@ -164,7 +164,13 @@ def _dashed_rect(img, box, color, dash=6):
 
 def main(args):
     ctx = devices.contexts(args.gpus)
-    run = runs.start("predict", args)
+    with runs.start("predict", args) as run:
+        return predict_all(run, args, ctx)
+
+
+def predict_all(run, args, ctx):
+    """Detector on both halves of every input, filter on each detection; writes the
+    run folder's predictions, Cartucho files, pictures and summary."""
     nets, det_info = yolo.load_model_json(Path(args.detector) / "model.json", ctx=ctx)
     det_threshold = args.det_threshold
     if det_threshold is None:

@@ -323,33 +323,30 @@ def main(args):
     out = Path(args.out)
     created = not out.exists()
     stage = staging.start(out)
-    runs.setup_logging(stage / "log.txt")
-    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_run_handler", False)]
     try:
-        if state == "previous":
-            log.info("%s holds an earlier prepare_data output; it is replaced at the end", out)
-        atomic_write_json(stage / "args.json", {"script": SCRIPT, "options": vars(args)})
-        atomic_write_json(stage / "env.json", runs.environment())
-        summary = build(args, raw, stage)
-        for k in ("sources", "converted", "skipped_files", "no_boxes", "samples", "both_sides",
-                  "boxes", "classes", "boxes_per_class", "clipped", "dropped", "dropped_by_reason", "crop_fallbacks",
-                  "test", "train", "folds", "screenshots_per_s"):
-            log.info("summary %s: %s", k, summary[k])
-        for s in summary["skipped"]:
-            log.info("skipped %s: %s", s["file"], s["reason"])
-        atomic_write_json(stage / "summary.json", summary)
-        staging.install(stage, out, replace=OUTPUTS)
+        # The staging folder is the run folder (args.json, env.json, log.txt); it moves in
+        # with the data. The run detaches its log.txt when the block ends, so the stages
+        # demo.py runs next do not write into DATA/log.txt.
+        with runs.start(SCRIPT, args, directory=stage) as run:
+            if state == "previous":
+                log.info("%s holds an earlier prepare_data output; it is replaced at the end",
+                         out)
+            summary = build(args, raw, stage)
+            for k in ("sources", "converted", "skipped_files", "no_boxes", "samples",
+                      "both_sides", "boxes", "classes", "boxes_per_class", "clipped", "dropped",
+                      "dropped_by_reason", "crop_fallbacks", "test", "train", "folds",
+                      "screenshots_per_s"):
+                log.info("summary %s: %s", k, summary[k])
+            for s in summary["skipped"]:
+                log.info("skipped %s: %s", s["file"], s["reason"])
+            run.write_json("summary.json", summary)
+            staging.install(stage, out, replace=OUTPUTS)
+            log.info("wrote %s", out)  # into log.txt, which moved in with the rest
     except BaseException:
         staging.abandon(stage)
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
-    finally:
-        for h in handlers:
-            if isinstance(h, logging.FileHandler):
-                logging.getLogger().removeHandler(h)
-                h.close()
-    log.info("wrote %s", out)
     return summary
 
 
