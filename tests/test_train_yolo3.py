@@ -20,7 +20,6 @@ import train_yolo3
 from datasets import detection_data as dd
 from eval import detection as det_eval
 from models import yolo, yolo_train
-from tests.yolo_fixtures import make_detection_data
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +28,8 @@ TINY = ["--network", "yolo3_mobilenet0.25_custom", "--data-shape", "64", "--batc
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root, _ = make_detection_data(tmp_path_factory.mktemp("data"), n=12, n_test=4, k=2, seed=0)
-    return root
+def data_dir(tiny_detection_data):
+    return tiny_detection_data[0]
 
 
 @pytest.fixture(scope="module")
