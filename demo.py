@@ -12,6 +12,10 @@ Every stage is the same script a user runs by hand, called in-process (``main(pa
     runs/demo/<name>/filter/         fused crops, filter net, threshold, test scores
     runs/demo/<name>/report.md       detector alone vs detector + filter, CV table, plots
     runs/demo/<name>/summary.json
+    runs/demo/<name>/log.txt         every stage's lines: the demo's run encloses the others
+
+Each stage's own ``log.txt`` (``data/``, ``detector/``, ``filter/``) holds only that stage's
+lines: a run detaches its log when it ends (``infra.runs.Run``).
 
 The detector's operating threshold is its best-F1 score on the out-of-fold detections and
 the filter's threshold is its best F1 on validation crops: neither looks at the test split.
@@ -29,7 +33,8 @@ import train_filter
 import train_yolo3
 from datasets import classes as class_names
 from datasets import phantom
-from eval import detection, plots, report, runs, two_stage
+from eval import detection, plots, report, two_stage
+from infra import runs
 
 log = logging.getLogger("demo")
 
@@ -175,7 +180,19 @@ def recall_breakdown(data_dir, gt, det, kept, det_threshold, offset):
 def main(args):
     t0 = time.time()
     cfg = profile(args)
-    run = runs.start("demo", args, derived={"profile": cfg})
+    with runs.start("demo", args, derived={"profile": cfg}) as run:
+        summary = run_stages(run, args, cfg, t0)
+        run.finish(summary)
+    report.write_report(run.dir, summary, title="Two-stage strain detection: demo on phantoms")
+    table = report.format_summary_table(summary)
+    print(table, flush=True)
+    return summary
+
+
+def run_stages(run, args, cfg, t0):
+    """Phantom, prepare, detector, filter and the two-stage evaluation inside the demo's run
+    folder; returns the summary. Each stage is a run of its own (its own log.txt); the
+    demo's log.txt encloses them all."""
     seed = str(args.seed)
     data_dir = run.dir / "data"
     if args.raw:
@@ -218,7 +235,7 @@ def main(args):
     classes = class_names.data_classes(data_dir)
     e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots")
 
-    summary = {
+    return {
         "profile": cfg,
         "data": {k: prep.get(k) for k in ("sources", "samples", "boxes", "skipped_files",
                                           "both_sides", "test", "train", "folds")},
@@ -239,11 +256,6 @@ def main(args):
         "plots": _collect_plots(run.dir, e2e["plots"]),
         "elapsed_s": round(time.time() - t0, 1),
     }
-    run.finish(summary)
-    report.write_report(run.dir, summary, title="Two-stage strain detection: demo on phantoms")
-    table = report.format_summary_table(summary)
-    print(table, flush=True)
-    return summary
 
 
 def _collect_plots(run_dir, extra):

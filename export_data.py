@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 
 from datasets import export
-from eval import runs
+from infra.atomic import atomic_write_json
 
 log = logging.getLogger("export_data")
 
@@ -58,7 +58,7 @@ def main(args):
             raise ValueError(f"--out {out} is not empty and not an earlier export; choose an "
                              f"empty folder or add --overwrite")
     summary = export.export(data, out, args.format, args.difficult)
-    runs.atomic_write_json(out / export.MARKER, {"args": vars(args), **summary})
+    atomic_write_json(out / export.MARKER, {"args": vars(args), **summary})
     log.info("exported %d images, %d boxes (%d difficult: %s) of %s as %s into %s "
              "(%d linked, %d copied)", summary["images"], summary["boxes"], summary["difficult"],
              args.difficult, data, args.format, out, summary["linked"], summary["copied"])

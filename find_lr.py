@@ -12,7 +12,7 @@ import math
 
 from datasets import classes as class_names
 from datasets import detection_data as dd
-from eval import runs
+from infra import runs
 from models import devices, lr_range, yolo, yolo_train
 
 SCRIPT = "find_lr"
@@ -58,32 +58,35 @@ def parse_args(argv=None):
 def main(args):
     classes = class_names.data_classes(args.data, args.classes)
     ctx = devices.contexts(args.gpus)
-    run = runs.start(SCRIPT, args)
-    yolo_train.seed_all(args.seed)
-    data = dd.DetectionData(args.data, classes, lambda: yolo.transform_net(args.network, classes))
-    ids = data.splits["train"] if args.fold < 0 else data.splits["folds"][args.fold]["train"]
-    net = yolo.build(args.network, classes, args.pretrained_base, args.init_params,
-                     args.focal_alpha, args.focal_gamma, ctx)
-    trainer = yolo_train.make_trainer(net, None, args.kvstore, args.wd, args.momentum,
-                                      learning_rate=args.min_lr)
-    subset = data.subset(ids, args.seed)
-    loader = dd.train_loader(subset, data.transforms(args.data_shape, not args.no_random_shape),
-                             min(args.batch_size, len(subset)), args.num_workers,
-                             dd.SplitSampler(len(subset), seed=args.seed))
-    try:
-        step = yolo_train.loss_step_fn(net, trainer, yolo_train.endless(loader), ctx)
-        for _ in range(args.warmup_iters):
-            step(args.min_lr)
-        result = lr_range.lr_range_test(step, args.min_lr, args.max_lr, args.num_iters,
-                                        args.beta, args.diverge_factor)
-    finally:
-        dd.close_loader(loader)
-    lr_range.write_lr_range_csv(run.path("lr_range.csv"), result)
-    plot_lr_range(run, result)
-    summary = {k: result[k] for k in ("suggested_max_lr", "suggested_base_lr", "min_loss_lr",
-                                      "steepest_lr", "stopped_early", "stop_reason")}
-    summary.update(steps=len(result["lrs"]), fold=args.fold, train_images=len(subset))
-    run.finish(summary)
+    with runs.start(SCRIPT, args) as run:
+        yolo_train.seed_all(args.seed)
+        data = dd.DetectionData(args.data, classes,
+                                lambda: yolo.transform_net(args.network, classes))
+        ids = data.splits["train"] if args.fold < 0 else data.splits["folds"][args.fold]["train"]
+        net = yolo.build(args.network, classes, args.pretrained_base, args.init_params,
+                         args.focal_alpha, args.focal_gamma, ctx)
+        trainer = yolo_train.make_trainer(net, None, args.kvstore, args.wd, args.momentum,
+                                          learning_rate=args.min_lr)
+        subset = data.subset(ids, args.seed)
+        loader = dd.train_loader(subset,
+                                 data.transforms(args.data_shape, not args.no_random_shape),
+                                 min(args.batch_size, len(subset)), args.num_workers,
+                                 dd.SplitSampler(len(subset), seed=args.seed))
+        try:
+            step = yolo_train.loss_step_fn(net, trainer, yolo_train.endless(loader), ctx)
+            for _ in range(args.warmup_iters):
+                step(args.min_lr)
+            result = lr_range.lr_range_test(step, args.min_lr, args.max_lr, args.num_iters,
+                                            args.beta, args.diverge_factor)
+        finally:
+            dd.close_loader(loader)
+        lr_range.write_lr_range_csv(run.path("lr_range.csv"), result)
+        plot_lr_range(run, result)
+        summary = {k: result[k] for k in ("suggested_max_lr", "suggested_base_lr",
+                                          "min_loss_lr", "steepest_lr", "stopped_early",
+                                          "stop_reason")}
+        summary.update(steps=len(result["lrs"]), fold=args.fold, train_images=len(subset))
+        run.finish(summary)
     if result["suggested_max_lr"] is not None:
         print(f"suggested max LR: {result['suggested_max_lr']:.3g}  base_lr = max/4: "
               f"{result['suggested_base_lr']:.3g}")

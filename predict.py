@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from datasets import detection_data, filter_crops, preprocess, redbox
 from datasets.images import read_image
-from eval import runs
 from eval.detection_io import write_cartucho
+from infra import runs
+from infra.atomic import atomic_write_bytes, atomic_write_json
 from models import devices, filter_net, yolo, yolo_train
 
 log = logging.getLogger("predict")
@@ -148,7 +149,7 @@ def draw(img, records, path):
         cv2.putText(vis, f"d{r['det_score']:.2f}{fs}", (x1, max(12, y1 - 4)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     ok, buf = cv2.imencode(".png", vis)
-    runs.atomic_write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _dashed_rect(img, box, color, dash=6):
@@ -163,7 +164,13 @@ def _dashed_rect(img, box, color, dash=6):
 
 def main(args):
     ctx = devices.contexts(args.gpus)
-    run = runs.start("predict", args)
+    with runs.start("predict", args) as run:
+        return predict_all(run, args, ctx)
+
+
+def predict_all(run, args, ctx):
+    """Detector on both halves of every input, filter on each detection; writes the
+    run folder's predictions, Cartucho files, pictures and summary."""
     nets, det_info = yolo.load_model_json(Path(args.detector) / "model.json", ctx=ctx)
     det_threshold = args.det_threshold
     if det_threshold is None:
@@ -213,7 +220,7 @@ def main(args):
                     "box_half": [float(v) for v in box], "det_score": float(s),
                     "filter_score": None if np.isnan(fs) else float(fs), "status": status})
         name = path.stem
-        runs.atomic_write_json(run.path("predictions", f"{name}.json"), {
+        atomic_write_json(run.path("predictions", f"{name}.json"), {
             "source": str(path), "width": img.shape[1], "height": img.shape[0],
             "halves": {s: list(r) for s, r in halves.items()}, "crop": info["crop"],
             "crop_method": info["method"], "det_threshold": det_threshold,

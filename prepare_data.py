@@ -34,8 +34,9 @@ from datasets import classes as class_names
 from datasets import labelme, preprocess, raw_sources, redbox, splits, staging, voc
 from datasets.errors import BadFileError
 from datasets.images import JPEG_QUALITY, write_jpeg
-from eval import runs
 from im2rec_tools import lst, records
+from infra import runs
+from infra.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("prepare_data")
 
@@ -224,7 +225,7 @@ def _write_csv(path, columns, rows):
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    runs.atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def build(args, raw, out_dir):
@@ -282,7 +283,7 @@ def build(args, raw, out_dir):
                             k=args.folds, test_frac=args.test_frac, seed=args.seed,
                             group_by=group_by)
     splits.check_splits(sp, group_of)
-    runs.atomic_write_json(out_dir / "splits.json", sp)
+    atomic_write_json(out_dir / "splits.json", sp)
     lines = []
     for idx, r in enumerate(rows):
         r["group"], r["rec_idx"] = group_of[r["id"]], idx
@@ -322,33 +323,30 @@ def main(args):
     out = Path(args.out)
     created = not out.exists()
     stage = staging.start(out)
-    runs.setup_logging(stage / "log.txt")
-    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_run_handler", False)]
     try:
-        if state == "previous":
-            log.info("%s holds an earlier prepare_data output; it is replaced at the end", out)
-        runs.atomic_write_json(stage / "args.json", {"script": SCRIPT, "options": vars(args)})
-        runs.atomic_write_json(stage / "env.json", runs.environment())
-        summary = build(args, raw, stage)
-        for k in ("sources", "converted", "skipped_files", "no_boxes", "samples", "both_sides",
-                  "boxes", "classes", "boxes_per_class", "clipped", "dropped", "dropped_by_reason", "crop_fallbacks",
-                  "test", "train", "folds", "screenshots_per_s"):
-            log.info("summary %s: %s", k, summary[k])
-        for s in summary["skipped"]:
-            log.info("skipped %s: %s", s["file"], s["reason"])
-        runs.atomic_write_json(stage / "summary.json", summary)
-        staging.install(stage, out, replace=OUTPUTS)
+        # The staging folder is the run folder (args.json, env.json, log.txt); it moves in
+        # with the data. The run detaches its log.txt when the block ends, so the stages
+        # demo.py runs next do not write into DATA/log.txt.
+        with runs.start(SCRIPT, args, directory=stage) as run:
+            if state == "previous":
+                log.info("%s holds an earlier prepare_data output; it is replaced at the end",
+                         out)
+            summary = build(args, raw, stage)
+            for k in ("sources", "converted", "skipped_files", "no_boxes", "samples",
+                      "both_sides", "boxes", "classes", "boxes_per_class", "clipped", "dropped",
+                      "dropped_by_reason", "crop_fallbacks", "test", "train", "folds",
+                      "screenshots_per_s"):
+                log.info("summary %s: %s", k, summary[k])
+            for s in summary["skipped"]:
+                log.info("skipped %s: %s", s["file"], s["reason"])
+            run.write_json("summary.json", summary)
+            staging.install(stage, out, replace=OUTPUTS)
+            log.info("wrote %s", out)  # into log.txt, which moved in with the rest
     except BaseException:
         staging.abandon(stage)
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
-    finally:
-        for h in handlers:
-            if isinstance(h, logging.FileHandler):
-                logging.getLogger().removeHandler(h)
-                h.close()
-    log.info("wrote %s", out)
     return summary
 
 

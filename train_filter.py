@@ -25,7 +25,8 @@ from mxnet import autograd, gluon
 from datasets import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
-from eval import classification, plots, runs
+from eval import classification, plots
+from infra import runs
 from models import budget, devices, filter_net, schedules
 from models.epochs import fit
 

@@ -46,7 +46,8 @@ import numpy as np  # noqa: E402
 
 from datasets import classes as class_names  # noqa: E402
 from datasets import detection_data as dd  # noqa: E402
-from eval import cv, runs  # noqa: E402
+from eval import cv  # noqa: E402
+from infra import runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
 from models import anchors as anchor_fit  # noqa: E402
 from models import budget, devices, grid, recipes, schedules, yolo, yolo_train  # noqa: E402

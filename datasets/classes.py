@@ -11,7 +11,7 @@ trained or scored against a silently re-ordered or different list.
 import logging
 from pathlib import Path
 
-from eval.runs import atomic_write_text
+from infra.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

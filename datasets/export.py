@@ -26,7 +26,7 @@ import numpy as np
 from datasets.classes import read_classes
 from datasets.voc import read_voc
 from eval.detection_io import write_cartucho
-from eval.runs import atomic_write_json, atomic_write_text
+from infra.atomic import atomic_write_json, atomic_write_text
 from im2rec_tools.records import read_manifest
 
 log = logging.getLogger(__name__)

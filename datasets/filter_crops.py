@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from eval.runs import atomic_write_json, atomic_write_text
+from infra.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -558,6 +558,6 @@ def contact_sheet(crops, rows, path, per_class=12, tile=80):
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:
         raise OSError(f"could not encode preview {path}")
-    from eval.runs import atomic_write_bytes
+    from infra.atomic import atomic_write_bytes
     atomic_write_bytes(path, buf.tobytes())
     return path

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from datasets.errors import BadFileError
-from eval.runs import atomic_write_bytes
+from infra.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

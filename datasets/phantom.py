@@ -38,7 +38,7 @@ from tqdm import tqdm
 from datasets import phantom_annotation as ann
 from datasets.phantom_scene import (SINGLE_HEIGHTS, SINGLE_WIDTHS, SIZES,  # noqa: F401
                                     Screenshot, render_pair, render_single)
-from eval.runs import atomic_write_bytes, atomic_write_json
+from infra.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 CLASSES = ["lesion"]

@@ -14,7 +14,7 @@ import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
 from datasets.errors import BadFileError
-from eval.runs import atomic_write_text
+from infra.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

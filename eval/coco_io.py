@@ -273,7 +273,7 @@ def write_coco_instances(path, gt, classes, image_ids=None, image_info=None, cat
     -------
     pathlib.Path
     """
-    from eval.runs import atomic_write_json  # here: the CLI's start-up does not need it
+    from infra.atomic import atomic_write_json  # here: the CLI's start-up does not need it
     return atomic_write_json(path, to_coco_instances(gt, classes, image_ids, image_info,
                                                      category_ids))
 
@@ -312,5 +312,5 @@ def write_coco_results(path, det, classes, image_ids=None, category_ids=None):
     -------
     pathlib.Path
     """
-    from eval.runs import atomic_write_json
+    from infra.atomic import atomic_write_json
     return atomic_write_json(path, to_coco_results(det, classes, image_ids, category_ids))

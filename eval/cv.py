@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from eval.runs import atomic_write_text
+from infra.atomic import atomic_write_text
 
 METRICS = ("map_voc12", "map_voc07")
 

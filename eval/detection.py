@@ -554,7 +554,7 @@ def main(args):
     summary = {**result_summary(result), "metric": args.metric, "gt": str(args.gt),
                "dr": str(args.dr)}
     if args.json:
-        from eval.runs import atomic_write_json
+        from infra.atomic import atomic_write_json
         atomic_write_json(args.json, summary)
     if args.plots:
         from eval import plots

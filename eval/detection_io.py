@@ -32,10 +32,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from infra.atomic import make_temp_dir
 
 
 log = logging.getLogger(__name__)
@@ -499,7 +500,7 @@ def _write_folder(folder, files):
                                   f"new ones; write into a new folder")
         folder.rmdir()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    tmp = Path(make_temp_dir(folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         for name, text in files.items():
             with open(tmp / f"{name}.txt", "w", encoding="utf-8", newline="\n") as f:
@@ -670,7 +671,7 @@ def write_detections_json(path, detections, classes, coords="half", **extra):
                                  "scores": np.asarray(e["scores"], np.float64).reshape(-1).tolist(),
                                  "labels": np.asarray(e["labels"]).reshape(-1).astype(int).tolist()}
     doc = {"classes": [str(c) for c in classes], "coords": coords, **extra, "images": images}
-    from eval.runs import atomic_write_json  # here: the CLI's start-up does not need it
+    from infra.atomic import atomic_write_json  # here: the CLI's start-up does not need it
     return atomic_write_json(path, doc)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from eval.runs import atomic_write_bytes
+from infra.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

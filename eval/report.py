@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-from eval.runs import atomic_write_text
+from infra.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

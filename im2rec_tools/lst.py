@@ -11,7 +11,7 @@ malformed lines (MXNET_TRAPS 4) and GluonCV cannot store an image without object
 import math
 from pathlib import Path
 
-from eval.runs import atomic_write_text
+from infra.atomic import atomic_write_text
 
 HEADER_WIDTH = 4
 OBJECT_WIDTH = 6

@@ -6,19 +6,16 @@ the previous checkpoint or the new one (see STYLE.md section 5).
 """
 import json
 import logging
-import os
 from pathlib import Path
 
-from eval.runs import atomic_write_json
+from infra.atomic import atomic_save, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 
 def _save_atomic(save_fn, path):
     # MXNet writes the file itself, so write under a temporary name and rename.
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_fn(str(tmp))
-    os.replace(tmp, path)
+    atomic_save(save_fn, path)
 
 
 def _distributed(trainer):

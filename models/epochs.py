@@ -18,7 +18,7 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
 
     Parameters
     ----------
-    run : eval.runs.Run
+    run : infra.runs.Run
         Folder receiving metrics.csv and checkpoints/.
     net, trainer : gluon.Block, gluon.Trainer
         Restored from ``checkpoints/last.*`` when ``resume`` is true and a checkpoint exists.

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from eval.runs import atomic_write_text
+from infra.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ import re
 import pytest
 
 from bench import bench_learning
-from tests.yolo_fixtures import make_detection_data
 
 pytestmark = pytest.mark.slow
 
 
-def test_both_sides_run_the_same_iterations_and_print_their_lines(tmp_path, capsys):
-    data, splits = make_detection_data(tmp_path / "data", n=12, n_test=4, k=2, seed=0)
+def test_both_sides_run_the_same_iterations_and_print_their_lines(tiny_detection_data,
+                                                                  tmp_path, capsys):
+    data, splits = tiny_detection_data
     out = bench_learning.main(bench_learning.parse_args(
         ["--data", str(data), "--epochs", "2", "--work", str(tmp_path / "work")]))
     lines = capsys.readouterr().out.strip().splitlines()

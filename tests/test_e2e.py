@@ -56,6 +56,34 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
     assert sorted(oof["images"]) == sorted(splits["train"])
 
 
+def _log_lines(path):
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _logger(line):
+    # "HH:MM:SS LEVEL name: message" (infra.runs)
+    return line.split(" ", 3)[2].rstrip(":")
+
+
+def test_each_stage_log_holds_its_own_lines_and_the_demo_log_all(demo_run):
+    run_dir, _ = demo_run
+    demo = _log_lines(run_dir / "log.txt")
+    stages = {"data": "prepare_data", "detector": "train_yolo3", "filter": "train_filter"}
+    others = {"prepare_data", "train_yolo3", "train_filter", "demo"}
+    for folder, script in stages.items():
+        own = _log_lines(run_dir / folder / "log.txt")
+        assert f"{script} run folder: " in own[0], (folder, own[0])
+        # The demo's log encloses the stage: the stage's log is one stretch of it...
+        i = demo.index(own[0])
+        assert demo[i:i + len(own)] == own, folder
+        # ... and holds no line of another stage or of the demo itself.
+        foreign = [ln for ln in own if _logger(ln) in others - {script}
+                   or (_logger(ln) == "run" and " run folder: " in ln and script not in ln)]
+        assert not foreign, (folder, foreign[:3])
+    assert _log_lines(run_dir / "data" / "log.txt")[-1].endswith(f"wrote {run_dir / 'data'}")
+    assert " run: demo run folder: " in demo[0]
+
+
 def test_predict_on_new_screenshots(demo_run, tmp_path):
     run_dir, _ = demo_run
     raw = tmp_path / "new"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from eval import runs
+from infra import runs
 from models import epochs as epoch_loop
 
 

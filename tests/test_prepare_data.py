@@ -6,6 +6,7 @@ with GluonCV's ``RecordFileDetection``.
 """
 import csv
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -281,3 +282,28 @@ def test_same_stem_in_several_places_gets_unique_ids(tmp_path):
     assert summary["samples"] == 4 and len(set(ids)) == 4
     assert {r["source"] for r in rows} == {"a.jpg", "a.png", "sub/a.jpg", "a b.jpg"}
     assert all(i.isascii() and " " not in i for i in ids)
+
+
+def test_the_run_owns_its_log_and_detaches_it_at_the_end(tmp_path):
+    """demo.py runs the stages in one process: after prepare_data, DATA/log.txt must stop
+    receiving lines, whether the run succeeded or failed."""
+    rng = np.random.default_rng(3)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for k in range(4):
+        cv2.imwrite(str(raw / f"s{k}.png"), dual_panel(rng, [[40 + 5 * k, 50, 110, 120]]))
+
+    def file_handlers():
+        return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+    before = file_handlers()
+    run(raw, tmp_path / "data", "--folds", "0", "--test-frac", "0")
+    assert file_handlers() == before
+    logging.getLogger("train_yolo3").info("a later stage")
+    lines = (tmp_path / "data" / "log.txt").read_text().splitlines()
+    assert "prepare_data run folder" in lines[0]
+    assert lines[-1].endswith(f"wrote {tmp_path / 'data'}")
+    assert not [ln for ln in lines if "a later stage" in ln]
+    with pytest.raises(ValueError, match="is not in --classes"):
+        run(raw, tmp_path / "other", "--folds", "0", "--test-frac", "0", "--classes", "cyst")
+    assert file_handlers() == before and not (tmp_path / "other").exists()

@@ -1,10 +1,11 @@
-"""Run folders, metrics CSV, atomic writes (eval/runs.py)."""
+"""Run folders, metrics CSV (infra/runs.py)."""
 import argparse
 import json
+import logging
 
 import pytest
 
-from eval import runs
+from infra import runs
 
 
 def _args(tmp_path, **kw):
@@ -49,12 +50,6 @@ def test_metrics_csv_rows_truncate_and_new_columns(tmp_path):
     assert [int(r["epoch"]) for r in m.rows()] == [0, 1, 2]
 
 
-def test_atomic_write_leaves_no_temp_files(tmp_path):
-    p = runs.atomic_write_json(tmp_path / "a" / "x.json", {"v": 1})
-    assert json.loads(p.read_text()) == {"v": 1}
-    assert sorted(f.name for f in p.parent.iterdir()) == ["x.json"]
-
-
 def test_subrun_and_finish(tmp_path):
     run = runs.start("unit", _args(tmp_path))
     child = run.subrun("cv/set0_fold1")
@@ -62,3 +57,56 @@ def test_subrun_and_finish(tmp_path):
     assert (run.dir / "cv" / "set0_fold1" / "metrics.csv").exists()
     run.finish({"ok": True})
     assert json.loads((run.dir / "summary.json").read_text()) == {"ok": True}
+
+
+def _file_handlers():
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+
+def test_a_run_writes_its_log_only_while_open(tmp_path):
+    before = _file_handlers()
+    other = logging.getLogger("unit.other")
+    with runs.start("unit", _args(tmp_path)) as run:
+        other.info("inside the run")
+        assert len(_file_handlers()) == len(before) + 1
+    other.info("after the run")
+    assert _file_handlers() == before
+    text = (run.dir / "log.txt").read_text()
+    assert "unit run folder" in text and "inside the run" in text
+    assert "after the run" not in text
+
+
+def test_nested_runs_the_outer_log_encloses_the_inner(tmp_path):
+    log = logging.getLogger("unit.nested")
+    with runs.start("outer", _args(tmp_path / "o")) as outer:
+        log.info("outer before")
+        with runs.start("inner", _args(tmp_path / "i")) as inner:
+            log.info("inner line")
+        log.info("outer after")
+    inner_text = (inner.dir / "log.txt").read_text()
+    outer_text = (outer.dir / "log.txt").read_text()
+    assert "inner line" in inner_text
+    assert "outer before" not in inner_text and "outer after" not in inner_text
+    for line in ("outer before", "inner run folder", "inner line", "outer after"):
+        assert line in outer_text, line
+
+
+def test_a_failure_is_recorded_in_the_failing_runs_log_once(tmp_path):
+    before = _file_handlers()
+    with runs.start("outer", _args(tmp_path / "o")) as outer:
+        with pytest.raises(ZeroDivisionError):
+            with runs.start("inner", _args(tmp_path / "i")) as inner:
+                1 / 0
+    assert _file_handlers() == before
+    inner_text = (inner.dir / "log.txt").read_text()
+    assert "ERROR run: run failed" in inner_text and "ZeroDivisionError" in inner_text
+    # The outer run caught it: no failure of its own, and not a copy of the inner one.
+    assert "run failed" not in (outer.dir / "log.txt").read_text()
+
+
+def test_a_second_run_on_the_same_log_does_not_take_the_handler(tmp_path):
+    with runs.start("unit", _args(tmp_path)) as run:
+        again = runs.Run(run.dir, log_file=run.dir / "log.txt")
+        again.close()  # does not detach the first run's handler
+        logging.getLogger("unit.same").info("still logged")
+    assert "still logged" in (run.dir / "log.txt").read_text()

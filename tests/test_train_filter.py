@@ -7,7 +7,7 @@ from mxnet import gluon
 
 from datasets import filter_data as fd
 from datasets.filter_crops import difference_channel
-from eval import runs
+from infra import runs
 from tests.filter_fixtures import make_data, write_detections
 
 

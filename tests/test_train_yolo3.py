@@ -2,7 +2,7 @@
 set diverges on purpose) with the fold ensemble as final model, out-of-fold coverage, scores
 that agree across the three ways of computing them (fold scores at the last epoch, never a
 chosen one), folds in parallel processes, resuming a run killed with SIGKILL (retrained final
-model), the time budget, find_lr."""
+model), the time budget. find_lr.py is tested in tests/test_find_lr.py."""
 import csv
 import json
 import os
@@ -20,7 +20,6 @@ import train_yolo3
 from datasets import detection_data as dd
 from eval import detection as det_eval
 from models import yolo, yolo_train
-from tests.yolo_fixtures import make_detection_data
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +28,8 @@ TINY = ["--network", "yolo3_mobilenet0.25_custom", "--data-shape", "64", "--batc
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root, _ = make_detection_data(tmp_path_factory.mktemp("data"), n=12, n_test=4, k=2, seed=0)
-    return root
+def data_dir(tiny_detection_data):
+    return tiny_detection_data[0]
 
 
 @pytest.fixture(scope="module")
@@ -230,25 +228,6 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
     assert yolo_train.param_digest(nets[0]) == summary["model_digest"]
     assert "resumed from" in (run / "log.txt").read_text()
     assert list(run.glob("args.resume-*.json"))
-
-
-def test_find_lr_writes_the_curve_and_a_suggestion(data_dir, tmp_path, capsys):
-    import find_lr
-    summary = find_lr.main(find_lr.parse_args(
-        ["--data", str(data_dir), "--fold", "0", "--num-iters", "6", "--warmup-iters", "1",
-         "--min-lr", "1e-5", "--max-lr", "1e-2", "--out", str(tmp_path), "--name", "lr",
-         "--network", "yolo3_mobilenet0.25_custom", "--data-shape", "64", "--batch-size", "2",
-         "--num-workers", "0", "--gpus", ""]))
-    run = tmp_path / "lr"
-    rows = _csv(run / "lr_range.csv")
-    assert len(rows) == summary["steps"] and 2 <= len(rows) <= 6
-    lrs = [float(r["lr"]) for r in rows]
-    assert lrs[0] == pytest.approx(1e-5) and all(b > a for a, b in zip(lrs, lrs[1:]))
-    assert (run / "plots" / "lr_range.png").is_file()
-    out = capsys.readouterr().out
-    if summary["suggested_max_lr"] is not None:
-        assert summary["suggested_base_lr"] == pytest.approx(summary["suggested_max_lr"] / 4)
-        assert "suggested max LR" in out
 
 
 def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from models import yolo, yolo_train
-from tests.yolo_fixtures import make_detection_data
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +25,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_dist_sync_two_workers_end_with_identical_weights(tmp_path):
-    data_dir, _ = make_detection_data(tmp_path / "data", n=12, n_test=4, k=2, seed=0)
+def test_dist_sync_two_workers_end_with_identical_weights(tiny_detection_data, tmp_path):
+    data_dir, _ = tiny_detection_data
     env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(_free_port()),
                DMLC_NODE_HOST="127.0.0.1", DMLC_INTERFACE="lo", DMLC_NUM_SERVER="1",
                DMLC_NUM_WORKER="2", OMP_NUM_THREADS="1")

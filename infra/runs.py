@@ -14,49 +14,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from infra.atomic import atomic_write_json, atomic_write_text
 
 LOGGER_NAME = "run"
 _PACKAGES = ("mxnet", "mxnet-cu112", "gluoncv", "numpy", "opencv-python", "scikit-image",
              "scikit-learn", "matplotlib", "scipy")
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path, text):
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_default(obj):
-    # numpy scalars/arrays and paths show up in summaries; keep this module numpy-free.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def atomic_write_json(path, obj):
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False,
-                                              default=_json_default) + "\n")
 
 
 def add_run_arguments(parser, script):
@@ -183,12 +147,42 @@ def _fmt(v):
 
 
 class Run:
-    """A run folder. Use :func:`start` to make one."""
+    """A run folder and, while it is open, its own ``log.txt``.
 
-    def __init__(self, directory, log):
+    Make one with :func:`start` and use it as a context manager::
+
+        with runs.start("find_lr", args) as run:
+            ...
+            run.finish(summary)
+
+    The run owns the file handler that writes its ``log.txt``: leaving the block (or
+    :meth:`finish`) detaches it, so a later run in the same process no longer writes into
+    this folder's log, and an exception that leaves the block is recorded in this
+    ``log.txt`` first. Runs nest (``demo.py`` calls every stage in-process): the handlers
+    of enclosing runs stay attached meanwhile, so the demo's ``log.txt`` holds every
+    stage's lines (it encloses them) and each stage's ``log.txt`` only its own.
+
+    Parameters
+    ----------
+    directory : str or Path
+    log : logging.Logger, optional
+        Logger for the run's own messages (default: the ``"run"`` logger).
+    log_file : str or Path, optional
+        Write the root logger's records to this file while the run is open (the run owns
+        the handler). Without it the run keeps no log of its own (a :meth:`subrun` logs into
+        its parent's).
+    """
+
+    def __init__(self, directory, log=None, log_file=None):
         self.dir = Path(directory)
-        self.log = log
+        self.log = log or logging.getLogger(LOGGER_NAME)
         self.metrics = MetricsCSV(self.dir / "metrics.csv")
+        self._log_handler = None
+        if log_file is not None:
+            _add_console()
+            handler, created = _add_file_handler(log_file)
+            # A handler another open run attached to the same file stays that run's.
+            self._log_handler = handler if created else None
 
     def path(self, *parts):
         p = self.dir.joinpath(*parts)
@@ -212,6 +206,7 @@ class Run:
         return child
 
     def finish(self, summary):
+        """Write ``summary.json``, then stop writing this run's log (see :meth:`close`)."""
         self.write_json("summary.json", summary)
         self.log.info("summary written to %s", self.dir / "summary.json")
         self.close()
@@ -221,56 +216,74 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        """Record a failure in log.txt, then stop writing it (the run owns its handler)."""
+        """Record a failure in this run's log.txt, then stop writing it."""
         if exc is not None:
-            self.log.error("run failed", exc_info=(exc_type, exc, tb))
+            record = self.log.makeRecord(self.log.name, logging.ERROR, __file__, 0, "run failed",
+                                         (), (exc_type, exc, tb))
+            if self._log_handler is not None:
+                # Into this run's log only: the exception goes on to the enclosing run (or
+                # the interpreter), which records or prints it once more for its own log.
+                self._log_handler.handle(record)
+            else:
+                self.log.handle(record)
         self.close()
         return False
 
     def close(self):
-        """Stop writing this run's log.txt (the console and outer runs keep logging)."""
-        handler = getattr(self, "_log_handler", None)
+        """Stop writing this run's log.txt (the console and enclosing runs keep logging).
+        Safe to call twice."""
+        handler, self._log_handler = self._log_handler, None
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
-            self._log_handler = None
+
+
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+
+
+def _add_console(level=logging.INFO):
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(getattr(h, "_run_console", False) for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(_FORMAT)
+        console._run_console = True
+        root.addHandler(console)
+
+
+def _add_file_handler(log_path):
+    """The root logger's file handler for ``log_path``: (handler, True) if added now,
+    (handler, False) if one was attached already."""
+    log_path = str(Path(log_path).resolve())
+    root = logging.getLogger()
+    for h in root.handlers:
+        if getattr(h, "_run_file", None) == log_path:
+            return h, False
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(_FORMAT)
+    handler._run_file = log_path
+    root.addHandler(handler)
+    return handler, True
 
 
 def setup_logging(log_path=None, level=logging.INFO):
     """Console handler once per process, plus a file handler for ``log_path``.
 
-    Runs nest (demo.py calls the other scripts in-process): an inner run adds its own
-    log.txt while the outer one keeps receiving everything; :meth:`Run.finish` removes the
-    inner file handler again.
+    The file handler stays attached until the process ends; a run that should stop
+    writing its log when it ends is ``Run(directory, log_file=log_path)`` (or
+    :func:`start`), which owns its handler.
     """
-    root = logging.getLogger()
-    root.setLevel(level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    if not any(getattr(h, "_run_console", False) for h in root.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(fmt)
-        console._run_console = True
-        root.addHandler(console)
+    _add_console(level)
     if log_path is not None:
-        log_path = str(Path(log_path).resolve())
-        for h in root.handlers:
-            if getattr(h, "_run_file", None) == log_path:
-                return logging.getLogger(LOGGER_NAME)
-        handler = logging.FileHandler(log_path, encoding="utf-8")
-        handler.setFormatter(fmt)
-        handler._run_file = log_path
-        root.addHandler(handler)
+        _add_file_handler(log_path)
     return logging.getLogger(LOGGER_NAME)
 
 
-def _file_handler(log_path):
-    log_path = str(Path(log_path).resolve())
-    return next((h for h in logging.getLogger().handlers
-                 if getattr(h, "_run_file", None) == log_path), None)
-
-
-def start(script, args, derived=None, rank=0):
+def start(script, args, derived=None, rank=0, directory=None):
     """Create (or, with ``args.resume``, reopen) the run folder and record the run.
+
+    Use the returned :class:`Run` in a ``with`` block: it writes ``log.txt`` until the
+    block ends.
 
     Parameters
     ----------
@@ -284,9 +297,14 @@ def start(script, args, derived=None, rank=0):
     rank : int
         Worker rank under distributed training; only rank 0 writes args/env, the others log
         to ``log.txt.rank<N>``.
+    directory : str or Path, optional
+        Record the run in exactly this folder (created if missing) instead of a new folder
+        under ``args.out``: ``prepare_data.py`` builds its output in a staging folder.
     """
     resume = getattr(args, "resume", None)
-    if resume:
+    if directory is not None:
+        directory, resume = Path(directory), None
+    elif resume:
         directory = Path(resume)
         if not (directory / "args.json").exists():
             raise FileNotFoundError(f"--resume {resume}: no args.json there; not a run folder")
@@ -299,18 +317,21 @@ def start(script, args, derived=None, rank=0):
             directory.mkdir(parents=True)
     directory.mkdir(parents=True, exist_ok=True)
     log_name = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
-    log = setup_logging(directory / log_name)
-    run = Run(directory, log)
-    run._log_handler = _file_handler(directory / log_name)
-    if rank == 0:
-        record = {"script": script, "argv": sys.argv, "options": _plain(vars(args)),
-                  "derived": derived or {}}
-        if resume:
-            run.write_json(f"args.resume-{datetime.datetime.now():%Y%m%d-%H%M%S}.json", record)
-        else:
-            run.write_json("args.json", record)
-            run.write_json("env.json", environment())
-    log.info("%s run folder: %s%s", script, directory, " (resumed)" if resume else "")
+    run = Run(directory, log_file=directory / log_name)
+    try:
+        if rank == 0:
+            record = {"script": script, "argv": sys.argv, "options": _plain(vars(args)),
+                      "derived": derived or {}}
+            if resume:
+                run.write_json(f"args.resume-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
+                               record)
+            else:
+                run.write_json("args.json", record)
+                run.write_json("env.json", environment())
+        run.log.info("%s run folder: %s%s", script, directory, " (resumed)" if resume else "")
+    except BaseException:
+        run.close()  # a run that fails while starting is never returned: detach its log
+        raise
     return run
 
 
