@@ -28,7 +28,7 @@ import prepare_data
 import train_filter
 import train_yolo3
 from datasets import classes as class_names
-from datasets import phantom
+from datasets.phantom import generator as phantom
 from eval import detection, plots, report, runs, two_stage
 
 log = logging.getLogger("demo")

@@ -94,7 +94,7 @@ def versions():
 def make_phantom_data(work, kind, num, seed):
     """Generate ``num`` phantom pictures and prepare them (prepare_data's defaults)."""
     import prepare_data
-    from datasets import phantom
+    from datasets.phantom import generator as phantom
     raw, data = Path(work) / "raw", Path(work) / "data"
     phantom.generate(raw, num, seed=seed, progress=False, single_panel=kind == "single")
     extra = ["--no-crop", "--no-split"] if kind == "single" else []

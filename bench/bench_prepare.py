@@ -21,7 +21,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import prepare_data  # noqa: E402
-from datasets import phantom  # noqa: E402
+from datasets.phantom import generator as phantom  # noqa: E402
 from datasets.recovery import box_iou, recovery  # noqa: E402
 from datasets.redbox import CR_THRESHOLD, cr_channel  # noqa: E402
 

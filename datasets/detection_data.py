@@ -291,7 +291,7 @@ class LimitedExpand:
     The stock transform zooms out up to 4x half the time before resizing to the input size,
     which shrinks 25-90 px lesions in a ~450 px half to a few pixels at 128-256 px inputs
     (MXNET_TRAPS 22); on phantoms a small YOLOv3 learned nothing in 16 epochs that way
-    (datasets/phantom.py notes). GluonCV has no knob for it, so the module function its
+    (datasets/phantom/ notes). GluonCV has no knob for it, so the module function its
     ``__call__`` uses is swapped for the duration of the call (module level and picklable,
     so loader workers can use it).
     """

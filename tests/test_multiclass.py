@@ -11,7 +11,7 @@ import pytest
 
 import prepare_data
 import train_yolo3
-from datasets import phantom
+from datasets.phantom import generator as phantom
 from datasets.classes import read_classes
 from datasets.recovery import box_iou
 from eval import detection as det_eval

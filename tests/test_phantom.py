@@ -1,4 +1,4 @@
-"""Tests for the phantom generator (datasets/phantom.py, phantom_scene.py, phantom_annotation.py).
+"""Tests for the phantom generator (datasets/phantom/: generator, scene, annotation).
 
 The reference for every box is independent of the generator's own code: the red ink found
 in the pixels, the bounding box of the labelme points computed here by hand, the border crop
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import phantom
-from datasets.phantom_scene import render_pair
+from datasets.phantom import generator as phantom
+from datasets.phantom.scene import render_pair
 
 SEED = 3
 NUM = 10
@@ -189,7 +189,7 @@ def test_labelme_shapes_reproduce_truth(raw_set):
 
 def test_labelme_shape_types_all_drawn():
     """Every shape type occurs, and each encloses (or nearly) the lesion it annotates."""
-    from datasets import phantom_annotation as ann
+    from datasets.phantom import annotation as ann
     rng = np.random.default_rng(7)
     seen = {}
     for i in range(6):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import prepare_data
-from datasets import phantom
+from datasets.phantom import generator as phantom
 from datasets.recovery import prepared_boxes, recovery
 from datasets.redbox import cr_channel
 from datasets.splits import check_splits
