@@ -11,7 +11,7 @@ import argparse
 import math
 
 from datasets import classes as class_names
-from datasets import detection_data as dd
+from datasets.detector import data as dd
 from eval import runs
 from models import devices, lr_range, yolo, yolo_train
 

@@ -26,7 +26,8 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from datasets import detection_data, filter_crops, preprocess, redbox
+from datasets import filter_crops, preprocess, redbox
+from datasets.detector import data as detection_data
 from datasets.images import read_image
 from eval import runs
 from eval.detection_io import write_cartucho

@@ -41,7 +41,7 @@ import mxnet as mx  # noqa: E402
 
 import train_yolo3  # noqa: E402
 from datasets import classes as class_names  # noqa: E402
-from datasets import detection_data as dd  # noqa: E402
+from datasets.detector import data as dd  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
 from eval.runs import MetricsCSV  # noqa: E402
 from models import schedules, yolo, yolo_train  # noqa: E402

@@ -1,4 +1,4 @@
-"""datasets/detection_data.py: fold subsets, ground truth, samplers, worker seeding, box
+"""datasets/detector/data.py: fold subsets, ground truth, samplers, worker seeding, box
 consistency through the augmentations, and prediction boxes mapped back to half pixels."""
 import os
 
@@ -7,7 +7,7 @@ import mxnet as mx
 import pytest
 from mxnet import gluon
 
-from datasets import detection_data as dd
+from datasets.detector import data as dd
 from tests.yolo_fixtures import make_detection_data
 
 
@@ -125,7 +125,7 @@ def test_boxes_follow_the_pixels_through_extra_augment_and_the_yolo_transform():
     must match the bounding box of the white pixels. A box that missed one geometric step
     (e.g. the rotation about the image centre) lands elsewhere."""
     from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
-    from datasets.augment import ExtraAugment
+    from datasets.detector.augment import ExtraAugment
     t = dd.TrainTransform(YOLO3DefaultTrainTransform(96, 96, net=None),
                           ExtraAugment(rotate_deg=30, p=1.0, noise_std=0, speckle_std=0,
                                        brightness=0, contrast=0, sharpness=0))

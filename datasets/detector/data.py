@@ -267,16 +267,16 @@ def _yolo_train_transform(size, net, max_expand, numpy_targets=True):
 
 
 class FastCrop:
-    """A GluonCV YOLOv3 train transform whose random crop runs ``datasets.fast_crop`` (same
-    crops and random-number use, a fraction of the time), swapped in for the duration of the
-    call like :class:`LimitedExpand` (module level, so loader workers can unpickle it)."""
+    """A GluonCV YOLOv3 train transform whose random crop runs ``datasets.detector.fast_crop``
+    (same crops and random-number use, a fraction of the time), swapped in for the duration
+    of the call like :class:`LimitedExpand` (module level, so loader workers can unpickle it)."""
 
     def __init__(self, transform):
         self._t = transform
 
     def __call__(self, img, label):
         from gluoncv.data.transforms.experimental import bbox as experimental_bbox
-        from datasets.fast_crop import random_crop_with_constraints
+        from datasets.detector.fast_crop import random_crop_with_constraints
         original = experimental_bbox.random_crop_with_constraints
         experimental_bbox.random_crop_with_constraints = random_crop_with_constraints
         try:
