@@ -27,7 +27,7 @@ import numpy as np
 import prepare_data
 import train_filter
 import train_yolo3
-from datasets import classes as class_names
+from datasets.prepared import classes as class_names
 from datasets.phantom import generator as phantom
 from eval import detection, plots, report, runs, two_stage
 
@@ -160,7 +160,7 @@ SIZE_EDGES = (0.0, 24.0, 32.0, 40.0, 48.0, 64.0, 1000.0)
 def recall_breakdown(data_dir, gt, det, kept, det_threshold, offset):
     """Recall at the operating point by lesion contrast and size, detector alone and with
     the filter: which lesions a detector of this budget misses."""
-    from datasets.lesion_contrast import data_contrasts
+    from datasets.prepared.lesion_contrast import data_contrasts
     from eval.breakdown import found_boxes, recall_by_bins
     values = {"contrast": (data_contrasts(data_dir, gt), CONTRAST_EDGES),
               "size": ({i: np.sqrt(np.prod(g["boxes"][:, 2:] - g["boxes"][:, :2], axis=1))

@@ -10,7 +10,7 @@ max LR and base_lr = max_lr / 4 (for --lr-mode triangular: --lr BASE --max-lr MA
 import argparse
 import math
 
-from datasets import classes as class_names
+from datasets.prepared import classes as class_names
 from datasets.detector import data as dd
 from eval import runs
 from models import devices, lr_range, yolo, yolo_train

@@ -26,9 +26,10 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from datasets import filter_crops, preprocess, redbox
+from datasets import filter_crops
+from datasets.prepared import preprocess, redbox
 from datasets.detector import data as detection_data
-from datasets.images import read_image
+from datasets.prepared.images import read_image
 from eval import runs
 from eval.detection_io import write_cartucho
 from models import devices, filter_net, yolo, yolo_train

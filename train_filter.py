@@ -22,7 +22,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from datasets import classes as class_names
+from datasets.prepared import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs

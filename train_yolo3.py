@@ -44,7 +44,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from datasets import classes as class_names  # noqa: E402
+from datasets.prepared import classes as class_names  # noqa: E402
 from datasets.detector import data as dd  # noqa: E402
 from eval import cv, runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
@@ -107,7 +107,8 @@ def build_parser():
                    help="train at random input sizes (GluonCV's; recipe: paper on, cpu off)")
     g.add_argument("--extra-augment", action=argparse.BooleanOptionalAction, default=None,
                    help="datasets.detector.augment.ExtraAugment (rotation, noise, brightness, "
-                        "contrast, sharpness) before GluonCV's transform (recipe: paper on, cpu off)")
+                        "contrast, sharpness) before GluonCV's transform "
+                        "(recipe: paper on, cpu off)")
     g.add_argument("--optimizer", default=None, choices=["sgd", "adam"],
                    help="sgd with --momentum (GluonCV's recipe) or adam (recipe: cpu)")
     g.add_argument("--max-expand", type=float, default=None,

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import mxnet as mx  # noqa: E402
 
 import train_yolo3  # noqa: E402
-from datasets import classes as class_names  # noqa: E402
+from datasets.prepared import classes as class_names  # noqa: E402
 from datasets.detector import data as dd  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
 from eval.runs import MetricsCSV  # noqa: E402

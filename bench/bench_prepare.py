@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 
 import prepare_data  # noqa: E402
 from datasets.phantom import generator as phantom  # noqa: E402
-from datasets.recovery import box_iou, recovery  # noqa: E402
-from datasets.redbox import CR_THRESHOLD, cr_channel  # noqa: E402
+from datasets.prepared.recovery import box_iou, recovery  # noqa: E402
+from datasets.prepared.redbox import CR_THRESHOLD, cr_channel  # noqa: E402
 
 
 def notes_recipe(img, min_area=30):

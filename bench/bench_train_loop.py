@@ -25,7 +25,7 @@ import mxnet as mx  # noqa: E402
 
 from datasets.detector import data as dd  # noqa: E402
 from datasets.detector.augment import ExtraAugment  # noqa: E402
-from datasets.classes import data_classes  # noqa: E402
+from datasets.prepared.classes import data_classes  # noqa: E402
 from models import recipes, schedules, yolo, yolo_train  # noqa: E402
 
 

@@ -281,7 +281,7 @@ def read_gray(path):
 
 def read_gt_boxes(data_dir, image_id):
     """Ground-truth boxes (M, 4) of ``image_id`` from ``DATA/Annotations/<id>.xml``."""
-    from datasets.voc import read_voc
+    from datasets.prepared.voc import read_voc
     ann = read_voc(Path(data_dir) / "Annotations" / f"{image_id}.xml")
     return np.asarray([o["box"] for o in ann["objects"]], dtype=np.float64).reshape(-1, 4)
 

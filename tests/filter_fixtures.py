@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.voc import write_voc
+from datasets.prepared.voc import write_voc
 
 HALF_W, HALF_H = 96, 80
 MANIFEST_COLUMNS = ["id", "source", "group", "side", "x_offset", "y_offset", "width", "height",

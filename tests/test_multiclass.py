@@ -12,8 +12,8 @@ import pytest
 import prepare_data
 import train_yolo3
 from datasets.phantom import generator as phantom
-from datasets.classes import read_classes
-from datasets.recovery import box_iou
+from datasets.prepared.classes import read_classes
+from datasets.prepared.recovery import box_iou
 from eval import detection as det_eval
 from im2rec_tools.records import load_detection_records, read_manifest
 

@@ -1,4 +1,4 @@
-"""Red-box extraction and ink removal (datasets/redbox.py) on drawn screenshots.
+"""Red-box extraction and ink removal (datasets/prepared/redbox.py) on drawn screenshots.
 
 References: boxes drawn with ``cv2.rectangle`` (their nominal corners are the truth, as in
 the phantom), and the notes' plain recipe (Cr threshold -> ``cv2.findContours`` ->
@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.recovery import box_iou
-from datasets.redbox import CR_THRESHOLD, cr_channel, extract_red_boxes, remove_ink
+from datasets.prepared.recovery import box_iou
+from datasets.prepared.redbox import CR_THRESHOLD, cr_channel, extract_red_boxes, remove_ink
 
 
 def grey_image(rng, h=240, w=320):
@@ -258,7 +258,7 @@ def pair_layout(rng, kind, w, h):
 def ambiguous(boxes, stroke_px):
     """Whether other rectangles, as few, draw the same ink: then no reader can tell.
 
-    Ideal geometry, independent of datasets.redbox: lines closer than a stroke are one line
+    Ideal geometry, independent of datasets.prepared.redbox: lines closer than a stroke are one line
     (they print as one band); the ink is the set of unit steps along the boxes' edges; every
     rectangle on those lines with all four edges inked is a reading; any other set of at most
     as many readings whose edges make exactly the same ink is an equally good answer (e.g.

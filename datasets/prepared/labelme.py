@@ -19,8 +19,8 @@ import logging
 import math
 from pathlib import Path, PureWindowsPath
 
-from datasets.errors import BadFileError
-from datasets.images import IMAGE_EXTS, decode_image, read_image
+from datasets.prepared.errors import BadFileError
+from datasets.prepared.images import IMAGE_EXTS, decode_image, read_image
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.voc import read_voc
+from datasets.prepared.voc import read_voc
 from im2rec_tools.records import read_manifest
 
 SIDE_NAMES = {"L": "left", "R": "right", "full": "full"}

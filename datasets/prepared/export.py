@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.classes import read_classes
-from datasets.voc import read_voc
+from datasets.prepared.classes import read_classes
+from datasets.prepared.voc import read_voc
 from eval.detection_io import write_cartucho
 from eval.runs import atomic_write_json, atomic_write_text
 from im2rec_tools.records import read_manifest
@@ -45,7 +45,7 @@ def read_prepared(data_dir):
     dict
         ``{"classes": [...], "splits": splits.json, "samples": {id: {"width", "height",
         "objects": [{"name", "box", "difficult"}]}}}`` in manifest order, boxes as
-        :func:`datasets.voc.read_voc` (and GluonCV) read them.
+        :func:`datasets.prepared.voc.read_voc` (and GluonCV) read them.
     """
     data_dir = Path(data_dir)
     path = data_dir / "splits.json"
