@@ -26,7 +26,7 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from datasets import filter_crops
+from datasets.filter import crops as filter_crops
 from datasets.prepared import preprocess, redbox
 from datasets.detector import data as detection_data
 from datasets.prepared.images import read_image

@@ -1,6 +1,6 @@
 """Train the second-stage filter: fused crops of detections -> ResNet18_v2 + HingeLoss.
 
-Builds fused crops (datasets/filter_crops.py) from the detector's out-of-fold detections
+Builds fused crops (datasets/filter/crops.py) from the detector's out-of-fold detections
 (training) and the final model's test detections (test), splits the training crops into
 train/validation by source screenshot, trains models/filter_net.py with HingeLoss on ±1
 labels, picks the score threshold with the best validation F1 and applies it unchanged to
@@ -23,8 +23,8 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from datasets.prepared import classes as class_names
-from datasets import filter_crops as fc
-from datasets import filter_data as fd
+from datasets.filter import crops as fc
+from datasets.filter import data as fd
 from eval import classification, plots, runs
 from models import budget, devices, filter_net, schedules
 from models.epochs import fit
@@ -157,7 +157,7 @@ def _resume_options(args):
 # ---------------------------------------------------------------- crops
 
 def _crop_options(args):
-    from datasets.similar import check_pair
+    from datasets.filter.similar import check_pair
     search = fc.search_kwargs_from(args)
     # Store the resolved distance, so predict.py does not depend on today's default.
     search["distance"] = check_pair(search["feature"], search["distance"])

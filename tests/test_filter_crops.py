@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import filter_crops as fc
-from datasets.similar import Match
-from datasets.synthetic_detections import synthetic_detections
+from datasets.filter import crops as fc
+from datasets.filter.similar import Match
+from datasets.filter.synthetic_detections import synthetic_detections
 from eval.detection_io import read_detections_json
 from tests.filter_fixtures import HALF_H, HALF_W, make_data, write_detections
 

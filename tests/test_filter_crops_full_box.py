@@ -1,7 +1,7 @@
 """A detection covering the whole half (untrained detectors make them) still gets a crop."""
 import numpy as np
 
-from datasets import filter_crops
+from datasets.filter import crops as filter_crops
 
 
 def test_box_filling_the_half_is_compared_in_place():

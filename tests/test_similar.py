@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from skimage import feature as skfeature
 
-from datasets import similar
-from datasets import similar_fast
+from datasets.filter import similar
+from datasets.filter import similar_fast
 
 
 def anatomy(h, w, seed):

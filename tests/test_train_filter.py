@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from datasets import filter_data as fd
-from datasets.filter_crops import difference_channel
+from datasets.filter import data as fd
+from datasets.filter.crops import difference_channel
 from eval import runs
 from tests.filter_fixtures import make_data, write_detections
 
@@ -198,7 +198,7 @@ def test_resume_after_interrupted_run_matches_uninterrupted(first_run, tiny_set,
 
 def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
     """What predict.py does: filter.json alone -> the same crops and the same scores."""
-    from datasets import filter_crops as fc
+    from datasets.filter import crops as fc
     from models import filter_net
     run_dir, _ = first_run
     _, data, _, _ = tiny_set

@@ -1,10 +1,10 @@
 """Image features for the filter's similar-region search (notes 002, "特征提取").
 
 Each function takes a 2-D grey image (uint8, or float holding 0..255 values) and returns
-a feature array; `datasets.similar` compares a masked template's features with the
+a feature array; `datasets.filter.similar` compares a masked template's features with the
 features of windows of the reference half. Library code is used where it exists
 (OpenCV Sobel/Canny, scikit-image HOG). pHash and LBP are written out in numpy so that
-`datasets.similar_fast` can apply the same arithmetic to many windows at once; tests
+`datasets.filter.similar_fast` can apply the same arithmetic to many windows at once; tests
 compare them with `cv2.resize(INTER_AREA)`, `scipy.fft.dct` and scikit-image's
 `local_binary_pattern` (see `lbp` for the one, documented, difference: exact ties).
 """
@@ -224,7 +224,7 @@ def lbp_histograms(gray, valid=None):
     Parameters
     ----------
     gray : (H, W) array
-        Grey image (a masked window in `datasets.similar`).
+        Grey image (a masked window in `datasets.filter.similar`).
     valid : (H, W) bool/uint8 array or None
         Pixels to count (the template ring); None counts all.
 

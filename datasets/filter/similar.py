@@ -28,10 +28,10 @@ What is compared (template and every window alike, after blacking out the box):
 Default distances: hog->euclidean, phash->hamming, lbp->euclidean, canny->jaccard,
 raw->mse (VALID_DISTANCES lists the accepted pairs).
 
-`find_similar` is the fast path (`datasets.similar_fast`: features once over the search
+`find_similar` is the fast path (`datasets.filter.similar_fast`: features once over the search
 region, exact per-window work only where the mask or the window border changes them);
 `find_similar_loop` computes the same thing window by window with the functions in
-`datasets.features` and is its test and benchmark reference (bench/bench_search.py).
+`datasets.filter.features` and is its test and benchmark reference (bench/bench_search.py).
 """
 import dataclasses
 import logging
@@ -41,9 +41,9 @@ import numbers
 import cv2
 import numpy as np
 
-from datasets import distances as dist
-from datasets import features
-from datasets import similar_fast
+from datasets.filter import distances as dist
+from datasets.filter import features
+from datasets.filter import similar_fast
 
 log = logging.getLogger(__name__)
 

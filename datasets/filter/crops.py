@@ -2,7 +2,7 @@
 
 For every detection kept (score >= ``min_score``, the ``top_k`` best of its image) the box
 content of the detection half and the most similar region of the contralateral (reference)
-half, found by :func:`datasets.similar.find_similar`, are resized to ``size``×``size`` and
+half, found by :func:`datasets.filter.similar.find_similar`, are resized to ``size``×``size`` and
 stacked with their difference into one 3-channel uint8 image (notes 002, "过滤网络 /
 准备数据集"). A crop is labelled +1 when its box overlaps a ground-truth box with IoU >= ``iou``,
 else −1.
@@ -65,7 +65,7 @@ def add_crop_arguments(parser):
     """
     g = parser.add_argument_group("fused crops")
     g.add_argument("--feature", default="hog",
-                   help="feature compared by the similarity search (see datasets/similar.py; "
+                   help="feature compared by the similarity search (see datasets/filter/similar.py; "
                         "default: %(default)s)")
     g.add_argument("--distance", default=None,
                    help="distance for the feature (default: the feature's own)")
@@ -242,7 +242,7 @@ def crops_for_detections(lesion_gray, reference_gray, boxes, search_kwargs, size
         Boxes in lesion-half pixels; clipped to the lesion half before the search (a box
         wholly outside raises ValueError: drop those first).
     search_kwargs : dict
-        Keyword arguments of ``datasets.similar.find_similar`` (feature, distance, context,
+        Keyword arguments of ``datasets.filter.similar.find_similar`` (feature, distance, context,
         search_radius, stride).
     size : int
 
@@ -251,7 +251,7 @@ def crops_for_detections(lesion_gray, reference_gray, boxes, search_kwargs, size
     crops : ndarray of uint8, shape (N, size, size, 3)
     matches : list of Match, one per box
     """
-    from datasets.similar import Match, NoRingError, find_similar, pixel_box
+    from datasets.filter.similar import Match, NoRingError, find_similar, pixel_box
     boxes = clip_boxes(boxes, lesion_gray.shape)
     crops = np.zeros((len(boxes), size, size, 3), np.uint8)
     matches = []

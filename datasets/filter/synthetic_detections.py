@@ -9,7 +9,7 @@ rise with the IoU plus noise, look-alikes score high, background low.
 
 Usage::
 
-    python -m datasets.synthetic_detections --data DATA --truth RAW/truth.json \
+    python -m datasets.filter.synthetic_detections --data DATA --truth RAW/truth.json \
         --split train --out oof_detections.json --seed 0
 """
 import argparse
@@ -150,7 +150,7 @@ def synthetic_detections_json(data_dir, ids, seed=0, truth=None, **kwargs):
     **kwargs
         Passed to :func:`synthetic_detections`.
     """
-    from datasets.filter_crops import read_gt_boxes
+    from datasets.filter.crops import read_gt_boxes
     manifest = _read_manifest(data_dir)
     images = {}
     for i, image_id in enumerate(ids):

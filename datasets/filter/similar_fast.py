@@ -1,7 +1,7 @@
-"""Batched window features for `datasets.similar.find_similar` (the fast path).
+"""Batched window features for `datasets.filter.similar.find_similar` (the fast path).
 
 Every function here gives, for a grid of same-sized windows of a reference region, what
-`datasets.similar.window_feature` gives for each masked window (same numbers up to
+`datasets.filter.similar.window_feature` gives for each masked window (same numbers up to
 float rounding; the distances and the chosen window are tested against the loop),
 without computing each window from scratch:
 
@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from datasets import distances as dist
-from datasets import features
+from datasets.filter import distances as dist
+from datasets.filter import features
 
 log = logging.getLogger(__name__)
 
@@ -761,7 +761,7 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     Parameters
     ----------
     feature, distance : str
-        A valid pair (see `datasets.similar.VALID_DISTANCES`).
+        A valid pair (see `datasets.filter.similar.VALID_DISTANCES`).
     masked_template : (H, W) uint8
         Template with its box blacked out.
     mask : (H, W) uint8
@@ -775,7 +775,7 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     -------
     (len(wys) * len(wxs),) float64
     """
-    from datasets import similar  # window_feature: the template goes through the loop path
+    from datasets.filter import similar  # window_feature: the template goes through the loop path
     _check_grid(region.shape, mask.shape, wys, wxs)
     if feature == "hog":
         template = hog_single(masked_template)
