@@ -27,6 +27,8 @@ PHASH_SIZE = 32
 PHASH_KEEP = 8
 CANNY_LOW = 50
 CANNY_HIGH = 150
+#: What the similar-region search can compare (:func:`window_feature`).
+FEATURES = ("hog", "phash", "lbp", "canny", "raw")
 
 
 def _as_gray(img, name="image"):
@@ -257,3 +259,31 @@ def canny(gray, low=CANNY_LOW, high=CANNY_HIGH):
 def raw(gray):
     """Pixel values as a flat float64 vector."""
     return _as_gray(gray).astype(np.float64).ravel()
+
+
+def window_feature(masked, mask, feature):
+    """Feature of one masked window of the similar-region search, by name: the per-window loop
+    of ``similar.find_similar_loop`` and the template of both search paths.
+
+    Parameters
+    ----------
+    masked : (H, W) uint8, inner box already zero.
+    mask : (H, W) uint8 ring mask.
+    feature : one of FEATURES.
+
+    Returns
+    -------
+    1-D array: what the search's distance compares (the ring's values for canny and raw).
+    """
+    ring = mask.astype(bool)
+    if feature == "hog":
+        return hog(masked)
+    if feature == "phash":
+        return phash(masked)
+    if feature == "lbp":
+        return lbp_histograms(masked, valid=ring)
+    if feature == "canny":
+        return canny(masked)[ring]
+    if feature == "raw":
+        return masked[ring].astype(np.float64)
+    raise ValueError(f"unknown feature {feature!r}; choose one of {list(FEATURES)}")

@@ -1,7 +1,7 @@
 """Batched window features for `datasets.filter.similar.find_similar` (the fast path).
 
 Every function here gives, for a grid of same-sized windows of a reference region, what
-`datasets.filter.similar.window_feature` gives for each masked window (same numbers up to
+`datasets.filter.features.window_feature` gives for each masked window (same numbers up to
 float rounding; the distances and the chosen window are tested against the loop),
 without computing each window from scratch:
 
@@ -775,12 +775,11 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     -------
     (len(wys) * len(wxs),) float64
     """
-    from datasets.filter import similar  # window_feature: the template goes through the loop path
     _check_grid(region.shape, mask.shape, wys, wxs)
     if feature == "hog":
         template = hog_single(masked_template)
     else:
-        template = similar.window_feature(masked_template, mask, feature)
+        template = features.window_feature(masked_template, mask, feature)  # as the loop's
     if feature == "hog":
         tw, ww = hog_terms(region, mask, wys, wxs, template)
         return _from_terms(distance, float(template @ template), tw, ww, template.size)
