@@ -95,7 +95,7 @@ def make_data(root, n_sources=10, seed=0, test_sources=3):
 
 def write_detections(data, ids, lookalikes, path, seed=0):
     """Synthetic detections (jittered truth + look-alikes + background) as a JSON file."""
-    from datasets.filter.crops import read_gt_boxes
+    from datasets.filter.crops.folder import read_gt_boxes
     from datasets.filter.synthetic_detections import synthetic_detections
     from eval.detection_io import write_detections_json
     dets = {}

@@ -150,7 +150,7 @@ def synthetic_detections_json(data_dir, ids, seed=0, truth=None, **kwargs):
     **kwargs
         Passed to :func:`synthetic_detections`.
     """
-    from datasets.filter.crops import read_gt_boxes
+    from datasets.filter.crops.folder import read_gt_boxes
     manifest = _read_manifest(data_dir)
     images = {}
     for i, image_id in enumerate(ids):
