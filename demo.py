@@ -27,8 +27,9 @@ import numpy as np
 import prepare_data
 import train_filter
 import train_yolo3
-from datasets.prepared import classes as class_names
 from datasets.phantom import generator as phantom
+from datasets.prepared import classes as class_names
+from datasets.prepared.folder import read_splits
 from eval import detection, plots, report, runs, two_stage
 
 log = logging.getLogger("demo")
@@ -126,8 +127,7 @@ def _read_csv(path):
 def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
     """Detector alone vs detector + filter on the test split (thresholds fixed beforehand)."""
     import json
-    with open(Path(data_dir) / "splits.json", encoding="utf-8") as f:
-        splits = json.load(f)
+    splits = read_splits(data_dir)
     ann = Path(data_dir) / "Annotations"
     gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])[0]
     det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")

@@ -28,6 +28,7 @@ from datasets.filter.crops import fusion as crop_fusion
 from datasets.filter.crops import index as crop_index
 from datasets.filter.crops import options as crop_options
 from datasets.prepared import classes as class_names
+from datasets.prepared.folder import MANIFEST, manifest_by_id
 from eval import classification, plots, runs
 from models import budget, devices, filter_net, schedules
 from models.epochs import fit
@@ -201,13 +202,10 @@ def prepare_crops(args, run):
 
 
 def _groups(data_dir, ids):
-    import csv
-    path = Path(data_dir) / "manifest.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        group = {r["id"]: r.get("group") or r["source"] for r in csv.DictReader(f)}
+    group = {i: r.get("group") or r["source"] for i, r in manifest_by_id(data_dir).items()}
     unknown = sorted({i for i in ids if i not in group})
     if unknown:
-        raise KeyError(f"{path}: no row for crop image id(s) {unknown[:5]}")
+        raise KeyError(f"{Path(data_dir) / MANIFEST}: no row for crop image id(s) {unknown[:5]}")
     return np.array([group[i] for i in ids])
 
 

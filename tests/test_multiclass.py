@@ -13,9 +13,10 @@ import prepare_data
 import train_yolo3
 from datasets.phantom import generator as phantom
 from datasets.prepared.classes import read_classes
+from datasets.prepared.folder import read_manifest
 from datasets.prepared.recovery import box_iou
 from eval import detection as det_eval
-from im2rec_tools.records import load_detection_records, read_manifest
+from im2rec_tools.records import load_detection_records
 
 pytestmark = pytest.mark.slow
 SEED = 5

@@ -14,8 +14,8 @@ import pytest
 import prepare_data
 from datasets.phantom import generator as phantom
 from datasets.phantom.scene import SINGLE_HEIGHTS, SINGLE_WIDTHS
+from datasets.prepared.folder import read_manifest
 from datasets.prepared.recovery import recovery
-from im2rec_tools.records import read_manifest
 
 SEED = 5
 NUM = 8

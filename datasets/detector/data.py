@@ -114,16 +114,11 @@ class DetectionData:
     """
 
     def __init__(self, data_dir, classes, make_transform_net):
-        import json
-        from pathlib import Path
+        from datasets.prepared.folder import read_splits
         from im2rec_tools.records import load_detection_records
 
         self.records, self.ids = load_detection_records(data_dir)
-        path = Path(data_dir) / "splits.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no splits; run prepare_data.py --out {data_dir}")
-        with open(path, encoding="utf-8") as f:
-            self.splits = json.load(f)
+        self.splits = read_splits(data_dir)
         self.classes = list(classes)
         self._make_net = make_transform_net
         self._transforms = {}

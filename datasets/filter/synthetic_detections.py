@@ -13,13 +13,13 @@ Usage::
         --split train --out oof_detections.json --seed 0
 """
 import argparse
-import csv
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from datasets.prepared.folder import MANIFEST, manifest_by_id, read_splits
 from eval.detection_io import write_detections_json
 
 log = logging.getLogger(__name__)
@@ -109,14 +109,6 @@ def synthetic_detections(gt, rng, image_size=None, lookalikes=(), n_jitter=2,
             "labels": [0] * len(keep)}
 
 
-def _read_manifest(data_dir):
-    path = Path(data_dir) / "manifest.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run prepare_data.py first")
-    with open(path, newline="", encoding="utf-8") as f:
-        return {r["id"]: r for r in csv.DictReader(f)}
-
-
 def lookalikes_in_half(truth, manifest_row):
     """Look-alike boxes of ``truth.json`` that fall inside a sample's detection half, in half
     pixels (boxes cut by the half's edge are dropped)."""
@@ -151,11 +143,11 @@ def synthetic_detections_json(data_dir, ids, seed=0, truth=None, **kwargs):
         Passed to :func:`synthetic_detections`.
     """
     from datasets.filter.crops.folder import read_gt_boxes
-    manifest = _read_manifest(data_dir)
+    manifest = manifest_by_id(data_dir)
     images = {}
     for i, image_id in enumerate(ids):
         if image_id not in manifest:
-            raise KeyError(f"id {image_id!r} not in {Path(data_dir) / 'manifest.csv'}")
+            raise KeyError(f"id {image_id!r} not in {Path(data_dir) / MANIFEST}")
         row = manifest[image_id]
         size = (float(row["width"]), float(row["height"]))
         la = lookalikes_in_half(truth, row) if truth else np.zeros((0, 4))
@@ -177,8 +169,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    with open(Path(args.data) / "splits.json", encoding="utf-8") as f:
-        splits = json.load(f)
+    splits = read_splits(args.data)
     ids = splits["train"] + splits["test"] if args.split == "all" else splits[args.split]
     truth = None
     if args.truth:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.prepared.folder import read_manifest
 from datasets.prepared.voc import read_voc
-from im2rec_tools.records import read_manifest
 
 SIDE_NAMES = {"L": "left", "R": "right", "full": "full"}
 

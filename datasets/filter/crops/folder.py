@@ -6,7 +6,6 @@ detections, search and fuse (in worker processes when asked), write the PNGs, th
 index and its preview, and ``crops.json`` last. ``load_crops`` reads the PNGs of an index
 back.
 """
-import json
 import logging
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from datasets.filter.crops.fusion import CROP_SIZE, clip_boxes, crops_for_detect
 from datasets.filter.crops.index import contact_sheet, write_index
 from datasets.filter.crops.labels import label_boxes, select_detections
 from datasets.filter.crops.options import read_crop_options, write_crop_options
+from datasets.prepared.folder import read_splits
 from datasets.prepared.voc import read_voc
 
 log = logging.getLogger(__name__)
@@ -160,10 +160,7 @@ def build_crop_folder(data_dir, detections_json, test_detections_json, out_dir, 
             raise FileNotFoundError(f"{what} {path} not found")
         return read_detections_json(path)[0]
 
-    splits_path = Path(data_dir) / "splits.json"
-    if not splits_path.exists():
-        raise FileNotFoundError(f"{splits_path} not found: run prepare_data.py first")
-    splits = json.loads(splits_path.read_text(encoding="utf-8"))
+    splits = read_splits(data_dir)
     oof = read(detections_json, "--detections")
     train_ids = list(splits["train"])
     missing = [i for i in train_ids if i not in oof]
