@@ -20,17 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from datasets.prepared.folder import MANIFEST, manifest_by_id, read_splits
+from eval.detection import box_iou
 from eval.detection_io import write_detections_json
 
 log = logging.getLogger(__name__)
-
-
-def _iou_one(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _jitter(box, rng, amount):
@@ -88,7 +81,8 @@ def synthetic_detections(gt, rng, image_size=None, lookalikes=(), n_jitter=2,
         for _ in range(n_jitter):
             b = _clip(_jitter(g, rng, rng.uniform(*jitter)), image_size)
             boxes.append(b)
-            scores.append(0.3 + 0.6 * _iou_one(b, g) + rng.normal(0, score_noise))
+            iou = box_iou([b], [g], offset=0)[0, 0]     # continuous IoU
+            scores.append(0.3 + 0.6 * iou + rng.normal(0, score_noise))
     for la in np.asarray(lookalikes, dtype=np.float64).reshape(-1, 4):
         boxes.append(_clip(_jitter(la, rng, lookalike_jitter), image_size))
         scores.append(rng.uniform(0.3, 0.9) + rng.normal(0, score_noise))

@@ -2,6 +2,8 @@
 box with IoU >= the threshold, else -1."""
 import numpy as np
 
+from eval.detection import box_iou
+
 
 def select_detections(scores, min_score=0.0, top_k=0):
     """Indices of the detections to keep: score >= ``min_score``, best ``top_k`` (0 = all).
@@ -29,12 +31,6 @@ def select_detections(scores, min_score=0.0, top_k=0):
 IOU_OFFSET = 1
 
 
-def box_iou(boxes, gt_boxes):
-    """IoU matrix of ``boxes`` (N, 4) against ``gt_boxes`` (M, 4), pixels, offset 1."""
-    from eval.detection import box_iou as iou
-    return iou(boxes, gt_boxes, offset=IOU_OFFSET)
-
-
 def label_boxes(boxes, gt_boxes, iou_threshold=0.5):
     """Best IoU of each box with any ground-truth box and its ±1 label.
 
@@ -52,7 +48,7 @@ def label_boxes(boxes, gt_boxes, iou_threshold=0.5):
     ious : ndarray of float, shape (N,)
     labels : ndarray of int, shape (N,), values +1 / −1
     """
-    iou = box_iou(boxes, gt_boxes)
+    iou = box_iou(boxes, gt_boxes, offset=IOU_OFFSET)
     # + 0.0 turns the -0.0 of empty intersections into 0.0 (cosmetic, in the CSV)
     best = (iou.max(axis=1) if iou.shape[1] else np.zeros(iou.shape[0])) + 0.0
     return best, np.where(best >= iou_threshold, 1, -1).astype(np.int64)
