@@ -31,8 +31,9 @@ import numpy as np
 import prepare_data
 import train_filter
 import train_yolo3
-from datasets import classes as class_names
-from datasets import phantom
+from datasets.phantom import generator as phantom
+from datasets.prepared import classes as class_names
+from datasets.prepared.folder import read_splits
 from eval import detection, plots, report, two_stage
 from infra import runs
 
@@ -131,8 +132,7 @@ def _read_csv(path):
 def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
     """Detector alone vs detector + filter on the test split (thresholds fixed beforehand)."""
     import json
-    with open(Path(data_dir) / "splits.json", encoding="utf-8") as f:
-        splits = json.load(f)
+    splits = read_splits(data_dir)
     ann = Path(data_dir) / "Annotations"
     gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])[0]
     det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")
@@ -165,7 +165,7 @@ SIZE_EDGES = (0.0, 24.0, 32.0, 40.0, 48.0, 64.0, 1000.0)
 def recall_breakdown(data_dir, gt, det, kept, det_threshold, offset):
     """Recall at the operating point by lesion contrast and size, detector alone and with
     the filter: which lesions a detector of this budget misses."""
-    from datasets.lesion_contrast import data_contrasts
+    from datasets.prepared.lesion_contrast import data_contrasts
     from eval.breakdown import found_boxes, recall_by_bins
     values = {"contrast": (data_contrasts(data_dir, gt), CONTRAST_EDGES),
               "size": ({i: np.sqrt(np.prod(g["boxes"][:, 2:] - g["boxes"][:, :2], axis=1))

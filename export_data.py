@@ -24,7 +24,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from datasets import export
+from datasets.prepared import export
 from infra.atomic import atomic_write_json
 
 log = logging.getLogger("export_data")

@@ -10,8 +10,8 @@ max LR and base_lr = max_lr / 4 (for --lr-mode triangular: --lr BASE --max-lr MA
 import argparse
 import math
 
-from datasets import classes as class_names
-from datasets import detection_data as dd
+from datasets.prepared import classes as class_names
+from datasets.detector import data as dd
 from infra import runs
 from models import devices, lr_range, yolo, yolo_train
 

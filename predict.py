@@ -26,8 +26,12 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from datasets import detection_data, filter_crops, preprocess, redbox
-from datasets.images import read_image
+from datasets.detector import data as detection_data
+from datasets.filter.crops import fusion as crop_fusion
+from datasets.filter.crops import labels as crop_labels
+from datasets.filter.crops import options as crop_options
+from datasets.prepared import preprocess, redbox
+from datasets.prepared.images import read_image
 from eval.detection_io import write_cartucho
 from infra import runs
 from infra.atomic import atomic_write_bytes, atomic_write_json
@@ -107,7 +111,7 @@ def detect(nets, halves_bgr, data_shape, ctx, batch_size, score_thresh, top_k, f
 def score_detections(fnet, spec, lesion_gray, reference_gray, det, ctx):
     """Filter scores (nan where the filter does not look: below min-score or past top-k)."""
     scores = np.full(len(det["scores"]), np.nan)
-    idx = filter_crops.select_detections(det["scores"], spec.get("min_score", 0.0),
+    idx = crop_labels.select_detections(det["scores"], spec.get("min_score", 0.0),
                                          spec.get("top_k", 0))
     h, w = lesion_gray.shape
     b = det["boxes"][idx]
@@ -117,9 +121,9 @@ def score_detections(fnet, spec, lesion_gray, reference_gray, det, ctx):
              (np.minimum(b[:, 3], h) - np.maximum(b[:, 1], 0) >= 1)
     idx = idx[inside]
     if len(idx):
-        crops, _ = filter_crops.crops_for_detections(
-            lesion_gray, reference_gray, det["boxes"][idx], filter_crops.search_kwargs_from(spec),
-            size=spec.get("crop_size", filter_crops.CROP_SIZE))
+        crops, _ = crop_fusion.crops_for_detections(
+            lesion_gray, reference_gray, det["boxes"][idx], crop_options.search_kwargs_from(spec),
+            size=spec.get("crop_size", crop_fusion.CROP_SIZE))
         scores[idx] = filter_net.score_crops(fnet, crops, ctx)
     return scores
 

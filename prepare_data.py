@@ -30,10 +30,10 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from datasets import classes as class_names
-from datasets import labelme, preprocess, raw_sources, redbox, splits, staging, voc
-from datasets.errors import BadFileError
-from datasets.images import JPEG_QUALITY, write_jpeg
+from datasets.prepared import classes as class_names
+from datasets.prepared import labelme, preprocess, raw_sources, redbox, splits, staging, voc
+from datasets.prepared.errors import BadFileError
+from datasets.prepared.images import JPEG_QUALITY, write_jpeg
 from im2rec_tools import lst, records
 from infra import runs
 from infra.atomic import atomic_write_json, atomic_write_text

@@ -1,6 +1,6 @@
 """Train the second-stage filter: fused crops of detections -> ResNet18_v2 + HingeLoss.
 
-Builds fused crops (datasets/filter_crops.py) from the detector's out-of-fold detections
+Builds fused crops (datasets/filter/crops/) from the detector's out-of-fold detections
 (training) and the final model's test detections (test), splits the training crops into
 train/validation by source screenshot, trains models/filter_net.py with HingeLoss on ±1
 labels, picks the score threshold with the best validation F1 and applies it unchanged to
@@ -22,9 +22,13 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from datasets import classes as class_names
-from datasets import filter_crops as fc
-from datasets import filter_data as fd
+from datasets.filter import data as fd
+from datasets.filter.crops import folder as crop_folder
+from datasets.filter.crops import fusion as crop_fusion
+from datasets.filter.crops import index as crop_index
+from datasets.filter.crops import options as crop_options
+from datasets.prepared import classes as class_names
+from datasets.prepared.folder import MANIFEST, manifest_by_id
 from eval import classification, plots
 from infra import runs
 from models import budget, devices, filter_net, schedules
@@ -57,7 +61,7 @@ def build_parser():
     p.add_argument("--crops", default=None,
                    help="reuse the crops built by an earlier run (its crops/ folder) instead "
                         "of building them")
-    fc.add_crop_arguments(p)
+    crop_options.add_crop_arguments(p)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
     g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
@@ -158,8 +162,8 @@ def _resume_options(args):
 # ---------------------------------------------------------------- crops
 
 def _crop_options(args):
-    from datasets.similar import check_pair
-    search = fc.search_kwargs_from(args)
+    from datasets.filter.similar import check_pair
+    search = crop_options.search_kwargs_from(args)
     # Store the resolved distance, so predict.py does not depend on today's default.
     search["distance"] = check_pair(search["feature"], search["distance"])
     return {"min_score": args.min_score, "top_k": args.top_k, "iou": args.iou,
@@ -189,23 +193,20 @@ def prepare_crops(args, run):
     """Build the crops into the run folder, or reuse --crops / a resumed run's crops."""
     own = run.dir / "crops"
     if args.crops:
-        return fc.reuse_crop_folder(args.crops, _crop_options(args))
+        return crop_folder.reuse_crop_folder(args.crops, _crop_options(args))
     if (own / "crops.json").exists() and (own / "train.csv").exists():
         log.info("reusing the crops in %s", own)
-        return own, fc.read_crop_options(own)
-    opts = fc.build_crop_folder(args.data, args.detections, args.test_detections, own,
+        return own, crop_options.read_crop_options(own)
+    opts = crop_folder.build_crop_folder(args.data, args.detections, args.test_detections, own,
                                 _crop_options(args))
     return own, opts
 
 
 def _groups(data_dir, ids):
-    import csv
-    path = Path(data_dir) / "manifest.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        group = {r["id"]: r.get("group") or r["source"] for r in csv.DictReader(f)}
+    group = {i: r.get("group") or r["source"] for i, r in manifest_by_id(data_dir).items()}
     unknown = sorted({i for i in ids if i not in group})
     if unknown:
-        raise KeyError(f"{path}: no row for crop image id(s) {unknown[:5]}")
+        raise KeyError(f"{Path(data_dir) / MANIFEST}: no row for crop image id(s) {unknown[:5]}")
     return np.array([group[i] for i in ids])
 
 
@@ -243,7 +244,7 @@ def _write_scores(path, rows, idx, scores, threshold):
         if threshold is not None:
             r["filter_keep"] = int(s >= threshold)
         out.append(r)
-    fc.write_index(path, out)
+    crop_index.write_index(path, out)
 
 
 def _plots(run, name, y, scores, threshold, metrics):
@@ -307,9 +308,9 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, arg
     if not test_csv.exists():
         log.warning("no test crops (no --test-detections): test metrics skipped")
         return summary
-    test_rows = fc.read_index(test_csv)
+    test_rows = crop_index.read_index(test_csv)
     test_labels = np.array([r["label"] for r in test_rows])
-    test_scores = predict_scores(net, fc.load_crops(crop_dir, test_rows), ctxs)
+    test_scores = predict_scores(net, crop_folder.load_crops(crop_dir, test_rows), ctxs)
     _write_scores(run.path("test_scores.csv"), test_rows, range(len(test_rows)), test_scores,
                   threshold)
     test = classification.summarize(test_labels, test_scores, threshold)
@@ -343,7 +344,8 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
     x = batches[0][0][0]
     predict_rate = budget.measure_rate(lambda b: net(b).wait_to_read(), [(x, len(x))] * 4,
                                        warmup=1)
-    n_test = len(fc.read_index(crop_dir / "test.csv")) if (crop_dir / "test.csv").exists() else 0
+    n_test = (len(crop_index.read_index(crop_dir / "test.csv"))
+              if (crop_dir / "test.csv").exists() else 0)
     plan = budget.epochs_for_budget(
         args.time_budget * 60.0 - (time.time() - t_start), n_epoch, train_rate, n_val,
         predict_rate, 1, 1, after_s=(n_val + n_test) / predict_rate + 10.0)
@@ -369,8 +371,8 @@ def main(args):
     ctxs = devices.contexts(args.gpus)
     crop_dir, crop_opts = prepare_crops(args, run)
 
-    rows = fc.read_index(crop_dir / "train.csv")
-    crops = fc.load_crops(crop_dir, rows)
+    rows = crop_index.read_index(crop_dir / "train.csv")
+    crops = crop_folder.load_crops(crop_dir, rows)
     labels = np.array([r["label"] for r in rows])
     is_gt = np.array([r.get("origin") == "gt" for r in rows])
     groups = _groups(args.data, [r["image_id"] for r in rows])
@@ -452,7 +454,7 @@ def main(args):
     filter_spec = {"threshold": summary["threshold"], "params": str(best.relative_to(run.dir)),
                    "crop_size": crop_opts["size"], **crop_opts["search"],
                    "min_score": crop_opts["min_score"], "top_k": crop_opts["top_k"],
-                   "iou": crop_opts["iou"], "difference": fc.DIFFERENCE_FORM,
+                   "iou": crop_opts["iou"], "difference": crop_fusion.DIFFERENCE_FORM,
                    "net": {"backbone": "resnet18_v2", "dropout": args.dropout,
                            "mean": filter_net.IMAGENET_MEAN, "std": filter_net.IMAGENET_STD},
                    "score_range": [-1, 1]}

@@ -44,8 +44,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from datasets import classes as class_names  # noqa: E402
-from datasets import detection_data as dd  # noqa: E402
+from datasets.prepared import classes as class_names  # noqa: E402
+from datasets.detector import data as dd  # noqa: E402
 from eval import cv  # noqa: E402
 from infra import runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
@@ -107,8 +107,9 @@ def build_parser():
     g.add_argument("--random-shape", action=argparse.BooleanOptionalAction, default=None,
                    help="train at random input sizes (GluonCV's; recipe: paper on, cpu off)")
     g.add_argument("--extra-augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="datasets.augment.ExtraAugment (rotation, noise, brightness, contrast, "
-                        "sharpness) before GluonCV's transform (recipe: paper on, cpu off)")
+                   help="datasets.detector.augment.ExtraAugment (rotation, noise, brightness, "
+                        "contrast, sharpness) before GluonCV's transform "
+                        "(recipe: paper on, cpu off)")
     g.add_argument("--optimizer", default=None, choices=["sgd", "adam"],
                    help="sgd with --momentum (GluonCV's recipe) or adam (recipe: cpu)")
     g.add_argument("--max-expand", type=float, default=None,
@@ -276,7 +277,7 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     if job is not None and (job.dir / "done.json").exists():
         return job.read_json("done.json")
     t0 = time.time()
-    from datasets.augment import ExtraAugment
+    from datasets.detector.augment import ExtraAugment
     extra = ExtraAugment() if p.extra_augment else None
     anchors = job_anchors(data, train_ids, p)
     # Transforms first (built once per process, drawing random numbers the first time), so
@@ -552,7 +553,7 @@ def plan_budget(run, args, params, data, ctx, job, cv_jobs, t_start):
 def calibrate(data, p, ctx, args, train_ids, iters=6):
     """Training and prediction images/s of this machine at ``p``'s settings (a throwaway
     net; the jobs' random streams are seeded afterwards, so they do not depend on it)."""
-    from datasets.augment import ExtraAugment
+    from datasets.detector.augment import ExtraAugment
     t0 = time.time()
     shapes = dd.random_shapes(p.data_shape, p.random_shape)
     transforms = data.transforms(p.data_shape, False,

@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 import mxnet as mx  # noqa: E402
 
 import train_yolo3  # noqa: E402
-from datasets import classes as class_names  # noqa: E402
-from datasets import detection_data as dd  # noqa: E402
+from datasets.prepared import classes as class_names  # noqa: E402
+from datasets.detector import data as dd  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
 from infra.runs import MetricsCSV  # noqa: E402
 from models import schedules, yolo, yolo_train  # noqa: E402
@@ -94,7 +94,7 @@ def versions():
 def make_phantom_data(work, kind, num, seed):
     """Generate ``num`` phantom pictures and prepare them (prepare_data's defaults)."""
     import prepare_data
-    from datasets import phantom
+    from datasets.phantom import generator as phantom
     raw, data = Path(work) / "raw", Path(work) / "data"
     phantom.generate(raw, num, seed=seed, progress=False, single_panel=kind == "single")
     extra = ["--no-crop", "--no-split"] if kind == "single" else []

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets import phantom  # noqa: E402
+from datasets.phantom import generator as phantom  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -21,9 +21,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import prepare_data  # noqa: E402
-from datasets import phantom  # noqa: E402
-from datasets.recovery import box_iou, recovery  # noqa: E402
-from datasets.redbox import CR_THRESHOLD, cr_channel  # noqa: E402
+from datasets.phantom import generator as phantom  # noqa: E402
+from datasets.prepared.recovery import recovery  # noqa: E402
+from datasets.prepared.redbox import CR_THRESHOLD, cr_channel  # noqa: E402
+from eval.detection import box_iou  # noqa: E402
 
 
 def notes_recipe(img, min_area=30):
@@ -47,7 +48,7 @@ def baseline(raw, iou_min=0.9):
         boxes = notes_recipe(cv2.imread(str(Path(raw) / im["file"])))
         for tb in im["boxes"]:
             n += 1
-            ok += max((box_iou(tb["box"], b) for b in boxes), default=0.0) >= iou_min
+            ok += box_iou([tb["box"]], boxes, offset=0).max(initial=0.0) >= iou_min
     return ok / n if n else 1.0, n
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: fast similar-region search vs the per-window loop (datasets/similar.py).
+"""Benchmark: fast similar-region search vs the per-window loop (datasets/filter/similar.py).
 
 Builds N realistic cases (grey halves ~500x450 of blurred Rayleigh speckle over bright
 fascia lines and dark/bright blobs, the reference half a shifted copy with fresh speckle
@@ -26,7 +26,7 @@ import numpy as np
 import skimage
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets import similar  # noqa: E402
+from datasets.filter import similar  # noqa: E402
 
 
 def make_half(base, rng, shift=(0, 0), crop=(0, 0)):

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import mxnet as mx  # noqa: E402
 
-from datasets import detection_data as dd  # noqa: E402
-from datasets.augment import ExtraAugment  # noqa: E402
-from datasets.classes import data_classes  # noqa: E402
+from datasets.detector import data as dd  # noqa: E402
+from datasets.detector.augment import ExtraAugment  # noqa: E402
+from datasets.prepared.classes import data_classes  # noqa: E402
 from models import recipes, schedules, yolo, yolo_train  # noqa: E402
 
 

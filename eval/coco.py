@@ -31,7 +31,7 @@ these numbers. The price: a detection on a difficult box is matched with COCO's 
 """
 import numpy as np
 
-from eval.detection import group_pairs
+from eval.pairs import group_pairs
 from eval.detection_io import inverted_boxes, tables_from_dicts
 
 # pycocotools' Params.setDetParams, verbatim values (linspace, not arange: see its comment)

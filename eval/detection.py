@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.pairs import group_pairs
 from eval.detection_io import (  # noqa: F401  (re-exported: docs/CONTRACTS.md names them here)
     FormatError, read_cartucho, read_cartucho_detections, read_detections_json, read_voc_dir, read_voc_xml,
     table_from_detections, table_from_ground_truth, write_cartucho, write_detections_json,
@@ -132,37 +133,6 @@ def _processing_rank(d_img, d_lab, d_score, ties):
     rank = np.empty(n, np.int64)
     rank[order] = idx
     return rank
-
-
-def group_pairs(g_key, d_key, g_order=None):
-    """Every (detection, ground truth) pair with equal keys (same image and class), detection-major.
-
-    Parameters
-    ----------
-    g_key, d_key : ndarray of int
-        Group key of each ground-truth / detection row.
-    g_order : ndarray of int, optional
-        Ground-truth rows sorted by key; within a key, the order pairs of one detection come
-        in. Default: input order (stable sort by key).
-
-    Returns
-    -------
-    d_of_pair, g_of_pair : ndarray of int
-        Row indices; the pairs of detection ``j`` are contiguous, in ``g_order`` order.
-    counts : ndarray of int
-        Pairs per detection.
-    """
-    if g_order is None:
-        g_order = np.argsort(g_key, kind="stable")
-    gk = g_key[g_order]
-    start = np.searchsorted(gk, d_key, side="left")
-    counts = np.searchsorted(gk, d_key, side="right") - start
-    P = int(counts.sum())
-    seg = np.cumsum(counts) - counts
-    off = np.arange(P) - np.repeat(seg, counts)
-    g_of_pair = g_order[np.repeat(start, counts) + off]
-    d_of_pair = np.repeat(np.arange(len(d_key)), counts)
-    return d_of_pair, g_of_pair, counts
 
 
 def _match_tables(gt_t, dr_t, iou, offset, ties):

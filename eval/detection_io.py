@@ -579,7 +579,7 @@ def read_voc_xml(path, one_based=True):
     path : str or Path
     one_based : bool
         VOC files store 1-based pixels; subtract 1 from all four coordinates, as GluonCV's
-        ``VOCDetection`` does (and ``datasets/voc.py`` writes), to get GluonCV boxes.
+        ``VOCDetection`` does (and ``datasets/prepared/voc.py`` writes), to get GluonCV boxes.
 
     Returns
     -------

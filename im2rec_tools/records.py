@@ -8,7 +8,6 @@ their samples by index (``subset_indices``) instead of packing the same JPEG fiv
 under temporary names and renamed only after the record count equals the line count
 (im2rec skips unreadable images silently, MXNET_TRAPS 4).
 """
-import csv
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from mxnet import recordio
 from mxnet.gluon.data import Sampler
 
+from datasets.prepared.folder import read_manifest
 from im2rec_tools.lst import read_lst
 
 log = logging.getLogger(__name__)
@@ -83,15 +83,6 @@ def pack_records(lst_path, root, rec_path=None):
                 p.unlink()
     log.info("packed %d records into %s", count, rec_path)
     return count
-
-
-def read_manifest(data_dir):
-    """Rows of ``DATA/manifest.csv`` as dicts (strings), in file order."""
-    path = Path(data_dir) / "manifest.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest; run prepare_data.py --out {data_dir}")
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def record_ids(rec_path, id_by_index):

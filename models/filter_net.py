@@ -2,7 +2,7 @@
 
 Notes 002 ("搭建神经网络"): drop resnet18_v2's classifier, add three dense layers and a tanh,
 train with HingeLoss on ±1 labels; the input is a fused 128×128×3 crop
-(datasets/filter_crops.py) scaled to [0, 1] and normalised with the ImageNet mean/std
+(datasets/filter/crops/) scaled to [0, 1] and normalised with the ImageNet mean/std
 (:func:`to_input`). The output is a score in (−1, 1); positive means "strain".
 """
 import logging

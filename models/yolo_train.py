@@ -127,7 +127,7 @@ def train_step(net, trainer, batch, ctx, num_workers=1, amp=False):
     ----------
     batch : list of NDArray
         ``(img, obj_t, center_t, scale_t, weight_t, class_t, gt_boxes)`` from
-        ``datasets.detection_data.train_loader``.
+        ``datasets.detector.data.train_loader``.
     ctx : list of mx.Context
         Data-parallel devices; the batch is split over them.
     num_workers : int
@@ -216,7 +216,7 @@ def predict(net, loader, ctx, score_thresh=0.01, top_k=100):
     Parameters
     ----------
     loader : DataLoader
-        ``datasets.detection_data.val_loader``: ``(img, label, orig_wh)`` batches, in order.
+        ``datasets.detector.data.val_loader``: ``(img, label, orig_wh)`` batches, in order.
     score_thresh : float
         Keep boxes scoring at least this (low, so the filter stage sees negatives).
     top_k : int

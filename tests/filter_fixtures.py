@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.voc import write_voc
+from datasets.prepared.voc import write_voc
 
 HALF_W, HALF_H = 96, 80
 MANIFEST_COLUMNS = ["id", "source", "group", "side", "x_offset", "y_offset", "width", "height",
@@ -95,8 +95,8 @@ def make_data(root, n_sources=10, seed=0, test_sources=3):
 
 def write_detections(data, ids, lookalikes, path, seed=0):
     """Synthetic detections (jittered truth + look-alikes + background) as a JSON file."""
-    from datasets.filter_crops import read_gt_boxes
-    from datasets.synthetic_detections import synthetic_detections
+    from datasets.filter.crops.folder import read_gt_boxes
+    from datasets.filter.synthetic_detections import synthetic_detections
     from eval.detection_io import write_detections_json
     dets = {}
     for i, image_id in enumerate(ids):

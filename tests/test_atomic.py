@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import prepare_data
-from datasets import phantom
+from datasets.phantom import generator as phantom
 from eval.detection_io import write_cartucho
 from infra import runs
 from infra.atomic import (atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text,

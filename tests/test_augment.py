@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import augment
-from datasets.augment import ExtraAugment, rotate, rotate_boxes, rotation_matrix
+from datasets.detector import augment
+from datasets.detector.augment import ExtraAugment, rotate, rotate_boxes, rotation_matrix
 
 SEED = 3
 

@@ -1,8 +1,9 @@
-"""eval/breakdown.py against a per-box loop; datasets/lesion_contrast.py on drawn lesions."""
+"""eval/breakdown.py against a per-box loop; datasets/prepared/lesion_contrast.py on drawn
+lesions."""
 import numpy as np
 import pytest
 
-from datasets.lesion_contrast import box_contrast, ellipse_mask
+from datasets.prepared.lesion_contrast import box_contrast, ellipse_mask
 from eval.breakdown import found_boxes, recall_by_bins
 
 

@@ -1,4 +1,4 @@
-"""Class lists (datasets/classes.py) and the scripts that read them from the data folder.
+"""Class lists (datasets/prepared/classes.py) and the scripts that read them from the data folder.
 
 References: the lists written by hand here; a folder prepared before classes.txt existed
 (the tiny detector fixture writes none) must read as ``["lesion"]``.
@@ -10,7 +10,7 @@ import pytest
 
 import train_filter
 import train_yolo3
-from datasets import classes
+from datasets.prepared import classes
 from tests.yolo_fixtures import make_detection_data
 
 
@@ -30,7 +30,7 @@ def test_parse_write_read_round_trip(tmp_path):
 
 
 def test_legacy_folder_reads_as_lesion_with_a_log_line(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="datasets.classes"):
+    with caplog.at_level(logging.INFO, logger="datasets.prepared.classes"):
         assert classes.data_classes(tmp_path) == ["lesion"]
     assert "no classes.txt" in caplog.text
     assert classes.data_classes(tmp_path, "lesion") == ["lesion"]

@@ -10,7 +10,7 @@ import pytest
 
 import demo
 import predict
-from datasets import phantom
+from datasets.phantom import generator as phantom
 
 pytestmark = pytest.mark.slow
 

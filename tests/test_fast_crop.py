@@ -1,4 +1,4 @@
-"""datasets/fast_crop.py against GluonCV's random_crop_with_constraints: same crops, same
+"""datasets/detector/fast_crop.py against GluonCV's random_crop_with_constraints: same crops, same
 boxes, and the random generators left in the same state, on random boxes and image sizes."""
 import random
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gluoncv.data.transforms.experimental.bbox import random_crop_with_constraints as gluon_crop
 
-from datasets.fast_crop import random_crop_with_constraints as fast_crop
+from datasets.detector.fast_crop import random_crop_with_constraints as fast_crop
 
 
 def _case(rng):

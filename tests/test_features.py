@@ -6,9 +6,9 @@ import scipy.fft
 from scipy.spatial import distance as spd
 from skimage import feature as skfeature
 
-from datasets import distances as dist
-from datasets import features
-from datasets import similar_fast
+from datasets.filter import distances as dist
+from datasets.filter import features
+from datasets.filter import similar_fast
 
 
 def speckle(h, w, seed):

@@ -1,7 +1,7 @@
 """A detection covering the whole half (untrained detectors make them) still gets a crop."""
 import numpy as np
 
-from datasets import filter_crops
+from datasets.filter.crops import fusion as crop_fusion
 
 
 def test_box_filling_the_half_is_compared_in_place():
@@ -10,7 +10,7 @@ def test_box_filling_the_half_is_compared_in_place():
     reference = rng.integers(0, 255, (120, 101), dtype=np.uint8)
     search = {"feature": "hog", "distance": None, "context": 0.5, "search_radius": 8,
               "stride": 4}
-    crops, matches = filter_crops.crops_for_detections(
+    crops, matches = crop_fusion.crops_for_detections(
         lesion, reference, [[0, 0, 100, 120], [10, 10, 40, 40]], search, size=32)
     assert crops.shape == (2, 32, 32, 3)
     assert (matches[0].dx, matches[0].dy) == (0, 0) and np.isnan(matches[0].distance)

@@ -1,4 +1,4 @@
-"""labelme reader (datasets/labelme.py) on hand-written files.
+"""labelme reader (datasets/prepared/labelme.py) on hand-written files.
 
 Reference: the bounding box of a shape's points computed directly with numpy (circle:
 centre +- radius), and the image bytes the JSON points at or embeds.
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import labelme
-from datasets.errors import BadFileError
+from datasets.prepared import labelme
+from datasets.prepared.errors import BadFileError
 
 
 def write_image(path, seed=0, size=(60, 80)):

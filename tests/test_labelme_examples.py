@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import prepare_data
-from datasets.classes import read_classes
+from datasets.prepared.classes import read_classes
 
 LABELS = ["bottle", "bus", "car", "chair", "person", "sofa"]
 

@@ -1,10 +1,10 @@
-"""datasets.detection_data.LimitedExpand caps GluonCV's random expand and restores it."""
+"""datasets.detector.data.LimitedExpand caps GluonCV's random expand and restores it."""
 import mxnet as mx
 import numpy as np
 import pytest
 
 import gluoncv.data.transforms.presets.yolo as preset
-from datasets.detection_data import LimitedExpand
+from datasets.detector.data import LimitedExpand
 
 
 class _Probe:
@@ -29,7 +29,7 @@ def test_expand_is_capped_and_restored(ratio):
 
 def test_real_transform_with_expand_off_runs():
     from models import yolo
-    from datasets.detection_data import train_transforms
+    from datasets.detector.data import train_transforms
     net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
     (t,) = train_transforms(net, [64], max_expand=1.0)
     label = np.array([[10, 12, 30, 40, 0, 0]], dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Tests for the phantom generator (datasets/phantom.py, phantom_scene.py, phantom_annotation.py).
+"""Tests for the phantom generator (datasets/phantom/: generator, scene, annotation).
 
 The reference for every box is independent of the generator's own code: the red ink found
 in the pixels, the bounding box of the labelme points computed here by hand, the border crop
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import phantom
-from datasets.phantom_scene import render_pair
+from datasets.phantom import generator as phantom
+from datasets.phantom.scene import render_pair
 
 SEED = 3
 NUM = 10
@@ -189,7 +189,7 @@ def test_labelme_shapes_reproduce_truth(raw_set):
 
 def test_labelme_shape_types_all_drawn():
     """Every shape type occurs, and each encloses (or nearly) the lesion it annotates."""
-    from datasets import phantom_annotation as ann
+    from datasets.phantom import annotation as ann
     rng = np.random.default_rng(7)
     seen = {}
     for i in range(6):
@@ -366,3 +366,21 @@ def test_cli_and_input_errors(tmp_path):
         phantom.generate(tmp_path, 1, labelme_frac=1.5, progress=False)
     with pytest.raises(ValueError, match="too small"):
         phantom.generate(tmp_path, 1, sizes=[(300, 200)], progress=False)
+
+
+def test_python_m_datasets_phantom_writes_what_generate_writes(tmp_path):
+    """The contract's command line (docs/CONTRACTS.md): the package's __main__ runs the
+    generator with the same options."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    cli = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "datasets.phantom", "--out", str(cli), "--num", "3",
+                    "--seed", str(SEED), "--labelme-frac", "0.5", "--no-progress"],
+                   cwd=root, check=True, capture_output=True)
+    api = tmp_path / "api"
+    phantom.generate(api, 3, seed=SEED, labelme_frac=0.5, progress=False)
+    assert sorted(p.name for p in cli.iterdir()) == sorted(p.name for p in api.iterdir())
+    for p in sorted(api.iterdir()):
+        assert (cli / p.name).read_bytes() == p.read_bytes(), f"seed {SEED}: {p.name} differs"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import prepare_data
-from datasets import phantom
-from datasets.phantom_scene import SINGLE_HEIGHTS, SINGLE_WIDTHS
-from datasets.recovery import recovery
-from im2rec_tools.records import read_manifest
+from datasets.phantom import generator as phantom
+from datasets.phantom.scene import SINGLE_HEIGHTS, SINGLE_WIDTHS
+from datasets.prepared.folder import read_manifest
+from datasets.prepared.recovery import recovery
 
 SEED = 5
 NUM = 8

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import prepare_data
-from datasets import phantom
-from datasets.recovery import prepared_boxes, recovery
-from datasets.redbox import cr_channel
-from datasets.splits import check_splits
-from datasets.voc import read_voc
+from datasets.phantom import generator as phantom
+from datasets.prepared.recovery import prepared_boxes, recovery
+from datasets.prepared.redbox import cr_channel
+from datasets.prepared.splits import check_splits
+from datasets.prepared.voc import read_voc
 from im2rec_tools.records import load_detection_records
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Border crop, midline split, shift and clip (datasets/preprocess.py).
+"""Border crop, midline split, shift and clip (datasets/prepared/preprocess.py).
 
 References: the notes' single-scan-line crop written out literally, and a brute-force
 pixel-mask clip (rasterise the box, intersect with the rectangle, take the bounding box).
@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import preprocess
-from datasets.preprocess import assign_boxes, clip_box, find_crop, panel_rects
+from datasets.prepared import preprocess
+from datasets.prepared.preprocess import assign_boxes, clip_box, find_crop, panel_rects
 
 
 def screenshot(rng, w=400, h=300, panels=((60, 40, 190, 250), (205, 40, 335, 250)), text=True):

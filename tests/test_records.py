@@ -15,8 +15,8 @@ import mxnet
 import numpy as np
 import pytest
 
-from datasets.images import write_jpeg
-from datasets.voc import read_voc, write_voc
+from datasets.prepared.images import write_jpeg
+from datasets.prepared.voc import read_voc, write_voc
 from im2rec_tools import lst, records
 
 CLASSES = ["lesion"]

@@ -1,4 +1,4 @@
-"""Red-box extraction and ink removal (datasets/redbox.py) on drawn screenshots.
+"""Red-box extraction and ink removal (datasets/prepared/redbox.py) on drawn screenshots.
 
 References: boxes drawn with ``cv2.rectangle`` (their nominal corners are the truth, as in
 the phantom), and the notes' plain recipe (Cr threshold -> ``cv2.findContours`` ->
@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.recovery import box_iou
-from datasets.redbox import CR_THRESHOLD, cr_channel, extract_red_boxes, remove_ink
+from datasets.prepared.redbox import CR_THRESHOLD, cr_channel, extract_red_boxes, remove_ink
+from eval.detection import box_iou
 
 
 def grey_image(rng, h=240, w=320):
@@ -47,7 +47,7 @@ def random_boxes(rng, n, w, h, lo=25, hi=80, gap=12):
 
 def match(truth, got):
     """Best IoU of each truth box among the found boxes."""
-    return [max((box_iou(t, g) for g in got), default=0.0) for t in truth]
+    return list(box_iou(truth, got, offset=0).max(axis=1, initial=0.0))
 
 
 @pytest.mark.parametrize("thickness", [1, 2, 3])
@@ -136,7 +136,7 @@ def test_outline_broken_at_corners_still_gives_its_box():
         img[y - 3:y + 4, x - 3:x + 4] = base[y - 3:y + 4, x - 3:x + 4]
     # The four strokes are still there, only their corners are gone.
     got, notes = extract_red_boxes(img)
-    assert len(got) == 1 and box_iou(got[0], truth) >= 0.95, (got, notes)
+    assert len(got) == 1 and box_iou(got, [truth], offset=0)[0, 0] >= 0.95, (got, notes)
 
 
 def test_specks_dropped_with_a_note_and_no_red_no_boxes():
@@ -258,7 +258,7 @@ def pair_layout(rng, kind, w, h):
 def ambiguous(boxes, stroke_px):
     """Whether other rectangles, as few, draw the same ink: then no reader can tell.
 
-    Ideal geometry, independent of datasets.redbox: lines closer than a stroke are one line
+    Ideal geometry, independent of datasets.prepared.redbox: lines closer than a stroke are one line
     (they print as one band); the ink is the set of unit steps along the boxes' edges; every
     rectangle on those lines with all four edges inked is a reading; any other set of at most
     as many readings whose edges make exactly the same ink is an equally good answer (e.g.
@@ -306,7 +306,8 @@ def pair_case(seed, kind, w=360, h=280):
 
 def one_to_one(truth, got, iou_min):
     """Boxes matched one to one at IoU >= iou_min (greedy by IoU): (matched, extra found)."""
-    pairs = sorted(((box_iou(t, g), i, j) for i, t in enumerate(truth) for j, g in enumerate(got)),
+    iou = box_iou(truth, got, offset=0)
+    pairs = sorted(((iou[i, j], i, j) for i in range(len(truth)) for j in range(len(got))),
                    reverse=True)
     used_t, used_g = set(), set()
     for iou, i, j in pairs:

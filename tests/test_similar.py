@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from skimage import feature as skfeature
 
-from datasets import similar
-from datasets import similar_fast
+from datasets.filter import features, similar
+from datasets.filter import similar_fast
 
 
 def anatomy(h, w, seed):
@@ -81,7 +81,7 @@ def test_pixel_box_rounds_outwards_and_rejects_bad_boxes():
 
 # ---------------------------------------------------------------- search behaviour
 
-@pytest.mark.parametrize("feature", similar.FEATURES)
+@pytest.mark.parametrize("feature", features.FEATURES)
 def test_identical_reference_gives_zero_offset(feature):
     les, _ = speckle_pair(1)
     m = similar.find_similar(les, les.copy(), (30.5, 28.0, 55.0, 52.3), search_radius=8,
@@ -91,7 +91,7 @@ def test_identical_reference_gives_zero_offset(feature):
     assert m.box == m.query_box == (30, 28, 55, 53)
 
 
-@pytest.mark.parametrize("feature", similar.FEATURES)
+@pytest.mark.parametrize("feature", features.FEATURES)
 @pytest.mark.parametrize("seed", [11, 12])
 def test_known_shift_is_recovered(feature, seed):
     rng = np.random.default_rng(seed)
@@ -118,7 +118,7 @@ CASES = [  # (seed, box, context, radius, stride, reference shape or None)
 ]
 
 
-@pytest.mark.parametrize("feature", similar.FEATURES)
+@pytest.mark.parametrize("feature", features.FEATURES)
 @pytest.mark.parametrize("case", CASES, ids=[f"case{c[0]}" for c in CASES])
 def test_fast_search_equals_window_loop(feature, case):
     seed, box, context, radius, stride, ref_shape = case
@@ -183,7 +183,7 @@ def test_ties_prefer_smallest_offset_then_row_major():
     assert similar.pick_best([0.5, 0.6, 0.5, 0.5, 0.5, 0.7], offsets) == 2
     # flat images: every window ties, the query position wins
     flat = np.full((60, 60), 90, np.uint8)
-    for feature in similar.FEATURES:
+    for feature in features.FEATURES:
         m = similar.find_similar(flat, flat, (20, 20, 35, 35), search_radius=8, feature=feature)
         assert (m.dx, m.dy) == (0, 0), feature
 

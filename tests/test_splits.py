@@ -1,8 +1,8 @@
-"""Grouped test split and k folds (datasets/splits.py): no group ever crosses a split."""
+"""Grouped test split and k folds (datasets/prepared/splits.py): no group ever crosses a split."""
 import numpy as np
 import pytest
 
-from datasets.splits import check_splits, make_splits, read_groups_csv
+from datasets.prepared.splits import check_splits, make_splits, read_groups_csv
 
 
 def samples(rng, n_sources=40, both_frac=0.3, patients=None):

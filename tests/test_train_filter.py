@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from datasets import filter_data as fd
-from datasets.filter_crops import difference_channel
+from datasets.filter import data as fd
+from datasets.filter.crops.fusion import difference_channel
 from infra import runs
 from tests.filter_fixtures import make_data, write_detections
 
@@ -132,8 +132,8 @@ def test_end_to_end_writes_every_artefact(first_run):
     assert {"feature", "distance", "context", "search_radius", "stride", "crop_size",
             "min_score", "top_k"} <= set(spec)
     assert spec["distance"] is not None  # resolved, not "default"
-    test_rows = train_filter.fc.read_index(run_dir / "test_scores.csv")
-    n_test = len(train_filter.fc.read_index(run_dir / "crops" / "test.csv"))
+    test_rows = train_filter.crop_index.read_index(run_dir / "test_scores.csv")
+    n_test = len(train_filter.crop_index.read_index(run_dir / "crops" / "test.csv"))
     assert len(test_rows) == n_test == summary["test_pos"] + summary["test_neg"]
     scores = np.array([float(r["filter_score"]) for r in test_rows])
     assert np.all(np.abs(scores) <= 1)
@@ -198,20 +198,24 @@ def test_resume_after_interrupted_run_matches_uninterrupted(first_run, tiny_set,
 
 def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
     """What predict.py does: filter.json alone -> the same crops and the same scores."""
-    from datasets import filter_crops as fc
+    from datasets.filter.crops import folder as crop_folder
+    from datasets.filter.crops import fusion as crop_fusion
+    from datasets.filter.crops import index as crop_index
+    from datasets.filter.crops import options as crop_options
     from models import filter_net
     run_dir, _ = first_run
     _, data, _, _ = tiny_set
     net, spec = filter_net.load_filter(run_dir / "filter.json")
-    rows = fc.read_index(run_dir / "test_scores.csv")
+    rows = crop_index.read_index(run_dir / "test_scores.csv")
     image_id = rows[0]["image_id"]
     mine = [r for r in rows if r["image_id"] == image_id]
     boxes = [[r["x1"], r["y1"], r["x2"], r["y2"]] for r in mine]
-    lesion = fc.read_gray(data / "JPEGImages" / f"{image_id}.jpg")
-    reference = fc.read_gray(data / "Reference" / f"{image_id}.jpg")
-    search = {k: spec[k] for k in fc.SEARCH_KEYS}
-    crops, matches = fc.crops_for_detections(lesion, reference, boxes, search, spec["crop_size"])
-    np.testing.assert_array_equal(crops, fc.load_crops(run_dir / "crops", mine))
+    lesion = crop_folder.read_gray(data / "JPEGImages" / f"{image_id}.jpg")
+    reference = crop_folder.read_gray(data / "Reference" / f"{image_id}.jpg")
+    search = {k: spec[k] for k in crop_options.SEARCH_KEYS}
+    crops, matches = crop_fusion.crops_for_detections(lesion, reference, boxes, search,
+                                                      spec["crop_size"])
+    np.testing.assert_array_equal(crops, crop_folder.load_crops(run_dir / "crops", mine))
     assert [(m.dx, m.dy) for m in matches] == [(r["dx"], r["dy"]) for r in mine]
     scores = filter_net.score_crops(net, crops)
     np.testing.assert_allclose(scores, [float(r["filter_score"]) for r in mine], atol=1e-5)

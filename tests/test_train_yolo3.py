@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import train_yolo3
-from datasets import detection_data as dd
+from datasets.detector import data as dd
 from eval import detection as det_eval
 from models import yolo, yolo_train
 

@@ -1,8 +1,8 @@
-"""VOC XML writer/reader (datasets/voc.py) against GluonCV's own VOC reader."""
+"""VOC XML writer/reader (datasets/prepared/voc.py) against GluonCV's own VOC reader."""
 import numpy as np
 import pytest
 
-from datasets.voc import VOCFormatError, read_voc, write_voc
+from datasets.prepared.voc import VOCFormatError, read_voc, write_voc
 
 OBJECTS = [{"name": "lesion", "box": [10.5, 20.0, 60.25, 45.0], "difficult": 0},
            {"name": "lesion", "box": [0.0, 0.0, 99.0, 79.0], "difficult": 1},

@@ -1,7 +1,7 @@
-"""Batched window features for `datasets.similar.find_similar` (the fast path).
+"""Batched window features for `datasets.filter.similar.find_similar` (the fast path).
 
 Every function here gives, for a grid of same-sized windows of a reference region, what
-`datasets.similar.window_feature` gives for each masked window (same numbers up to
+`datasets.filter.features.window_feature` gives for each masked window (same numbers up to
 float rounding; the distances and the chosen window are tested against the loop),
 without computing each window from scratch:
 
@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from datasets import distances as dist
-from datasets import features
+from datasets.filter import distances as dist
+from datasets.filter import features
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +433,12 @@ _PLAIN, _ZERO, _WINDOW, _SIDE0 = 0, 1, 2, 3
 def hog_terms(region, mask, wys, wxs, template):
     """Dot products of the template HOG with every window's HOG, and the windows' norms.
 
+    Each cell of the window grid has a kind (`_cell_kinds`), each block the set of its four
+    cells' kinds; the blocks' terms are summed three ways: blocks of plain cells from the
+    lattice, normalised once (`_add_plain_block_terms`); blocks of plain cells and one frame
+    side's cells, normalised once per window row or column (`_add_side_block_terms`); the
+    rest with cells and blocks per window (`_add_window_block_terms`).
+
     Parameters
     ----------
     region, mask, wys, wxs
@@ -446,14 +452,32 @@ def hog_terms(region, mask, wys, wxs, template):
         `template @ f` and `f @ f` for each window's feature `f`.
     """
     hs = _HogSearch(region, mask, wys, wxs)
-    cell, nb, g = features.HOG_CELL_PX, features.HOG_ORIENTATIONS, hs.g
-    q = cell // g
-    ny, nx = len(hs.wys), len(hs.wxs)
-    ncr, ncc = hs.ncr, hs.ncc
-    t = template.reshape(hs.nbr, hs.nbc, 4 * nb)
-    changed, zero = hs.changed_cells()
+    t = template.reshape(hs.nbr, hs.nbc, 4 * features.HOG_ORIENTATIONS)
     sides = hs.side_cells()
-    h, w = mask.shape
+    side_names = list(sides)
+    kind = _cell_kinds(hs, side_names)
+    # each block's four cell kinds, as a bit set
+    bits = 1 << kind
+    b_set = bits[:-1, :-1] | bits[:-1, 1:] | bits[1:, :-1] | bits[1:, 1:]
+
+    tw = np.zeros((len(hs.wys), len(hs.wxs)))
+    ww = np.zeros((len(hs.wys), len(hs.wxs)))
+    plain = _add_plain_block_terms(hs, t, b_set, tw, ww)
+    side_blocks = _add_side_block_terms(hs, t, b_set, sides, side_names, tw, ww)
+    per_win = ~plain & ~side_blocks & (b_set != 1 << _ZERO)
+    if per_win.any():
+        _add_window_block_terms(hs, t, kind, per_win, sides, side_names, tw, ww)
+    return tw.ravel(), ww.ravel()
+
+
+def _cell_kinds(hs, side_names):
+    """Integer kind of every window cell (ncr, ncc): _PLAIN (the region's lattice cell),
+    _ZERO (inside the box), _WINDOW (needs per-window work), or _SIDE0 + n for a frame cell of
+    side ``side_names[n]`` away from the box, shared by windows on one row or column."""
+    cell = features.HOG_CELL_PX
+    ncr, ncc = hs.ncr, hs.ncc
+    changed, zero = hs.changed_cells()
+    h, w = hs.mask.shape
     iy1, ix1, iy2, ix2 = hs.inner
     y0, x0 = cell * np.arange(ncr), cell * np.arange(ncc)
     near = (((y0 < iy2 + 1) & (y0 + cell > iy1 - 1))[:, None]
@@ -463,24 +487,30 @@ def hog_terms(region, mask, wys, wxs, template):
           "left": np.ones(ncr, bool)[:, None] & (x0 == 0)[None, :],
           "right": np.ones(ncr, bool)[:, None] & (x0 + cell == w)[None, :]}
     n_sides = sum(v.astype(int) for v in on.values())
-    # integer cell kinds: PLAIN, ZERO, WINDOW, then one per side with a shared variant
-    side_names = list(sides)
     kind = np.where(zero, _ZERO, np.where(changed, _WINDOW, _PLAIN))
     for n_side, side in enumerate(side_names):
         kind[changed & on[side] & (n_sides == 1) & ~near] = _SIDE0 + n_side
-    # each block's four cell kinds, as a bit set
-    bits = 1 << kind
-    b_set = bits[:-1, :-1] | bits[:-1, 1:] | bits[1:, :-1] | bits[1:, 1:]
+    return kind
 
-    tw = np.zeros((ny, nx))
-    ww = np.zeros((ny, nx))
+
+def _add_plain_block_terms(hs, t, b_set, tw, ww):
+    """Add the terms of blocks made only of plain cells to ``tw``, ``ww`` (in place): their
+    L2-Hys blocks were normalised once on the lattice. Returns those blocks (nbr, nbc) bool."""
     plain = b_set == 1 << _PLAIN
     tw += np.einsum("yxijd,ijd->yx", hs.lattice_view(hs.blocks, hs.nbr, hs.nbc),
                     np.where(plain[..., None], t, 0.0))
     ww += np.einsum("yxij,ij->yx", hs.lattice_view(hs.block_sq, hs.nbr, hs.nbc),
                     plain.astype(float))
+    return plain
 
-    # blocks of plain cells and one side's cells: normalised once per window row/column
+
+def _add_side_block_terms(hs, t, b_set, sides, side_names, tw, ww):
+    """Add the terms of blocks made of plain cells and one side's shared frame cells (in
+    place), each block normalised once per window row (top, bottom) or column (left,
+    right). Returns those blocks (nbr, nbc) bool."""
+    cell, g = features.HOG_CELL_PX, hs.g
+    q = cell // g
+    ny, nx = len(hs.wys), len(hs.wxs)
     c = hs.cells
     side_blocks = np.zeros(b_set.shape, bool)
     for n_side, side in enumerate(side_names):
@@ -493,14 +523,14 @@ def hog_terms(region, mask, wys, wxs, template):
             yc = hs.wys // g + q
             blk = np.concatenate([v[:, :-q], v[:, q:], c[yc, :-q], c[yc, q:]], -1)
         elif side == "bottom":
-            yc = (hs.wys + cell * (ncr - 2)) // g
+            yc = (hs.wys + cell * (hs.ncr - 2)) // g
             blk = np.concatenate([c[yc, :-q], c[yc, q:], v[:, :-q], v[:, q:]], -1)
         elif side == "left":
             xc = hs.wxs // g + q
             cc = c[:, xc].transpose(1, 0, 2)
             blk = np.concatenate([v[:, :-q], cc[:, :-q], v[:, q:], cc[:, q:]], -1)
         else:
-            xc = (hs.wxs + cell * (ncc - 2)) // g
+            xc = (hs.wxs + cell * (hs.ncc - 2)) // g
             cc = c[:, xc].transpose(1, 0, 2)
             blk = np.concatenate([cc[:, :-q], v[:, :-q], cc[:, q:], v[:, q:]], -1)
         blk = _l2hys(blk)
@@ -511,35 +541,38 @@ def hog_terms(region, mask, wys, wxs, template):
             idx = (np.arange(nx)[None, :, None], (hs.wys[:, None, None] + cell * bi) // g)
         tw += np.einsum("yxkd,kd->yx", blk[idx], t[bi, bj])
         ww += np.einsum("yxkd,yxkd->yx", blk[idx], blk[idx])
+    return side_blocks
 
-    # everything else: cells per window, blocks normalised per window
-    per_win = ~plain & ~side_blocks & (b_set != 1 << _ZERO)
-    if per_win.any():
-        bi, bj = np.nonzero(per_win)
-        need = np.zeros((ncr, ncc), bool)
-        for di in (0, 1):
-            for dj in (0, 1):
-                need[bi + di, bj + dj] = True
-        ni, nj = np.nonzero(need)
-        pos = np.full((ncr, ncc), -1)
-        pos[ni, nj] = np.arange(len(ni))
-        cells = np.empty((len(ni), ny, nx, nb))
-        kinds = kind[ni, nj]
-        sel = kinds == _WINDOW
-        if sel.any():
-            cells[sel] = hs.exact_cells(ni[sel], nj[sel])
-        cells[kinds == _ZERO] = 0.0
-        sel = kinds == _PLAIN
-        if sel.any():
-            cells[sel] = hs.lattice_cells(ni[sel], nj[sel], hs.cells)
-        for k in np.flatnonzero(kinds >= _SIDE0):
-            cells[k] = hs.side_cell(sides, side_names[kinds[k] - _SIDE0], ni[k], nj[k])
-        slots = [pos[bi, bj], pos[bi, bj + 1], pos[bi + 1, bj], pos[bi + 1, bj + 1]]
-        t_slots = t[bi, bj].reshape(len(bi), 4, nb)
-        dt, dd = _l2hys_terms(cells, slots, t_slots)
-        tw += dt
-        ww += dd
-    return tw.ravel(), ww.ravel()
+
+def _add_window_block_terms(hs, t, kind, per_win, sides, side_names, tw, ww):
+    """Add the terms of the ``per_win`` blocks (in place): the cells they need, each by its
+    kind, for every window, then the blocks' L2-Hys terms (`_l2hys_terms`)."""
+    nb = features.HOG_ORIENTATIONS
+    ny, nx = len(hs.wys), len(hs.wxs)
+    bi, bj = np.nonzero(per_win)
+    need = np.zeros((hs.ncr, hs.ncc), bool)
+    for di in (0, 1):
+        for dj in (0, 1):
+            need[bi + di, bj + dj] = True
+    ni, nj = np.nonzero(need)
+    pos = np.full((hs.ncr, hs.ncc), -1)
+    pos[ni, nj] = np.arange(len(ni))
+    cells = np.empty((len(ni), ny, nx, nb))
+    kinds = kind[ni, nj]
+    sel = kinds == _WINDOW
+    if sel.any():
+        cells[sel] = hs.exact_cells(ni[sel], nj[sel])
+    cells[kinds == _ZERO] = 0.0
+    sel = kinds == _PLAIN
+    if sel.any():
+        cells[sel] = hs.lattice_cells(ni[sel], nj[sel], hs.cells)
+    for k in np.flatnonzero(kinds >= _SIDE0):
+        cells[k] = hs.side_cell(sides, side_names[kinds[k] - _SIDE0], ni[k], nj[k])
+    slots = [pos[bi, bj], pos[bi, bj + 1], pos[bi + 1, bj], pos[bi + 1, bj + 1]]
+    t_slots = t[bi, bj].reshape(len(bi), 4, nb)
+    dt, dd = _l2hys_terms(cells, slots, t_slots)
+    tw += dt
+    ww += dd
 
 
 def _l2hys_terms(cells, slots, t_slots, eps=1e-5):
@@ -640,26 +673,32 @@ def lbp_windows(region, mask, wys, wxs):
 
     Codes are computed once over the region (`features.lbp` is translation-invariant) and
     counted per cell with integral images on the lattice of window corners; the box's
-    pixels are subtracted with box sums. Ring pixels within R of the window border or of
-    the blacked-out box sample masked or missing neighbours: they are grouped by which
-    neighbour taps they lose, and each group's codes are computed once on the rows x
-    columns its pixels visit across all windows, then counted per window with one
-    bincount.
+    pixels are subtracted with box sums (`_lbp_cell_counts`). Ring pixels within R of the
+    window border or of the blacked-out box sample masked or missing neighbours: their
+    counts are corrected by `_lbp_edge_corrections`.
 
     Returns
     -------
     (ny * nx, ncells * 10) float64
     """
     _check_grid(region.shape, mask.shape, wys, wxs)
-    cell, nbins = features.LBP_CELL_PX, features.LBP_POINTS + 2
-    rad = int(np.ceil(features.LBP_RADIUS))
+    cell = features.LBP_CELL_PX
     wys, wxs = np.asarray(wys), np.asarray(wxs)
-    ny, nx = len(wys), len(wxs)
+    img = np.asarray(region, np.float64)
+    codes = features.lbp(img)
+    hist = _lbp_cell_counts(codes, mask, wys, wxs)
+    _lbp_edge_corrections(hist, img, codes, mask, wys, wxs)
+    hist = np.rint(hist)      # counts: integral-image round-off removed
+    return np.moveaxis(hist, 0, 2).reshape(len(wys) * len(wxs), -1) / (cell * cell)
+
+
+def _lbp_cell_counts(codes, mask, wys, wxs):
+    """Per-cell counts of the region's (unmasked) codes in every window, the blacked-out
+    box's pixels left out: (ncells, ny, nx, nbins), cells row-major."""
+    cell, nbins = features.LBP_CELL_PX, features.LBP_POINTS + 2
     h, w = mask.shape
     ncr, ncc = h // cell, w // cell
-    img = np.asarray(region, np.float64)
-    hs, ws = img.shape
-    codes = features.lbp(img)
+    hs, ws = codes.shape
     planes = np.zeros((hs * ws, nbins))
     planes[np.arange(hs * ws), codes.ravel()] = 1.0
     ii = cv2.integral(planes.reshape(hs, ws, nbins), sdepth=cv2.CV_64F)
@@ -685,6 +724,24 @@ def lbp_windows(region, mask, wys, wxs):
         xa = wxs[None, None, :] + rx1[hit, None, None]
         xb = wxs[None, None, :] + rx2[hit, None, None]
         hist[hit] -= ii[yb, xb] - ii[ya, xb] - ii[yb, xa] + ii[ya, xa]
+    return hist
+
+
+def _lbp_edge_corrections(hist, img, codes, mask, wys, wxs):
+    """Add to ``hist`` (in place) the masked-minus-plain code counts of the ring pixels whose
+    LBP neighbourhood reaches the window border or the box.
+
+    Those pixels are grouped by which neighbour taps the mask removes (a bit pattern). A
+    frequent pattern's codes are computed once on the rows x columns its pixels visit
+    across all windows (`_lbp_pattern_votes`); rare ones (corners of the box and of the
+    window) window by window (`_lbp_rare_votes`); all votes are counted with one bincount.
+    """
+    cell, nbins = features.LBP_CELL_PX, features.LBP_POINTS + 2
+    rad = int(np.ceil(features.LBP_RADIUS))
+    ny, nx = len(wys), len(wxs)
+    h, w = mask.shape
+    ncr, ncc = h // cell, w // cell
+    iy1, ix1, iy2, ix2 = _inner(mask)
 
     # ring pixels (inside whole cells) whose neighbourhood reaches the border or the box
     yy, xx = np.mgrid[:ncr * cell, :ncc * cell]
@@ -702,49 +759,61 @@ def lbp_windows(region, mask, wys, wxs):
     base = (base + np.arange(nx)[None, None, :]) * nbins                # (P, ny, nx)
     add, sub = [], []
     pats, counts = np.unique(pattern, return_counts=True)
-    small = np.isin(pattern, pats[counts < 16])
     for pat in pats[counts >= 16]:
         m = pattern == pat
         keep = dict(zip(taps, ((pat >> np.arange(len(taps))) & 1).astype(bool)))
-        gy, gx = py[m], px[m]
-        rows = np.unique(wys[:, None] + gy[None, :])
-        cols = np.unique(wxs[:, None] + gx[None, :])
-        cache = {}
-
-        def tap(dy, dx):
-            if not keep[(dy, dx)]:
-                return 0.0
-            if (dy, dx) not in cache:
-                cache[(dy, dx)] = img[(rows + dy)[:, None], (cols + dx)[None, :]]
-            return cache[(dy, dx)]
-        exact = features.lbp_codes(tap, img[rows[:, None], cols[None, :]])
-        plain = codes[rows[:, None], cols[None, :]]
-        grid = (np.searchsorted(rows, wys[:, None] + gy[None, :])[:, None, :] * len(cols)
-                + np.searchsorted(cols, wxs[:, None] + gx[None, :])[None, :, :])  # (ny, nx, P)
-        b = np.moveaxis(base[m], 0, -1)
-        add.append((b + exact.ravel()[grid]).ravel())
-        sub.append((b + plain.ravel()[grid]).ravel())
+        a, b = _lbp_pattern_votes(img, codes, keep, py[m], px[m], base[m], wys, wxs)
+        add.append(a)
+        sub.append(b)
+    small = np.isin(pattern, pats[counts < 16])
     if small.any():
-        # rare patterns (corners of the box and of the window): every window directly
-        gy, gx, kp = py[small], px[small], kept[small]
-        ay = wys[:, None, None] + gy[None, None, :]                        # (ny, 1, P)
-        ax = wxs[None, :, None] + gx[None, None, :]                        # (1, nx, P)
-
-        def tap(dy, dx):
-            k = kp[:, taps.index((dy, dx))]
-            vals = img[np.clip(ay + dy, 0, hs - 1), np.clip(ax + dx, 0, ws - 1)]
-            return vals * k
-        exact = features.lbp_codes(tap, img[ay, ax])
-        b = np.moveaxis(base[small], 0, -1)
-        add.append((b + exact).ravel())
-        sub.append((b + codes[ay, ax]).ravel())
+        a, b = _lbp_rare_votes(img, codes, taps, kept[small], py[small], px[small],
+                               base[small], wys, wxs)
+        add.append(a)
+        sub.append(b)
     if add:
         size = len(touched) * ny * nx * nbins
         delta = (np.bincount(np.concatenate(add), minlength=size)
                  - np.bincount(np.concatenate(sub), minlength=size))
         hist[touched] += delta.reshape(len(touched), ny, nx, nbins)
-    hist = np.rint(hist)      # counts: integral-image round-off removed
-    return np.moveaxis(hist, 0, 2).reshape(ny * nx, -1) / (cell * cell)
+
+
+def _lbp_pattern_votes(img, codes, keep, gy, gx, base, wys, wxs):
+    """Bin indices of the exact (masked) and the plain codes of pixels (gy, gx) that share one
+    neighbour pattern ``keep`` ({tap: kept}), in every window: codes computed once on the
+    region rows x columns the pixels visit. ``base`` (P, ny, nx): each pixel's first bin."""
+    rows = np.unique(wys[:, None] + gy[None, :])
+    cols = np.unique(wxs[:, None] + gx[None, :])
+    cache = {}
+
+    def tap(dy, dx):
+        if not keep[(dy, dx)]:
+            return 0.0
+        if (dy, dx) not in cache:
+            cache[(dy, dx)] = img[(rows + dy)[:, None], (cols + dx)[None, :]]
+        return cache[(dy, dx)]
+    exact = features.lbp_codes(tap, img[rows[:, None], cols[None, :]])
+    plain = codes[rows[:, None], cols[None, :]]
+    grid = (np.searchsorted(rows, wys[:, None] + gy[None, :])[:, None, :] * len(cols)
+            + np.searchsorted(cols, wxs[:, None] + gx[None, :])[None, :, :])  # (ny, nx, P)
+    b = np.moveaxis(base, 0, -1)
+    return (b + exact.ravel()[grid]).ravel(), (b + plain.ravel()[grid]).ravel()
+
+
+def _lbp_rare_votes(img, codes, taps, kept, gy, gx, base, wys, wxs):
+    """As `_lbp_pattern_votes` for pixels of rare patterns (``kept`` (P, taps) per pixel),
+    computed directly in every window."""
+    hs, ws = img.shape
+    ay = wys[:, None, None] + gy[None, None, :]                        # (ny, 1, P)
+    ax = wxs[None, :, None] + gx[None, None, :]                        # (1, nx, P)
+
+    def tap(dy, dx):
+        k = kept[:, taps.index((dy, dx))]
+        vals = img[np.clip(ay + dy, 0, hs - 1), np.clip(ax + dx, 0, ws - 1)]
+        return vals * k
+    exact = features.lbp_codes(tap, img[ay, ax])
+    b = np.moveaxis(base, 0, -1)
+    return (b + exact).ravel(), (b + codes[ay, ax]).ravel()
 
 
 def _kept(mask, y, x):
@@ -761,7 +830,7 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     Parameters
     ----------
     feature, distance : str
-        A valid pair (see `datasets.similar.VALID_DISTANCES`).
+        A valid pair (see `datasets.filter.similar.VALID_DISTANCES`).
     masked_template : (H, W) uint8
         Template with its box blacked out.
     mask : (H, W) uint8
@@ -775,12 +844,11 @@ def distances(feature, distance, masked_template, mask, region, wys, wxs):
     -------
     (len(wys) * len(wxs),) float64
     """
-    from datasets import similar  # window_feature: the template goes through the loop path
     _check_grid(region.shape, mask.shape, wys, wxs)
     if feature == "hog":
         template = hog_single(masked_template)
     else:
-        template = similar.window_feature(masked_template, mask, feature)
+        template = features.window_feature(masked_template, mask, feature)  # as the loop's
     if feature == "hog":
         tw, ww = hog_terms(region, mask, wys, wxs, template)
         return _from_terms(distance, float(template @ template), tw, ww, template.size)

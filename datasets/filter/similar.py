@@ -28,10 +28,12 @@ What is compared (template and every window alike, after blacking out the box):
 Default distances: hog->euclidean, phash->hamming, lbp->euclidean, canny->jaccard,
 raw->mse (VALID_DISTANCES lists the accepted pairs).
 
-`find_similar` is the fast path (`datasets.similar_fast`: features once over the search
-region, exact per-window work only where the mask or the window border changes them);
-`find_similar_loop` computes the same thing window by window with the functions in
-`datasets.features` and is its test and benchmark reference (bench/bench_search.py).
+`find_similar` is the fast path (`datasets.filter.similar_fast`: features once over the
+search region, exact per-window work only where the mask or the window border changes them);
+`find_similar_loop` computes the same thing window by window with
+`datasets.filter.features.window_feature` and is its test and benchmark reference
+(bench/bench_search.py). Both take the template's feature from there, so the imports run one
+way: similar -> similar_fast -> features.
 """
 import dataclasses
 import logging
@@ -41,9 +43,9 @@ import numbers
 import cv2
 import numpy as np
 
-from datasets import distances as dist
-from datasets import features
-from datasets import similar_fast
+from datasets.filter import distances as dist
+from datasets.filter import similar_fast
+from datasets.filter.features import FEATURES, window_feature
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ MIN_BOX_PX = 4
 MIN_TEMPLATE_PX = 16
 TIE_RTOL = 1e-6
 
-FEATURES = ("hog", "phash", "lbp", "canny", "raw")
 VALID_DISTANCES = {
     "hog": ("euclidean", "cosine", "mse"),
     "phash": ("hamming",),
@@ -252,29 +253,6 @@ def pick_best(dists, offsets):
     dy, dx = offsets[cand, 0], offsets[cand, 1]
     order = np.lexsort((dx, dy, dy * dy + dx * dx))
     return int(cand[order[0]])
-
-
-def window_feature(masked, mask, feature):
-    """Feature of one masked window (loop path; also the template's feature).
-
-    Parameters
-    ----------
-    masked : (H, W) uint8, inner box already zero.
-    mask : (H, W) uint8 ring mask.
-    feature : one of FEATURES.
-    """
-    ring = mask.astype(bool)
-    if feature == "hog":
-        return features.hog(masked)
-    if feature == "phash":
-        return features.phash(masked)
-    if feature == "lbp":
-        return features.lbp_histograms(masked, valid=ring)
-    if feature == "canny":
-        return features.canny(masked)[ring]
-    if feature == "raw":
-        return masked[ring].astype(np.float64)
-    raise ValueError(f"unknown feature {feature!r}; choose one of {list(FEATURES)}")
 
 
 def _match(plan, best, distance):

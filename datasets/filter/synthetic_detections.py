@@ -9,28 +9,21 @@ rise with the IoU plus noise, look-alikes score high, background low.
 
 Usage::
 
-    python -m datasets.synthetic_detections --data DATA --truth RAW/truth.json \
+    python -m datasets.filter.synthetic_detections --data DATA --truth RAW/truth.json \
         --split train --out oof_detections.json --seed 0
 """
 import argparse
-import csv
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from datasets.prepared.folder import MANIFEST, manifest_by_id, read_splits
+from eval.detection import box_iou
 from eval.detection_io import write_detections_json
 
 log = logging.getLogger(__name__)
-
-
-def _iou_one(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _jitter(box, rng, amount):
@@ -88,7 +81,8 @@ def synthetic_detections(gt, rng, image_size=None, lookalikes=(), n_jitter=2,
         for _ in range(n_jitter):
             b = _clip(_jitter(g, rng, rng.uniform(*jitter)), image_size)
             boxes.append(b)
-            scores.append(0.3 + 0.6 * _iou_one(b, g) + rng.normal(0, score_noise))
+            iou = box_iou([b], [g], offset=0)[0, 0]     # continuous IoU
+            scores.append(0.3 + 0.6 * iou + rng.normal(0, score_noise))
     for la in np.asarray(lookalikes, dtype=np.float64).reshape(-1, 4):
         boxes.append(_clip(_jitter(la, rng, lookalike_jitter), image_size))
         scores.append(rng.uniform(0.3, 0.9) + rng.normal(0, score_noise))
@@ -107,14 +101,6 @@ def synthetic_detections(gt, rng, image_size=None, lookalikes=(), n_jitter=2,
     return {"boxes": [[float(v) for v in boxes[i]] for i in keep],
             "scores": [float(np.clip(scores[i], 0.01, 0.99)) for i in keep],
             "labels": [0] * len(keep)}
-
-
-def _read_manifest(data_dir):
-    path = Path(data_dir) / "manifest.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run prepare_data.py first")
-    with open(path, newline="", encoding="utf-8") as f:
-        return {r["id"]: r for r in csv.DictReader(f)}
 
 
 def lookalikes_in_half(truth, manifest_row):
@@ -150,12 +136,12 @@ def synthetic_detections_json(data_dir, ids, seed=0, truth=None, **kwargs):
     **kwargs
         Passed to :func:`synthetic_detections`.
     """
-    from datasets.filter_crops import read_gt_boxes
-    manifest = _read_manifest(data_dir)
+    from datasets.filter.crops.folder import read_gt_boxes
+    manifest = manifest_by_id(data_dir)
     images = {}
     for i, image_id in enumerate(ids):
         if image_id not in manifest:
-            raise KeyError(f"id {image_id!r} not in {Path(data_dir) / 'manifest.csv'}")
+            raise KeyError(f"id {image_id!r} not in {Path(data_dir) / MANIFEST}")
         row = manifest[image_id]
         size = (float(row["width"]), float(row["height"]))
         la = lookalikes_in_half(truth, row) if truth else np.zeros((0, 4))
@@ -177,8 +163,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    with open(Path(args.data) / "splits.json", encoding="utf-8") as f:
-        splits = json.load(f)
+    splits = read_splits(args.data)
     ids = splits["train"] + splits["test"] if args.split == "all" else splits[args.split]
     truth = None
     if args.truth:

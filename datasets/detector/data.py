@@ -114,16 +114,11 @@ class DetectionData:
     """
 
     def __init__(self, data_dir, classes, make_transform_net):
-        import json
-        from pathlib import Path
+        from datasets.prepared.folder import read_splits
         from im2rec_tools.records import load_detection_records
 
         self.records, self.ids = load_detection_records(data_dir)
-        path = Path(data_dir) / "splits.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no splits; run prepare_data.py --out {data_dir}")
-        with open(path, encoding="utf-8") as f:
-            self.splits = json.load(f)
+        self.splits = read_splits(data_dir)
         self.classes = list(classes)
         self._make_net = make_transform_net
         self._transforms = {}
@@ -267,16 +262,16 @@ def _yolo_train_transform(size, net, max_expand, numpy_targets=True):
 
 
 class FastCrop:
-    """A GluonCV YOLOv3 train transform whose random crop runs ``datasets.fast_crop`` (same
-    crops and random-number use, a fraction of the time), swapped in for the duration of the
-    call like :class:`LimitedExpand` (module level, so loader workers can unpickle it)."""
+    """A GluonCV YOLOv3 train transform whose random crop runs ``datasets.detector.fast_crop``
+    (same crops and random-number use, a fraction of the time), swapped in for the duration
+    of the call like :class:`LimitedExpand` (module level, so loader workers can unpickle it)."""
 
     def __init__(self, transform):
         self._t = transform
 
     def __call__(self, img, label):
         from gluoncv.data.transforms.experimental import bbox as experimental_bbox
-        from datasets.fast_crop import random_crop_with_constraints
+        from datasets.detector.fast_crop import random_crop_with_constraints
         original = experimental_bbox.random_crop_with_constraints
         experimental_bbox.random_crop_with_constraints = random_crop_with_constraints
         try:
@@ -291,7 +286,7 @@ class LimitedExpand:
     The stock transform zooms out up to 4x half the time before resizing to the input size,
     which shrinks 25-90 px lesions in a ~450 px half to a few pixels at 128-256 px inputs
     (MXNET_TRAPS 22); on phantoms a small YOLOv3 learned nothing in 16 epochs that way
-    (datasets/phantom.py notes). GluonCV has no knob for it, so the module function its
+    (datasets/phantom/ notes). GluonCV has no knob for it, so the module function its
     ``__call__`` uses is swapped for the duration of the call (module level and picklable,
     so loader workers can use it).
     """

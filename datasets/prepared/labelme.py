@@ -19,8 +19,8 @@ import logging
 import math
 from pathlib import Path, PureWindowsPath
 
-from datasets.errors import BadFileError
-from datasets.images import IMAGE_EXTS, decode_image, read_image
+from datasets.prepared.errors import BadFileError
+from datasets.prepared.images import IMAGE_EXTS, decode_image, read_image
 
 log = logging.getLogger(__name__)
 
@@ -301,54 +301,68 @@ def read_labelme(json_path, label_map=None, ignore="difficult"):
         raise ValueError(f"ignore={ignore!r}; want one of {IGNORE_POLICIES}")
     json_path = Path(json_path)
     data = load_json(json_path)
-    image_path = find_image(json_path, data)
-    image_data = None
-    if image_path is None:
-        b64 = data.get("imageData")
-        if not b64:
-            cands = image_candidates(json_path, data.get("imagePath") or "")
-            tried = ", ".join(p.name for p in cands[:3])
-            raise BadFileError(f"{json_path}: image missing: imagePath "
-                               f"{data.get('imagePath')!r} not found (tried {tried}) and no "
-                               f"embedded imageData")
-        try:
-            image_data = base64.b64decode(b64, validate=False)
-        except (binascii.Error, ValueError, TypeError) as e:
-            raise BadFileError(f"{json_path}: imageData is not valid base64 ({e})") from None
+    image_path, image_data = _image_source(json_path, data)
     objects, notes = [], []
     for i, shape in enumerate(data["shapes"]):
-        if not isinstance(shape, dict):
-            notes.append(("skipped", f"{json_path.name} shape {i}: not an object"))
-            continue
-        label = str(shape.get("label") if shape.get("label") is not None else "").strip()
-        where = f"{json_path.name} shape {i} ({label!r})"
-        if not label:
-            notes.append(("skipped", f"{where}: empty label"))
-            continue
-        box, warning = shape_box(shape, where)
-        if box is None:
-            notes.append(("skipped", warning))
-            continue
-        if warning:
-            notes.append(("warning", warning))
-        name = (label_map or {}).get(label, label)
-        flags = shape.get("flags") or {}
-        difficult = int(bool(isinstance(flags, dict) and flags.get("difficult")))
-        if name == IGNORE:
-            if ignore == "skip":
-                notes.append(("ignored", f"{where}: {IGNORE} shape skipped (ignore='skip')"))
-                continue
-            difficult = 1
-        gid = shape.get("group_id")
-        objects.append({"name": name, "box": box, "difficult": difficult, "label": label,
-                        "shape_type": shape.get("shape_type") or "polygon",
-                        "group_id": gid if isinstance(gid, (int, str)) else None})
+        obj = _shape_object(shape, f"{json_path.name} shape {i}", label_map, ignore, notes)
+        if obj is not None:
+            objects.append(obj)
     objects = _merge_groups(objects, notes, json_path.name)
     w, h = data.get("imageWidth"), data.get("imageHeight")
     return {"json": json_path, "image_path": image_path, "image_data": image_data,
             "width": int(w) if isinstance(w, (int, float)) else None,
             "height": int(h) if isinstance(h, (int, float)) else None,
             "objects": objects, "notes": notes}
+
+
+def _image_source(json_path, data):
+    """``(image file or None, embedded imageData bytes or None)`` of a labelme document;
+    BadFileError when neither exists or imageData is not base64."""
+    image_path = find_image(json_path, data)
+    if image_path is not None:
+        return image_path, None
+    b64 = data.get("imageData")
+    if not b64:
+        cands = image_candidates(json_path, data.get("imagePath") or "")
+        tried = ", ".join(p.name for p in cands[:3])
+        raise BadFileError(f"{json_path}: image missing: imagePath "
+                           f"{data.get('imagePath')!r} not found (tried {tried}) and no "
+                           f"embedded imageData")
+    try:
+        return None, base64.b64decode(b64, validate=False)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise BadFileError(f"{json_path}: imageData is not valid base64 ({e})") from None
+
+
+def _shape_object(shape, where, label_map, ignore, notes):
+    """One labelme shape as a detection object (see :func:`read_labelme`), or None when it is
+    skipped or ignored; why goes to ``notes``."""
+    if not isinstance(shape, dict):
+        notes.append(("skipped", f"{where}: not an object"))
+        return None
+    label = str(shape.get("label") if shape.get("label") is not None else "").strip()
+    where = f"{where} ({label!r})"
+    if not label:
+        notes.append(("skipped", f"{where}: empty label"))
+        return None
+    box, warning = shape_box(shape, where)
+    if box is None:
+        notes.append(("skipped", warning))
+        return None
+    if warning:
+        notes.append(("warning", warning))
+    name = (label_map or {}).get(label, label)
+    flags = shape.get("flags") or {}
+    difficult = int(bool(isinstance(flags, dict) and flags.get("difficult")))
+    if name == IGNORE:
+        if ignore == "skip":
+            notes.append(("ignored", f"{where}: {IGNORE} shape skipped (ignore='skip')"))
+            return None
+        difficult = 1
+    gid = shape.get("group_id")
+    return {"name": name, "box": box, "difficult": difficult, "label": label,
+            "shape_type": shape.get("shape_type") or "polygon",
+            "group_id": gid if isinstance(gid, (int, str)) else None}
 
 
 def load_image(ann):

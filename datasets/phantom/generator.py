@@ -21,8 +21,8 @@ labelme polygons (``lesion``, or the kind with
 H]}`` and side ``full`` everywhere; ``prepare_data.py --no-crop --no-split`` prepares it.
 ``--labelme-frac`` and ``--both-sides-frac`` do not apply. The dual-panel set of a seed is
 the same bytes as before the option existed.
-Rendering is in :mod:`datasets.phantom_scene`, the ink and labelme shapes in
-:mod:`datasets.phantom_annotation`.
+Rendering is in :mod:`datasets.phantom.scene`, the ink and labelme shapes in
+:mod:`datasets.phantom.annotation`; ``python -m datasets.phantom`` runs :func:`main` here.
 """
 import argparse
 import json
@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from datasets import phantom_annotation as ann
-from datasets.phantom_scene import (SINGLE_HEIGHTS, SINGLE_WIDTHS, SIZES,  # noqa: F401
+from datasets.phantom import annotation as ann
+from datasets.phantom.scene import (SINGLE_HEIGHTS, SINGLE_WIDTHS, SIZES,  # noqa: F401
                                     Screenshot, render_pair, render_single)
 from infra.atomic import atomic_write_bytes, atomic_write_json
 
@@ -65,7 +65,7 @@ def make_example(seed, index, labelme_frac=0.4, both_sides_frac=0.15, sizes=None
 
     With ``label_by_kind`` a labelme shape's label is its lesion's kind (``hypo`` or
     ``hetero``) instead of ``lesion``; red boxes stay ``lesion``. ``single_panel`` renders
-    one panel filling the image (``phantom_scene.render_single``), annotated by labelme
+    one panel filling the image (``scene.render_single``), annotated by labelme
     polygons; ``labelme_frac`` and ``both_sides_frac`` are then not used.
 
     Returns
@@ -163,7 +163,7 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
     both_sides_frac : float
         Fraction of screenshots with lesions in both halves.
     sizes : sequence of (W, H), optional
-        Canvas sizes to draw from (default ``phantom_scene.SIZES``; single panel: widths
+        Canvas sizes to draw from (default ``scene.SIZES``; single panel: widths
         ``SINGLE_WIDTHS`` x heights ``SINGLE_HEIGHTS``).
     progress : bool
         Show a tqdm progress bar.
@@ -239,7 +239,8 @@ def _size(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="python -m datasets.phantom", description=__doc__,
+                                allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder for the raw set")
     p.add_argument("--num", type=int, default=200, help="number of screenshots (default: %(default)s)")
@@ -280,8 +281,3 @@ def main(args):
                     labelme_frac=args.labelme_frac, both_sides_frac=args.both_sides_frac,
                     sizes=args.sizes, progress=args.progress, label_by_kind=args.label_by_kind,
                     single_panel=args.single_panel)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main(parse_args())

@@ -7,9 +7,9 @@ claims the image with its stem, so that image is skipped with it rather than rea
 red-box screenshot without boxes. ``truth.json`` (the phantom's answer key) is not an
 annotation.
 
-Loading returns the image with any red ink painted out (:mod:`datasets.redbox`) and its
+Loading returns the image with any red ink painted out (:mod:`datasets.prepared.redbox`) and its
 objects in source pixels, unclipped: clipping and dropping happen in
-:mod:`datasets.preprocess`, where each is reported.
+:mod:`datasets.prepared.preprocess`, where each is reported.
 """
 import hashlib
 import logging
@@ -18,9 +18,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import labelme, redbox
-from datasets.errors import BadFileError
-from datasets.images import IMAGE_EXTS, check_content, read_image
+from datasets.prepared import labelme, redbox
+from datasets.prepared.errors import BadFileError
+from datasets.prepared.images import IMAGE_EXTS, check_content, read_image
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def load(source, label_map=None, ignore="difficult", cr_threshold=redbox.CR_THRE
     ----------
     source : Source
     label_map : dict or None
-        labelme label map (:func:`datasets.labelme.parse_label_map`).
+        labelme label map (:func:`datasets.prepared.labelme.parse_label_map`).
     ignore : {"difficult", "skip"}
         What labelme ``__ignore__`` shapes become.
     cr_threshold : int

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from mxnet import gluon
 
-from datasets.augment import adjust_brightness_contrast
-from datasets.filter_crops import difference_channel
+from datasets.detector.augment import adjust_brightness_contrast
+from datasets.filter.crops.fusion import difference_channel
 from models.filter_net import to_input
 
 log = logging.getLogger(__name__)

@@ -554,15 +554,49 @@ def _render(rng, size, panels, scale, both_sides_frac, affected, scanner_text):
     The order of the random draws is the dual-panel screenshot's as it has always been: a
     dual-panel set keeps its bytes. A second panel ("right") repeats the anatomy shifted by
     a few pixels and with its own gain; ``scale`` (pixels per 500 px of panel) sizes fibres,
-    speckle, lesions and look-alikes.
+    speckle, lesions and look-alikes. Steps, in draw order: anatomy, look-alikes, the right
+    panel's shift, the affected side(s), the display settings, the border grey, then per
+    panel its lesions and speckle, and last the scanner text.
     """
     w, h = size
     first = next(iter(panels.values()))
     pw, ph = first[2] - first[0], first[3] - first[1]
-    ah, aw = ph + 2 * _MARGIN, pw + 2 * _MARGIN
-    amp, info = _anatomy(rng, ah, aw, scale)
+    amp, info = _anatomy(rng, ph + 2 * _MARGIN, pw + 2 * _MARGIN, scale)
+    looks = _draw_lookalikes(rng, amp, info, scale)
+    smooth = cv2.GaussianBlur(amp, (0, 0), 6 * scale)   # local brightness without fibres
+    shift = (int(rng.integers(-5, 6)), int(rng.integers(-4, 5))) if "right" in panels else (0, 0)
+    sides = _affected_sides(rng, panels, both_sides_frac, affected)
+    display = _display_settings(rng, scale)
 
-    # look-alikes in anatomy coordinates, so both panels show them (the right one shifted)
+    image = np.zeros((h, w), np.uint8)
+    border = int(rng.integers(0, 7))
+    image[:] = border
+    lesions, lookalikes = [], []
+    for side, p in panels.items():
+        # the panel's crop of the anatomy canvas; the right one is shifted
+        ox, oy = (_MARGIN + shift[0], _MARGIN + shift[1]) if side == "right" else (_MARGIN, _MARGIN)
+        p_amp = amp[oy:oy + ph, ox:ox + pw].copy()
+        p_looks = [[box[0] - ox, box[1] - oy, box[2] - ox, box[3] - oy] for _, box in looks]
+        lookalikes += [{"box": [b[0] + p[0], b[1] + p[1], b[2] + p[0], b[3] + p[1]],
+                        "kind": kind, "side": side} for (kind, _), b in zip(looks, p_looks)]
+        if side in sides:
+            lesions += _draw_panel_lesions(rng, p_amp, smooth[oy:oy + ph, ox:ox + pw], p, side,
+                                           info, ox, scale, p_looks)
+        image[p[1]:p[3], p[0]:p[2]] = _display_panel(rng, p_amp, display,
+                                                     right=side == "right")
+
+    if scanner_text:
+        depth_cm = float(rng.choice([3.0, 3.5, 4.0, 4.5, 5.0, 6.0]))
+        _scanner_text(rng, image, panels, depth_cm)
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return Screenshot(image=image, panels=panels, lesions=lesions, lookalikes=lookalikes,
+                      shift=shift, gain_db=display["gain_db"] if "right" in panels else 0.0)
+
+
+def _draw_lookalikes(rng, amp, info, scale):
+    """Draw 0-4 non-overlapping vessels and cysts into the anatomy map ``amp`` (in place),
+    so that both panels show them; returns ``[(kind, box)]`` in anatomy coordinates."""
+    ah, aw = amp.shape
     looks, look_boxes = [], []
     n_look = int(rng.choice([0, 1, 2, 3, 4], p=[0.05, 0.3, 0.35, 0.22, 0.08]))
     for _ in range(40 * max(n_look, 1)):
@@ -586,19 +620,23 @@ def _render(rng, size, panels, scale, both_sides_frac, affected, scanner_text):
         _draw_lookalike(rng, amp, kind, (cx, cy), axes, angle)
         look_boxes.append(box)
         looks.append((kind, box))
+    return looks
 
-    smooth = cv2.GaussianBlur(amp, (0, 0), 6 * scale)   # local brightness without fibres
-    shift = (int(rng.integers(-5, 6)), int(rng.integers(-4, 5))) if "right" in panels else (0, 0)
-    crops = {side: (_MARGIN + shift[0], _MARGIN + shift[1]) if side == "right"
-             else (_MARGIN, _MARGIN) for side in panels}
 
+def _affected_sides(rng, panels, both_sides_frac, affected):
+    """The panel(s) that get lesions: ``affected``, or drawn (both with ``both_sides_frac``)."""
     if affected is None:
         r = rng.random()
         affected = "both" if r < both_sides_frac else ("left" if rng.random() < 0.5 else "right")
     sides = tuple(panels) if affected == "both" else (affected,)
     if not set(sides) <= set(panels):
         raise ValueError(f"affected={affected!r}: want 'both' or one of {sorted(panels)}")
+    return sides
 
+
+def _display_settings(rng, scale):
+    """One screenshot's scanner settings: the right panel's gain, depth attenuation, grey
+    floor, grey map style (see :func:`_to_display`) and the speckle PSF widths."""
     gain_db = float(rng.uniform(0.8, 3.0) * rng.choice([-1, 1]))
     atten = float(rng.uniform(4, 9))
     floor = float(rng.uniform(27, 35))
@@ -606,44 +644,42 @@ def _render(rng, size, panels, scale, both_sides_frac, affected, scanner_text):
              float(rng.uniform(0.5, 0.7)))
     sig_lat = float(rng.uniform(1.3, 2.0) * max(scale, 0.6))
     sig_ax = float(rng.uniform(0.7, 1.0) * max(scale, 0.6))
+    return {"gain_db": gain_db, "atten": atten, "floor": floor, "style": style,
+            "sig_lat": sig_lat, "sig_ax": sig_ax}
 
-    image = np.zeros((h, w), np.uint8)
-    border = int(rng.integers(0, 7))
-    image[:] = border
-    lesions, lookalikes = [], []
-    top_of = info["fat_end"] - _MARGIN + 6 * scale     # lesions live below the fascia ...
-    bottom_of = info.get("bone", np.full(aw, 1e9, np.float32)) - _MARGIN - 8 * scale  # ... above bone
-    for side in panels:
-        ox, oy = crops[side]
-        p_amp = amp[oy:oy + ph, ox:ox + pw].copy()
-        p_smooth = smooth[oy:oy + ph, ox:ox + pw]
-        p = panels[side]
-        p_looks = []
-        for kind, box in looks:
-            b = [box[0] - ox, box[1] - oy, box[2] - ox, box[3] - oy]
-            p_looks.append(b)
-            lookalikes.append({"box": [b[0] + p[0], b[1] + p[1], b[2] + p[0], b[3] + p[1]],
-                               "kind": kind, "side": side})
-        if side in sides:
-            n = lesion_count(rng)
-            shapes = _place_lesions(rng, n, pw, ph, top_of[ox:ox + pw], bottom_of[ox:ox + pw],
-                                    info["deep"][ox:ox + pw] - _MARGIN, scale,
-                                    info["fibre_angles"], p_looks)
-            for centre, axes, angle, harm, pts, box in shapes:
-                kind = "hypo" if rng.random() < 0.6 else "hetero"
-                _draw_lesion(rng, p_amp, centre, axes, angle, harm, kind, p_smooth)
-                off = np.array([p[0], p[1]], np.float64)
-                lesions.append(Lesion(side=side, contour=pts + off,
-                                      box=[box[0] + p[0], box[1] + p[1], box[2] + p[0], box[3] + p[1]],
-                                      centre=(centre[0] + p[0], centre[1] + p[1]), axes=axes,
-                                      angle=angle, kind=kind))
-        spk = _speckle(rng, p_amp.shape, sig_lat, sig_ax)
-        g = gain_db if side == "right" else 0.0
-        image[p[1]:p[3], p[0]:p[2]] = _to_display(p_amp, spk, g, atten, floor, style)
 
-    if scanner_text:
-        depth_cm = float(rng.choice([3.0, 3.5, 4.0, 4.5, 5.0, 6.0]))
-        _scanner_text(rng, image, panels, depth_cm)
-    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return Screenshot(image=image, panels=panels, lesions=lesions, lookalikes=lookalikes,
-                      shift=shift, gain_db=gain_db if "right" in panels else 0.0)
+def _draw_panel_lesions(rng, p_amp, p_smooth, panel, side, info, ox, scale, avoid):
+    """Place and draw one affected panel's lesions into its map ``p_amp`` (in place).
+
+    Lesions live below the fascia and above a bone surface, along the fibres, away from the
+    look-alikes ``avoid`` (panel coordinates); ``ox`` is the panel's column in the anatomy
+    canvas. Returns the :class:`Lesion` list in source coordinates.
+    """
+    ph, pw = p_amp.shape
+    aw = len(info["fat_end"])
+    # lesions live below the fascia and above a bone surface (none: far below the panel)
+    top_of = info["fat_end"] - _MARGIN + 6 * scale
+    bottom_of = info.get("bone", np.full(aw, 1e9, np.float32)) - _MARGIN - 8 * scale
+    n = lesion_count(rng)
+    shapes = _place_lesions(rng, n, pw, ph, top_of[ox:ox + pw], bottom_of[ox:ox + pw],
+                            info["deep"][ox:ox + pw] - _MARGIN, scale, info["fibre_angles"],
+                            avoid)
+    lesions = []
+    for centre, axes, angle, harm, pts, box in shapes:
+        kind = "hypo" if rng.random() < 0.6 else "hetero"
+        _draw_lesion(rng, p_amp, centre, axes, angle, harm, kind, p_smooth)
+        off = np.array([panel[0], panel[1]], np.float64)
+        lesions.append(Lesion(side=side, contour=pts + off,
+                              box=[box[0] + panel[0], box[1] + panel[1], box[2] + panel[0],
+                                   box[3] + panel[1]],
+                              centre=(centre[0] + panel[0], centre[1] + panel[1]), axes=axes,
+                              angle=angle, kind=kind))
+    return lesions
+
+
+def _display_panel(rng, p_amp, display, right):
+    """The panel's grey image: fresh speckle on its map, through the display settings (the
+    right panel with its own gain)."""
+    spk = _speckle(rng, p_amp.shape, display["sig_lat"], display["sig_ax"])
+    gain = display["gain_db"] if right else 0.0
+    return _to_display(p_amp, spk, gain, display["atten"], display["floor"], display["style"])

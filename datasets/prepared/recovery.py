@@ -9,19 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.voc import read_voc
-from im2rec_tools.records import read_manifest
+from datasets.prepared.folder import read_manifest
+from datasets.prepared.voc import read_voc
+from eval.detection import box_iou
 
 SIDE_NAMES = {"L": "left", "R": "right", "full": "full"}
-
-
-def box_iou(a, b):
-    """IoU of two ``[x1, y1, x2, y2]`` boxes (GluonCV convention, no +1)."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def prepared_boxes(data_dir):
@@ -53,18 +45,20 @@ def recovery(raw_dir, data_dir, iou_min=0.9):
     for im in truth["images"]:
         mine = got.get(im["file"], []) + (got.get(im["labelme"], []) if im.get("labelme") else [])
         n_prepared += len(mine)
-        for tb in im["boxes"]:
-            scored = [(box_iou(tb["box"], b), side, b) for side, b, _ in mine]
-            best = max(scored, default=(0.0, None, None), key=lambda s: s[0])
+        # truth x prepared boxes; continuous IoU (offset 0): truth.json holds exact geometry
+        iou = box_iou([tb["box"] for tb in im["boxes"]], [b for _, b, _ in mine], offset=0)
+        for t, tb in enumerate(im["boxes"]):
+            best = (0.0, None, None)
+            if mine:
+                j = int(np.argmax(iou[t]))          # the first of equal bests
+                best = (float(iou[t, j]), mine[j][0], mine[j][1])
             ious.append(best[0])
             if best[0] >= iou_min and best[1] == tb["side"]:
                 n_ok += 1
             else:
                 misses.append({"file": im["file"], "truth": tb["box"], "side": tb["side"],
                                "best": best[2], "best_side": best[1], "iou": best[0]})
-        for _, b, _ in mine:
-            if max((box_iou(b, tb["box"]) for tb in im["boxes"]), default=0.0) < 0.5:
-                extra += 1
+        extra += int(np.sum(iou.max(axis=0, initial=0.0) < 0.5))
     n = len(ious)
     return {"n_truth": n, "n_recovered": n_ok, "rate": n_ok / n if n else 1.0,
             "mean_iou": float(np.mean(ious)) if n else 1.0,

@@ -1,10 +1,10 @@
 """Image features for the filter's similar-region search (notes 002, "特征提取").
 
 Each function takes a 2-D grey image (uint8, or float holding 0..255 values) and returns
-a feature array; `datasets.similar` compares a masked template's features with the
+a feature array; `datasets.filter.similar` compares a masked template's features with the
 features of windows of the reference half. Library code is used where it exists
 (OpenCV Sobel/Canny, scikit-image HOG). pHash and LBP are written out in numpy so that
-`datasets.similar_fast` can apply the same arithmetic to many windows at once; tests
+`datasets.filter.similar_fast` can apply the same arithmetic to many windows at once; tests
 compare them with `cv2.resize(INTER_AREA)`, `scipy.fft.dct` and scikit-image's
 `local_binary_pattern` (see `lbp` for the one, documented, difference: exact ties).
 """
@@ -27,6 +27,8 @@ PHASH_SIZE = 32
 PHASH_KEEP = 8
 CANNY_LOW = 50
 CANNY_HIGH = 150
+#: What the similar-region search can compare (:func:`window_feature`).
+FEATURES = ("hog", "phash", "lbp", "canny", "raw")
 
 
 def _as_gray(img, name="image"):
@@ -224,7 +226,7 @@ def lbp_histograms(gray, valid=None):
     Parameters
     ----------
     gray : (H, W) array
-        Grey image (a masked window in `datasets.similar`).
+        Grey image (a masked window in `datasets.filter.similar`).
     valid : (H, W) bool/uint8 array or None
         Pixels to count (the template ring); None counts all.
 
@@ -257,3 +259,31 @@ def canny(gray, low=CANNY_LOW, high=CANNY_HIGH):
 def raw(gray):
     """Pixel values as a flat float64 vector."""
     return _as_gray(gray).astype(np.float64).ravel()
+
+
+def window_feature(masked, mask, feature):
+    """Feature of one masked window of the similar-region search, by name: the per-window loop
+    of ``similar.find_similar_loop`` and the template of both search paths.
+
+    Parameters
+    ----------
+    masked : (H, W) uint8, inner box already zero.
+    mask : (H, W) uint8 ring mask.
+    feature : one of FEATURES.
+
+    Returns
+    -------
+    1-D array: what the search's distance compares (the ring's values for canny and raw).
+    """
+    ring = mask.astype(bool)
+    if feature == "hog":
+        return hog(masked)
+    if feature == "phash":
+        return phash(masked)
+    if feature == "lbp":
+        return lbp_histograms(masked, valid=ring)
+    if feature == "canny":
+        return canny(masked)[ring]
+    if feature == "raw":
+        return masked[ring].astype(np.float64)
+    raise ValueError(f"unknown feature {feature!r}; choose one of {list(FEATURES)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.errors import BadFileError
+from datasets.prepared.errors import BadFileError
 from infra.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.classes import read_classes
-from datasets.voc import read_voc
+from datasets.prepared.classes import read_classes
+from datasets.prepared.folder import SPLITS, read_manifest, read_splits
+from datasets.prepared.voc import read_voc
 from eval.detection_io import write_cartucho
 from infra.atomic import atomic_write_json, atomic_write_text
-from im2rec_tools.records import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,10 @@ def read_prepared(data_dir):
     dict
         ``{"classes": [...], "splits": splits.json, "samples": {id: {"width", "height",
         "objects": [{"name", "box", "difficult"}]}}}`` in manifest order, boxes as
-        :func:`datasets.voc.read_voc` (and GluonCV) read them.
+        :func:`datasets.prepared.voc.read_voc` (and GluonCV) read them.
     """
     data_dir = Path(data_dir)
-    path = data_dir / "splits.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no splits; run prepare_data.py --out {data_dir}")
-    splits = json.loads(path.read_text(encoding="utf-8"))
+    splits = read_splits(data_dir)
     classes = read_classes(data_dir)
     samples = {}
     for row in read_manifest(data_dir):
@@ -64,7 +61,7 @@ def read_prepared(data_dir):
                               "objects": ann["objects"]}
     missing = sorted(set(splits["train"] + splits["test"]) - set(samples))
     if missing:
-        raise ValueError(f"{path}: ids {missing[:5]} have no manifest row")
+        raise ValueError(f"{data_dir / SPLITS}: ids {missing[:5]} have no manifest row")
     return {"classes": classes, "splits": splits, "samples": samples}
 
 

@@ -74,7 +74,7 @@ def _sector_points(rng, box, n):
 
 
 def labelme_shape(rng, lesion, label=LABEL, shape_type=None):
-    """One labelme shape dict for a :class:`datasets.phantom_scene.Lesion`, labelled ``label``.
+    """One labelme shape dict for a :class:`datasets.phantom.scene.Lesion`, labelled ``label``.
 
     ``shape_type`` (one of ``SHAPE_TYPES``) fixes the shape; default: drawn with ``SHAPE_P``.
     """

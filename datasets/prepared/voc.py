@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
-from datasets.errors import BadFileError
+from datasets.prepared.errors import BadFileError
 from infra.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
