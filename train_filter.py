@@ -26,7 +26,7 @@ from datasets import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs
-from models import budget, devices, filter_net, schedules
+from models import budget, devices, filter_net, resume, schedules
 from models.epochs import fit
 
 log = logging.getLogger("train_filter")
@@ -135,23 +135,6 @@ def _check_args(args):
     for name in ("epochs", "batch_size", "crop_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-
-
-def _resume_options(args):
-    """On --resume, take the stored options; refuse explicit values that contradict them."""
-    record = json.loads((Path(args.resume) / "args.json").read_text(encoding="utf-8"))
-    stored = record["options"]
-    parser = build_parser()
-    for key in _RESUME_FIXED:
-        if key not in stored:
-            continue
-        now, default = getattr(args, key), parser.get_default(key)
-        if now != default and now != stored[key]:
-            raise ValueError(f"--resume {args.resume}: --{key.replace('_', '-')} {now!r} "
-                             f"conflicts with the run's {stored[key]!r}; drop it or start a "
-                             "new run")
-        setattr(args, key, stored[key])
-    return args
 
 
 # ---------------------------------------------------------------- crops
@@ -356,7 +339,7 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
 def main(args):
     t_start = time.time()
     if args.resume:
-        args = _resume_options(args)
+        resume.resume_options(args, build_parser(), _RESUME_FIXED)
     _check_args(args)
     if args.det_threshold is None and args.detections:
         model = Path(args.detections).parent / "model.json"

@@ -49,7 +49,7 @@ from datasets import detection_data as dd  # noqa: E402
 from eval import cv, runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
 from models import anchors as anchor_fit  # noqa: E402
-from models import budget, devices, grid, recipes, schedules, yolo, yolo_train  # noqa: E402
+from models import budget, devices, grid, recipes, resume, schedules, yolo, yolo_train  # noqa: E402
 from models.ema import ModelEMA, ema_decay_for, tau_for  # noqa: E402
 from models.epochs import fit  # noqa: E402
 
@@ -187,22 +187,6 @@ def _ema_decay(text):
         raise argparse.ArgumentTypeError(f"want 'auto', 0 (off) or a decay in (0, 1), "
                                          f"got {text}")
     return value
-
-
-def resolve_resume(args, stored_options, defaults):
-    """Take the training options of a resumed run from its args.json.
-
-    An option in ``FIXED_ON_RESUME`` given with a value that is neither its default nor the
-    stored one is refused (the run would change under the resumed models)."""
-    for key in FIXED_ON_RESUME:
-        if key not in stored_options:
-            continue
-        current, stored = getattr(args, key), stored_options[key]
-        if current != stored and current != defaults.get(key):
-            raise ValueError(f"--resume: --{key.replace('_', '-')} {current!r} conflicts with "
-                             f"the run's {stored!r}; drop the option or start a new run")
-        setattr(args, key, stored)
-    return args
 
 
 def job_params(args, overrides):
@@ -462,10 +446,7 @@ def open_run(args, kv, derived):
 def main(args):
     t_start = time.time()
     parser = build_parser()
-    stored = None
-    if args.resume:
-        stored = json.loads((Path(args.resume) / "args.json").read_text(encoding="utf-8"))
-        resolve_resume(args, stored["options"], vars(parser.parse_args([])))
+    stored = resume.resume_options(args, parser, FIXED_ON_RESUME) if args.resume else None
     if not args.data:
         raise ValueError("--data DATA is required (a prepare_data.py output folder)")
     recipe = recipes.choose(args.recipe, args.gpus, args.pretrained_base)
