@@ -26,7 +26,7 @@ from datasets import classes as class_names
 from datasets import filter_crops as fc
 from datasets import filter_data as fd
 from eval import classification, plots, runs
-from models import budget, devices, filter_net, resume, schedules
+from models import budget, devices, filter_net, optim, resume, schedules
 from models.epochs import fit
 
 log = logging.getLogger("train_filter")
@@ -310,7 +310,8 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
     """Epochs from ``--time-budget``: training and scoring rates measured on a throwaway net."""
     net = filter_net.build(False, None, args.dropout, ctxs, args.seed)
     net.hybridize()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-6})
+    trainer = optim.make_trainer(net, None, args.kvstore, wd=0.0, momentum=0.0,
+                                 learning_rate=1e-6)
     loss_fn = gluon.loss.HingeLoss(margin=args.margin)
 
     def step(batch):
@@ -386,12 +387,8 @@ def main(args):
         args.epochs = plan["epochs"]
     net = filter_net.build(args.pretrained, args.init_params, args.dropout, ctxs, args.seed)
     net.hybridize()
-    sched = schedules.build_schedule(iters_per_epoch=iters_per_epoch, epochs=args.epochs,
-                                     **sched_kw)
-    kvstore = args.kvstore if len(ctxs) > 1 or args.kvstore.startswith("dist") else "local"
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd,
-                             "lr_scheduler": sched}, kvstore=kvstore)
+    trainer, _ = optim.scheduled_trainer(net, sched_kw, iters_per_epoch, args.epochs, "sgd",
+                                         args.wd, args.momentum, args.kvstore)
     loss_fn = gluon.loss.HingeLoss(margin=args.margin)
     val_crops = crops[val_idx]
 

@@ -49,7 +49,7 @@ from datasets import detection_data as dd  # noqa: E402
 from eval import cv, runs  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
 from models import anchors as anchor_fit  # noqa: E402
-from models import budget, devices, grid, recipes, resume, schedules, yolo, yolo_train  # noqa: E402
+from models import budget, devices, grid, optim, recipes, resume, schedules, yolo, yolo_train  # noqa: E402
 from models.ema import ModelEMA, ema_decay_for, tau_for  # noqa: E402
 from models.epochs import fit  # noqa: E402
 
@@ -279,10 +279,9 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     sampler = dd.SplitSampler(len(train_set), kv.num_workers, kv.rank, seed)
     batch = min(p.batch_size, len(sampler))
     ipe = len(sampler) // batch
-    sched = schedules.build_schedule(**schedules.schedule_kwargs(p), iters_per_epoch=ipe,
-                                     epochs=p.epochs)
-    trainer = yolo_train.make_trainer(net, sched, kv.kv or args.kvstore, p.wd, p.momentum,
-                                      args.amp, optimizer=p.optimizer)
+    trainer, sched = optim.scheduled_trainer(net, schedules.schedule_kwargs(p), ipe, p.epochs,
+                                             p.optimizer, p.wd, p.momentum,
+                                             kv.kv or args.kvstore, args.amp)
     ema = None
     if p.ema_decay:
         updates = ipe * p.epochs
@@ -538,8 +537,8 @@ def calibrate(data, p, ctx, args, train_ids, iters=6):
     transforms = data.transforms(p.data_shape, False,
                                  ExtraAugment() if p.extra_augment else None, p.max_expand)
     net = yolo.build(p.network, data.classes, ctx=ctx, head_scale=p.head_scale)
-    trainer = yolo_train.make_trainer(net, None, args.kvstore, p.wd, p.momentum,
-                                      learning_rate=1e-7, optimizer=p.optimizer)
+    trainer = optim.make_trainer(net, None, args.kvstore, p.wd, p.momentum,
+                                 learning_rate=1e-7, optimizer=p.optimizer)
     batch = min(p.batch_size, len(train_ids))
     max_side = max(shapes) if p.max_side < 0 else p.max_side
     subset = data.subset(train_ids, 0, max_side,
