@@ -120,7 +120,8 @@ def test_end_to_end_writes_every_artefact(first_run):
     for rel in ("args.json", "env.json", "log.txt", "metrics.csv", "summary.json",
                 "filter.json", "test_scores.csv", "val_scores.csv", "crops/crops.json",
                 "crops/train.csv", "crops/test.csv", "crops/train_preview.png",
-                "crops/test_preview.png", "checkpoints/best.params", "checkpoints/last.params",
+                "crops/test_preview.png", "checkpoints/best.params", "checkpoints/best.json",
+                "checkpoints/last.params",
                 "checkpoints/last.states", "checkpoints/last.json", "plots/metrics.png",
                 "plots/test_roc.png", "plots/test_pr.png", "plots/test_confusion.png",
                 "plots/val_roc.png"):
@@ -128,6 +129,10 @@ def test_end_to_end_writes_every_artefact(first_run):
     assert [int(r["epoch"]) for r in runs.MetricsCSV(run_dir / "metrics.csv").rows()] == [0, 1]
     spec = json.loads((run_dir / "filter.json").read_text())
     assert spec["threshold"] == summary["threshold"]
+    best = json.loads((run_dir / "checkpoints" / "best.json").read_text())
+    assert best == {"epoch": summary["best_epoch"], "metric": "val_auc",
+                    "value": summary["best_val_auc"]}
+    assert spec["params"] == "checkpoints/best.params"
     assert (run_dir / spec["params"]).exists()
     assert {"feature", "distance", "context", "search_radius", "stride", "crop_size",
             "min_score", "top_k"} <= set(spec)
@@ -237,7 +242,9 @@ def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 120
-        while not (run / "checkpoints" / "last.json").exists():
+        # a row (its checkpoint is saved before it); a kill between the two: test_epochs.py
+        while not (run / "metrics.csv").exists() or \
+                not runs.MetricsCSV(run / "metrics.csv").rows():
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.time() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
