@@ -5,7 +5,7 @@ import json
 import pytest
 
 import train_yolo3
-from models import grid
+from models import grid, jobs
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +120,10 @@ def test_unknown_grid_key_stops_before_any_training(tmp_path):
 
 @pytest.mark.parametrize("job, want", [("final", "final"), ("1:0", (1, 0))])
 def test_parse_job(job, want):
-    assert train_yolo3.parse_job(job, 2, 3) == want
+    assert jobs.parse_job(job, 2, 3) == want
 
 
 @pytest.mark.parametrize("job", ["2:0", "0:3", "x", "1"])
 def test_parse_job_rejects(job):
     with pytest.raises(ValueError):
-        train_yolo3.parse_job(job, 2, 3)
+        jobs.parse_job(job, 2, 3)
