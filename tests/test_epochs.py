@@ -32,22 +32,7 @@ def _setup(tmp_path, name, resume=None):
 
 
 def _train(tmp_path, name, crash_at=None, resume=None, epochs=5):
-    run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
-
-    def train_epoch(epoch):
-        if crash_at is not None and epoch == crash_at:
-            raise Crash()
-        with autograd.record():
-            loss = loss_fn(net(x), y)
-        loss.backward()
-        trainer.step(x.shape[0])
-        return {"loss": float(loss.mean().asscalar())}
-
-    def validate(epoch):
-        return {"val_loss": float(loss_fn(net(x), y).mean().asscalar())}
-
-    out = epoch_loop.fit(run, net, trainer, epochs, train_epoch, validate, "val_loss",
-                         resume=resume is not None, mode="min")
+    run, net, out, _, _ = _fit(tmp_path, name, epochs, resume, crash_in_training=crash_at)
     return run, net, out
 
 
@@ -78,12 +63,14 @@ def test_rows_newer_than_checkpoint_are_dropped(tmp_path):
 
 
 def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric="val_loss",
-         nan_metric=False, diverge_at=None, diverged_ok=False):
+         nan_metric=False, diverge_at=None, diverged_ok=False, crash_in_training=None):
     """fit() on the linear model, recording which epochs were trained and validated."""
     run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
     trained, validated = [], []
 
     def train_epoch(epoch):
+        if crash_in_training == epoch:
+            raise Crash()
         if diverge_at == epoch:
             raise FloatingPointError(f"non-finite loss at epoch {epoch}")
         trained.append(epoch)
