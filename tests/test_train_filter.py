@@ -225,12 +225,10 @@ def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
 def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp_path):
     """The detector's test, for the filter: SIGKILL after the first checkpoint, then
     ``--resume RUN`` alone finishes the run with one metrics row per epoch."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
+    from tests.sigkill import kill_after_first_row
     root_dir = Path(train_filter.__file__).resolve().parent
     root, data, _, _ = tiny_set
     epochs = 4
@@ -238,21 +236,8 @@ def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp
            *_argv(tmp_path, data, "killed", "--crops", str(first_run[0] / "crops"),
                   "--epochs", str(epochs))]
     run = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen(cmd, cwd=root_dir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        # a row (its checkpoint is saved before it); a kill between the two: test_epochs.py
-        while not (run / "metrics.csv").exists() or \
-                not runs.MetricsCSV(run / "metrics.csv").rows():
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    done = kill_after_first_row(cmd, root_dir, run / "metrics.csv")
     assert not (run / "summary.json").exists()
-    done = [int(r["epoch"]) for r in runs.MetricsCSV(run / "metrics.csv").rows()]
     assert 1 <= len(done) < epochs
     res = subprocess.run([sys.executable, str(root_dir / "train_filter.py"), "--resume", str(run)],
                          cwd=root_dir, capture_output=True, text=True, timeout=300)

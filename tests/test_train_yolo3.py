@@ -6,10 +6,8 @@ model), the time budget, find_lr."""
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mxnet as mx
@@ -20,6 +18,7 @@ import train_yolo3
 from datasets import detection_data as dd
 from eval import detection as det_eval
 from models import yolo, yolo_train
+from tests.sigkill import kill_after_first_row
 from tests.yolo_fixtures import make_detection_data
 
 pytestmark = pytest.mark.slow
@@ -200,22 +199,9 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
            "--epochs", str(epochs), "--val-interval", "3", "--out", str(tmp_path),
            "--name", "killed", "--final-model", "retrain", *TINY]
     run = tmp_path / "killed"
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        # Wait for a row (its checkpoint is saved before it), so the resume starts from a
-        # checkpoint; a kill between the two is tests/test_epochs.py's.
-        while not _rows(run / "set0_fold0" / "metrics.csv"):
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    assert kill_after_first_row(cmd, ROOT, run / "set0_fold0" / "metrics.csv")
     assert not (run / "summary.json").exists()
     assert not (run / "set0_fold1" / "done.json").exists()
-    assert 1 <= len(_rows(run / "set0_fold0" / "metrics.csv"))
     res = subprocess.run([sys.executable, str(ROOT / "train_yolo3.py"), "--resume", str(run),
                           "--progress", "off"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
