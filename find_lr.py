@@ -13,7 +13,7 @@ import math
 from datasets.prepared import classes as class_names
 from datasets.detector import data as dd
 from infra import runs
-from models import devices, lr_range, yolo, yolo_train
+from models import devices, lr_range, optim, yolo, yolo_train
 
 SCRIPT = "find_lr"
 
@@ -65,8 +65,8 @@ def main(args):
         ids = data.splits["train"] if args.fold < 0 else data.splits["folds"][args.fold]["train"]
         net = yolo.build(args.network, classes, args.pretrained_base, args.init_params,
                          args.focal_alpha, args.focal_gamma, ctx)
-        trainer = yolo_train.make_trainer(net, None, args.kvstore, args.wd, args.momentum,
-                                          learning_rate=args.min_lr)
+        trainer = optim.make_trainer(net, None, args.kvstore, args.wd, args.momentum,
+                                     learning_rate=args.min_lr)
         subset = data.subset(ids, args.seed)
         loader = dd.train_loader(subset,
                                  data.transforms(args.data_shape, not args.no_random_shape),

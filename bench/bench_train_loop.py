@@ -26,7 +26,7 @@ import mxnet as mx  # noqa: E402
 from datasets.detector import data as dd  # noqa: E402
 from datasets.detector.augment import ExtraAugment  # noqa: E402
 from datasets.prepared.classes import data_classes  # noqa: E402
-from models import recipes, schedules, yolo, yolo_train  # noqa: E402
+from models import optim, recipes, schedules, yolo, yolo_train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -108,7 +108,7 @@ def main(args):
     ctx = [mx.cpu()]
     net = yolo.build(args.network, classes, ctx=ctx)
     sched = schedules.build_schedule("constant", 1e-4, 1, 1)
-    trainer = yolo_train.make_trainer(net, sched)
+    trainer = optim.make_trainer(net, sched)
     yolo_train.set_mode(net, "train")
     recipe = recipes.RECIPES[args.recipe]
     extra = ExtraAugment() if recipe["extra_augment"] else None

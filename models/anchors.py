@@ -9,8 +9,13 @@ heights with the distance ``1 - IoU`` of zero-centred boxes (the YOLOv2 paper, s
 "Dimension Clusters"), the same IoU that assigns a box to its anchor in training.
 
 numpy only. ``fit_anchors`` is tested against a per-box loop (tests/test_anchors.py).
+:func:`choose_anchors` is the ``--anchors`` option of train_yolo3.py.
 """
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: GluonCV's anchors (width, height in input pixels), small to large: strides 8, 16, 32.
 COCO_ANCHORS = np.array([[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119],
@@ -170,3 +175,49 @@ def layers(anchors):
         raise ValueError(f"want a multiple of 3 anchors (3 output layers), got {len(a)}")
     per = len(a) // 3
     return [a[i * per:(i + 1) * per].ravel().tolist() for i in range(3)]
+
+
+def parse_anchors(text):
+    """``--anchors`` as 9 ``WxH`` pairs (``10x13,16x30,...``) -> ``[[w, h], ...]``."""
+    try:
+        pairs = [[float(v) for v in item.lower().split("x")] for item in text.split(",")]
+        if len(pairs) != 9 or any(len(wh) != 2 or min(wh) <= 0 for wh in pairs):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--anchors wants 'auto', 'coco' or 9 positive 'WxH' pairs separated by "
+                         f"commas (e.g. 10x13,16x30,...), got {text!r}") from None
+    return pairs
+
+
+def choose_anchors(spec, wh, data_shape):
+    """The anchors of a model trained on boxes ``wh``, by ``--anchors`` ``spec``.
+
+    Parameters
+    ----------
+    spec : str
+        'auto' (GluonCV's unless :func:`check_anchors` refits them), 'fit' (k-means always),
+        'coco' (GluonCV's) or 9 'WxH' pairs.
+    wh : np.ndarray
+        ``(N, 2)`` training box sizes at the input size (:func:`boxes_at_input`).
+    data_shape : int
+        The input size (for the log).
+
+    Returns
+    -------
+    list or None
+        ``(9, 2)`` anchors small to large, rounded to 0.01 px; None keeps the network's.
+    """
+    if spec == "coco":
+        return None
+    if spec not in ("auto", "fit"):
+        return parse_anchors(spec)
+    if len(wh) < 9:
+        log.warning("%d training boxes: too few to fit 9 anchors, keeping GluonCV's", len(wh))
+        return None
+    if spec == "fit":
+        return fit_anchors(wh, 9, seed=0).round(2).tolist()
+    fitted, _ = check_anchors(wh)
+    log.info("anchors: GluonCV's cover %.3f of the training boxes at %d px (ratio 4)%s",
+             anchor_fitness(wh, COCO_ANCHORS)["best_possible_recall"], data_shape,
+             "; refitted" if fitted is not None else "; kept")
+    return None if fitted is None else fitted.round(2).tolist()

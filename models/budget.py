@@ -9,10 +9,13 @@ into the budget. The schedule is then built for that many epochs, so the learnin
 anneals by the end. The count is fixed once, before training, and recorded in the run folder:
 passing it back as ``--epochs`` reproduces the run on any machine.
 """
+import logging
 import math
 import time
 
 import mxnet as mx
+
+log = logging.getLogger(__name__)
 
 
 def measure_rate(step, batches, warmup=2):
@@ -88,3 +91,62 @@ def epochs_for_budget(budget_s, train_images, train_rate, val_images=0, predict_
             "budget_s": budget_s, "jobs": jobs, "train_images": train_images,
             "train_images_per_s": train_rate, "val_images": val_images,
             "predict_images_per_s": predict_rate, "after_s": after_s, "safety": safety}
+
+
+def plan_detector(budget_s, rates, splits, n_cv_jobs, final_only, retrain, val_interval):
+    """Epochs per detector job: the CV jobs (unless ``final_only``) and a retrained final
+    model (``retrain``) share ``budget_s`` with the test predictions after them.
+
+    Parameters
+    ----------
+    budget_s : float
+        Seconds left.
+    rates : dict
+        Measured ``train_images_per_s``, ``predict_images_per_s`` and ``job_overhead_s``.
+    splits : dict
+        ``splits.json``: ``train``, ``test`` and ``folds`` (``train``/``val`` ids).
+    n_cv_jobs : int
+        Sets x folds.
+    final_only, retrain : bool
+        Only the final model trains (``--only final``); the final model is retrained (else
+        the fold models predict the test split as an ensemble).
+    val_interval : int
+        Validation every this many epochs.
+
+    Returns
+    -------
+    dict
+        :func:`epochs_for_budget`'s plan.
+    """
+    folds = splits["folds"]
+    n_jobs = (0 if final_only else n_cv_jobs) + int(retrain)
+    members = 1 if retrain else len(folds)
+    largest = len(splits["train"]) if retrain else max(len(f["train"]) for f in folds)
+    val = 0 if final_only else max(len(f["val"]) for f in folds)
+    after = members * len(splits["test"]) / rates["predict_images_per_s"] + 5.0
+    plan = epochs_for_budget(budget_s, largest, rates["train_images_per_s"], val,
+                             rates["predict_images_per_s"], val_interval, n_jobs, after_s=after,
+                             job_overhead_s=rates["job_overhead_s"])
+    log.info("time budget: %d model(s) x %d epochs (%.1f training images/s, %.1f s per epoch, "
+             "%.0f s planned of %.0f s)", n_jobs, plan["epochs"], plan["train_images_per_s"],
+             plan["seconds_per_epoch"], plan["planned_s"], budget_s)
+    return plan
+
+
+def add_time_budget_argument(group, what):
+    """Declare ``--time-budget MINUTES`` in ``group``; ``what`` says what must fit."""
+    group.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                       help=f"size the epochs to fit {what} into this many minutes, from "
+                            "this machine's measured throughput; the count is recorded "
+                            "(args.json derived.time_budget) and reproduces the run elsewhere "
+                            "as --epochs")
+
+
+def plan_filter(budget_s, train_crops, train_rate, val_crops, test_crops, predict_rate):
+    """Epochs of the filter: one job validated every epoch, then the validation and test
+    crops scored once (:func:`epochs_for_budget`'s plan)."""
+    plan = epochs_for_budget(budget_s, train_crops, train_rate, val_crops, predict_rate, 1, 1,
+                             after_s=(val_crops + test_crops) / predict_rate + 10.0)
+    log.info("time budget: %d epochs (%.0f crops/s training, %.1f s per epoch)",
+             plan["epochs"], train_rate, plan["seconds_per_epoch"])
+    return plan

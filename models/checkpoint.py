@@ -1,14 +1,27 @@
-"""Resumable checkpoints: params + trainer state + a JSON pointer written last.
+"""Resumable checkpoints: params + trainer state + a JSON pointer written last; the best
+epoch's params with ``best.json``; the run's model.
 
 ``last.json`` names the epoch the ``last.params``/``last.states`` pair belongs to and is
-moved into place only after both files are complete, so a kill at any moment leaves either
-the previous checkpoint or the new one (see STYLE.md section 5).
+moved into place only after both files are complete (see STYLE.md section 5). It also says
+whether that epoch's metrics.csv row is written (``recorded``): the last checkpoint is saved
+before the epoch is evaluated, so a run stopped during the evaluation resumes by evaluating
+that epoch again instead of training it again (``models.epochs.fit``).
+
+Files in ``checkpoints/``:
+
+    last.params, last.states, last.ema   the last epoch's weights, trainer state, average
+    last.json                            {"epoch", "recorded", "best_epoch", "best_metric", ...}
+    best.params, best.json               the epoch kept by the validation metric and
+                                         {"epoch", "metric", "value"} (runs that keep one)
+    model.params                         the last epoch as the model, its weight average when
+                                         there is one (runs that keep no best epoch)
 """
 import json
 import logging
 from pathlib import Path
 
 from infra.atomic import atomic_save, atomic_write_json
+from models.ema import averaged
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +43,7 @@ class Checkpointer:
     Parameters
     ----------
     ckpt_dir : str or Path
-        Folder for ``last.params``, ``last.states``, ``last.json`` and ``best.params``.
+        Folder for the files listed in the module docstring.
     """
 
     def __init__(self, ckpt_dir):
@@ -39,8 +52,11 @@ class Checkpointer:
         self.last_params = self.dir / "last.params"
         self.last_states = self.dir / "last.states"
         self.last_json = self.dir / "last.json"
-        self.best_params = self.dir / "best.params"
         self.last_ema = self.dir / "last.ema"
+        self.best_params = self.dir / "best.params"
+        self.best_json = self.dir / "best.json"
+        self.model_params = self.dir / "model.params"
+        self._state = None
 
     def save_last(self, net, trainer, state, ema=None):
         """Write params, trainer states (skipped under a dist kvstore, where MXNet cannot save
@@ -57,9 +73,30 @@ class Checkpointer:
             _save_atomic(ema.save, self.last_ema)
             state["ema_updates"] = ema.updates
         atomic_write_json(self.last_json, state)
+        self._state = state
 
-    def save_best(self, net):
-        _save_atomic(net.save_parameters, self.best_params)
+    def update_last(self, drop=(), **changes):
+        """Rewrite the pointer of the checkpoint saved (or loaded) last with ``changes``
+        (``recorded``, the best so far) and without the keys ``drop``; its files stay as
+        they are."""
+        if self._state is None:
+            raise RuntimeError("update_last before any save_last or load_last")
+        self._state = {k: v for k, v in dict(self._state, **changes).items() if k not in drop}
+        atomic_write_json(self.last_json, self._state)
+
+    def save_best(self, net, epoch, metric, value, ema=None):
+        """``best.params`` (the weights validated: their average with ``ema``), then
+        ``best.json`` naming the epoch and its ``metric`` ``value``."""
+        with averaged(ema):
+            _save_atomic(net.save_parameters, self.best_params)
+        atomic_write_json(self.best_json, {"epoch": epoch, "metric": metric, "value": value})
+
+    def save_model(self, net, ema=None):
+        """``model.params``: the net as it is, through its weight average ``ema`` if given;
+        returns the path."""
+        with averaged(ema):
+            _save_atomic(net.save_parameters, self.model_params)
+        return self.model_params
 
     def load_last(self, net, trainer=None, ctx=None, ema=None):
         """Restore the last checkpoint into ``net`` (and ``trainer``, ``ema``); return its
@@ -77,4 +114,5 @@ class Checkpointer:
                                  f"(saved without EMA); resume with the run's own options")
             ema.load(self.last_ema, state["ema_updates"])
         log.info("resumed from %s (epoch %s)", self.last_json, state["epoch"])
+        self._state = state
         return state

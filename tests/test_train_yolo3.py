@@ -2,14 +2,12 @@
 set diverges on purpose) with the fold ensemble as final model, out-of-fold coverage, scores
 that agree across the three ways of computing them (fold scores at the last epoch, never a
 chosen one), folds in parallel processes, resuming a run killed with SIGKILL (retrained final
-model), the time budget. find_lr.py is tested in tests/test_find_lr.py."""
+model), the time budget, loader workers that do not change the model (find_lr: test_find_lr)."""
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mxnet as mx
@@ -20,6 +18,7 @@ import train_yolo3
 from datasets.detector import data as dd
 from eval import detection as det_eval
 from models import yolo, yolo_train
+from tests.sigkill import kill_after_first_row
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,21 +197,9 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
            "--epochs", str(epochs), "--val-interval", "3", "--out", str(tmp_path),
            "--name", "killed", "--final-model", "retrain", *TINY]
     run = tmp_path / "killed"
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        # Wait for a row and its checkpoint, so the resume starts from a checkpoint.
-        while not (run / "set0_fold0" / "checkpoints" / "last.json").exists():
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    assert kill_after_first_row(cmd, ROOT, run / "set0_fold0" / "metrics.csv")
     assert not (run / "summary.json").exists()
     assert not (run / "set0_fold1" / "done.json").exists()
-    assert 1 <= len(_rows(run / "set0_fold0" / "metrics.csv"))
     res = subprocess.run([sys.executable, str(ROOT / "train_yolo3.py"), "--resume", str(run),
                           "--progress", "off"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import train_yolo3
-from models import grid
+from models import grid, jobs
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +110,6 @@ def test_every_grid_key_reaches_the_job_parameters():
         assert hasattr(args, key), key
 
 
-def test_resume_takes_stored_options_and_refuses_conflicts():
-    parser = train_yolo3.build_parser()
-    defaults = vars(parser.parse_args([]))
-    stored = dict(defaults, data="DATA", epochs=7, lr=0.01, grid="lr=1e-3")
-    args = parser.parse_args(["--resume", "R"])
-    train_yolo3.resolve_resume(args, stored, defaults)
-    assert (args.data, args.epochs, args.lr, args.grid) == ("DATA", 7, 0.01, "lr=1e-3")
-    same = parser.parse_args(["--resume", "R", "--epochs", "7", "--gpus", ""])
-    assert train_yolo3.resolve_resume(same, stored, defaults).epochs == 7
-    with pytest.raises(ValueError, match="--epochs 9 conflicts"):
-        train_yolo3.resolve_resume(parser.parse_args(["--resume", "R", "--epochs", "9"]),
-                                   stored, defaults)
-
-
 def test_unknown_grid_key_stops_before_any_training(tmp_path):
     args = train_yolo3.parse_args(["--data", str(tmp_path), "--grid", "lrr=1",
                                    "--out", str(tmp_path / "runs")])
@@ -134,10 +120,10 @@ def test_unknown_grid_key_stops_before_any_training(tmp_path):
 
 @pytest.mark.parametrize("job, want", [("final", "final"), ("1:0", (1, 0))])
 def test_parse_job(job, want):
-    assert train_yolo3.parse_job(job, 2, 3) == want
+    assert jobs.parse_job(job, 2, 3) == want
 
 
 @pytest.mark.parametrize("job", ["2:0", "0:3", "x", "1"])
 def test_parse_job_rejects(job):
     with pytest.raises(ValueError):
-        train_yolo3.parse_job(job, 2, 3)
+        jobs.parse_job(job, 2, 3)
