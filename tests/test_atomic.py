@@ -126,13 +126,14 @@ def test_run_records_checkpoints_and_cartucho_folders(plain, tmp_path):
     with runs.start("unit", p.parse_args(["--out", str(tmp_path / "runs"), "--name", "r"])) as run:
         ckpt = Checkpointer(run.dir / "checkpoints")
         ckpt.save_last(_FakeNet(), None, {"epoch": 0})
-        ckpt.save_best(_FakeNet())
+        ckpt.save_best(_FakeNet(), 0, "val_auc", 0.5)
         write_cartucho(run.dir, ["lesion"],
                        det={"im1": {"boxes": np.array([[1.0, 2.0, 3.0, 4.0]]),
                                     "scores": np.array([0.5]), "labels": np.array([0])}})
         run.finish({"ok": True})
     files = ["args.json", "env.json", "log.txt", "summary.json", "checkpoints/last.params",
-             "checkpoints/last.json", "checkpoints/best.params", "detection-results/im1.txt"]
+             "checkpoints/last.json", "checkpoints/best.params", "checkpoints/best.json",
+             "detection-results/im1.txt"]
     for rel in files:
         assert mode(run.dir / rel) == plain["file"], rel
     for rel in ("", "checkpoints", "detection-results"):

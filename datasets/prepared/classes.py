@@ -9,8 +9,10 @@ explicitly must agree with the recorded list (:func:`check_classes`), so a model
 trained or scored against a silently re-ordered or different list.
 """
 import logging
+from collections import Counter
 from pathlib import Path
 
+from datasets.prepared import labelme
 from infra.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -131,3 +133,44 @@ def data_classes(data_dir, given=None):
     path = Path(data_dir) / CLASSES_FILE
     where = str(path) if path.is_file() else f"{data_dir} (no {CLASSES_FILE}: one class)"
     return check_classes(read_classes(data_dir), given, where)
+
+
+def resolve_classes(rows, given):
+    """The class list of the samples, and every ``__ignore__`` box given a class.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Sample rows with ``objects`` (``name`` a class or ``__ignore__``); changed in place:
+        ignore boxes (difficult) take the first class, since a VOC object needs a class.
+    given : list of str or None
+        ``--classes``: fixes the order and refuses other names. None: the names found,
+        sorted by code point (deterministic whatever the file order).
+
+    Returns
+    -------
+    list of str
+    """
+    found = Counter(o["name"] for r in rows for o in r["objects"] if o["name"] != labelme.IGNORE)
+    if given is None:
+        classes = sorted(found)
+    else:
+        classes = list(given)
+        outside = sorted(set(found) - set(classes))
+        if outside:
+            files = {n: sorted({r["source"] for r in rows for o in r["objects"]
+                                if o["name"] == n}) for n in outside}
+            seen = "; ".join(f"{n!r} ({found[n]} boxes, e.g. {', '.join(files[n][:2])})"
+                             for n in outside)
+            raise ValueError(f"--classes {classes}: labels {outside} are not classes: {seen}; "
+                             f"add them to --classes or rename them with --label-map "
+                             f"'{outside[0]}=<class>' (or '{outside[0]}={labelme.IGNORE}')")
+    n_ignore = 0
+    for r in rows:
+        for o in r["objects"]:
+            if o["name"] == labelme.IGNORE:
+                o["name"], n_ignore = classes[0], n_ignore + 1
+    if n_ignore and len(classes) > 1:
+        log.info("%d %s boxes are difficult boxes of class %r (the first class): they excuse "
+                 "misses of that class only", n_ignore, labelme.IGNORE, classes[0])
+    return classes
