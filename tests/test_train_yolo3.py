@@ -35,9 +35,10 @@ def data_dir(tiny_detection_data):
 def cv_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     # Set 1's learning rate diverges: a CV result (map 0, "diverged"), not a crash.
+    # With the weight average (off by default), so its checkpoint and model are covered too.
     args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3,1e3",
                                    "--epochs", "2", "--val-interval", "2", "--out", str(out),
-                                   "--name", "cv", *TINY])
+                                   "--name", "cv", "--ema-decay", "auto", *TINY])
     summary = train_yolo3.main(args)
     return out / "cv", summary
 
@@ -170,7 +171,8 @@ def test_folds_in_parallel_processes_match_the_sequential_run(cv_run, data_dir, 
     args = train_yolo3.parse_args(["--data", str(data_dir), "--grid", "lr=1e-3",
                                    "--epochs", "2", "--val-interval", "2",
                                    "--out", str(tmp_path), "--name", "par",
-                                   "--folds-parallel", "2", "--fold-threads", threads, *TINY])
+                                   "--folds-parallel", "2", "--fold-threads", threads,
+                                   "--ema-decay", "auto", *TINY])
     summary = train_yolo3.main(args)
     for k in (0, 1):
         par = json.loads((tmp_path / "par" / f"set0_fold{k}" / "done.json").read_text())
