@@ -18,7 +18,8 @@ Each stage's own ``log.txt`` (``data/``, ``detector/``, ``filter/``) holds only 
 lines: a run detaches its log when it ends (``infra.runs.Run``).
 
 The detector's operating threshold is its best-F1 score on the out-of-fold detections and
-the filter's threshold is its best F1 on validation crops: neither looks at the test split.
+the filter's threshold is chosen on validation crops (by default the highest keeping 95 % of
+the lesions the detector found there): neither looks at the test split.
 """
 import argparse
 import csv
@@ -48,7 +49,7 @@ PROFILES = {
     "cpu": dict(num=280, folds=5, test_frac=0.2, network="yolo3_mobilenet0.25_custom",
                 data_shape=None, batch_size=None, grid=None, epochs=None, minutes=15.0,
                 detector_share=0.72, val_interval=5, pretrained=False, filter_epochs=None,
-                filter_batch=32, num_workers=1, add_gt=True, crop_size=64, filter_top_k=10),
+                filter_batch=32, num_workers=None, add_gt=True, crop_size=64, filter_top_k=10),
     "full": dict(num=600, folds=5, test_frac=0.2, network="yolo3_darknet53_custom",
                  data_shape=416, batch_size=16, grid="lr=1e-3,5e-4;epochs=60,100;lr_mode=cosine,triangular",
                  epochs=None, minutes=None, detector_share=None, val_interval=5,
@@ -248,7 +249,9 @@ def run_stages(run, args, cfg, t0):
                    "detector_epochs": det.get("epochs"), "filter_minutes": filter_minutes,
                    "filter_epochs": filt.get("epochs_run")},
         "filter": {"test_auc": filt.get("test_auc"), "test_f1": filt.get("test_f1"),
-                   "threshold": filt.get("threshold"), "val_auc": filt.get("val_auc"),
+                   "threshold": filt.get("threshold"),
+                   "threshold_rule": filt.get("threshold_rule"),
+                   "keep_recall": filt.get("keep_recall"), "val_auc": filt.get("val_auc"),
                    **{f"n_{k}": v for k, v in filt.items()
                       if k in ("train_pos", "train_neg", "test_pos", "test_neg")}},
         "cv": _read_csv(det_dir / "cv_results.csv") if (det_dir / "cv_results.csv").exists() else [],

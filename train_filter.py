@@ -1,10 +1,9 @@
 """Train the second-stage filter: fused crops of detections -> ResNet18_v2 + HingeLoss.
 
-Builds fused crops (datasets/filter_crops.py) from the detector's out-of-fold detections
-(training) and the final model's test detections (test), splits the training crops into
-train/validation by source screenshot, trains models/filter_net.py with HingeLoss on ±1
-labels, picks the score threshold with the best validation F1 and applies it unchanged to
-the test crops. Output: docs/CONTRACTS.md "Filter run".
+Crops (datasets/filter/crops/) of out-of-fold (training) and test detections, split by
+screenshot; models/filter_net.py trained with HingeLoss on ±1 labels; threshold chosen on
+validation crops (``--threshold-rule``: keep 95 % of the lesions the detector found, or best
+F1), applied unchanged to the test crops. Output: docs/CONTRACTS.md.
 
 Usage:
     python train_filter.py --data DATA --detections runs/train_yolo3/X/oof_detections.json \
@@ -208,7 +207,8 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, arg
                                                   args.keep_recall)
     _write_scores(run.path("val_scores.csv"), rows, val_idx, val_scores, threshold)
     val = filter_threshold.score_set(run, "val", val_labels, val_scores, threshold)
-    summary = {"threshold": threshold,
+    summary = {"threshold": threshold, "threshold_rule": args.threshold_rule,
+               "keep_recall": args.keep_recall if args.threshold_rule == "recall" else None,
                **{f"val_{k}": v for k, v in val.items() if k != "threshold"}}
     test_csv = crop_dir / "test.csv"
     if not test_csv.exists():
@@ -222,8 +222,8 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, arg
     test = filter_threshold.score_set(run, "test", test_labels, test_scores, threshold)
     summary.update({f"test_{k}": v for k, v in test.items() if k != "threshold"})
     summary.update(filter_threshold.detector_share(test_labels))
-    log.info("threshold %.4f (best validation F1 %.3f); test AUC %s, F1 %.3f, P %.3f, R %.3f",
-             threshold, val["f1"], test["auc"], test["f1"], test["precision"], test["recall"])
+    log.info("threshold %.4f (%s rule); test AUC %s, F1 %.3f, P %.3f, R %.3f", threshold,
+             args.threshold_rule, *(test[k] for k in ("auc", "f1", "precision", "recall")))
     return summary
 
 

@@ -93,7 +93,7 @@ def main(args):
     print(f"mxnet {mx.__version__}, cpus {os.cpu_count()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
           f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}, max side "
-          f"{args.max_side}")
+          f"{args.max_side}, recipe {args.recipe}")
     data_dir = args.data
     if data_dir is None:
         from tests.yolo_fixtures import make_detection_data
@@ -106,11 +106,12 @@ def main(args):
                                                                     anchors))
     ids = data.splits["train"]
     ctx = [mx.cpu()]
-    net = yolo.build(args.network, classes, ctx=ctx)
-    sched = schedules.build_schedule("constant", 1e-4, 1, 1)
-    trainer = optim.make_trainer(net, sched)
-    yolo_train.set_mode(net, "train")
     recipe = recipes.RECIPES[args.recipe]
+    # The recipe's network and optimizer: the narrow heads change what a step costs.
+    net = yolo.build(args.network, classes, ctx=ctx, head_scale=recipe["head_scale"])
+    sched = schedules.build_schedule("constant", 1e-4, 1, 1)
+    trainer = optim.make_trainer(net, sched, optimizer=recipe["optimizer"])
+    yolo_train.set_mode(net, "train")
     extra = ExtraAugment() if recipe["extra_augment"] else None
     transforms = data.transforms(args.data_shape, False, extra, recipe["max_expand"])
     max_side = args.data_shape if args.max_side < 0 else args.max_side

@@ -23,7 +23,9 @@ STAGE_COLUMNS = (("test_map_voc12", "mAP VOC12", "pct"), ("test_map_voc07", "mAP
                  ("precision", "precision", "ratio"), ("recall", "recall", "ratio"),
                  ("f1", "F1", "ratio"), ("fp_per_image", "FP / image", "num"))
 FILTER_ROWS = (("test_auc", "test ROC AUC", "ratio"), ("test_f1", "test F1", "ratio"),
-               ("threshold", "threshold (best F1 on validation)", "num"),
+               ("threshold", "threshold (chosen on validation crops)", "num"),
+               ("threshold_rule", "threshold rule (recall: keep that share of lesions; f1)",
+                "text"), ("keep_recall", "lesions kept on validation (recall rule)", "ratio"),
                ("n_train_pos", "train positives", "int"), ("n_train_neg", "train negatives", "int"),
                ("n_test_pos", "test positives", "int"), ("n_test_neg", "test negatives", "int"))
 KNOWN = {"detector", "two_stage", "filter", "cv", "cv_summary", "elapsed_s", "plots", "title",

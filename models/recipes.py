@@ -5,7 +5,8 @@ Options left unset on the command line take the recipe's value. ``--recipe auto`
 and ``cpu`` otherwise: a from-scratch run on a CPU has minutes, not days, and what learns
 fastest per CPU-second there was measured on phantoms (README, "Detector on a CPU"): Adam at
 6e-3, a 128 px fixed input, detection heads a quarter of the zoo's width, no random shapes,
-no zoom-out, no extra augmentation (each of those cost validation mAP at equal iterations).
+no zoom-out, no extra augmentation (each of those cost validation mAP at equal iterations),
+and the images loaded in the training process (no loader workers competing for the cores).
 """
 import argparse
 
@@ -16,12 +17,12 @@ RECIPES = {
     # GluonCV scripts/detection/yolo/train_yolo3.py with the notes' augmentations.
     "paper": dict(optimizer="sgd", lr=1e-3, data_shape=416, batch_size=8, random_shape=True,
                   extra_augment=True, max_expand=4.0, warmup_epochs=2.0, epochs=30,
-                  head_scale=1.0),
+                  head_scale=1.0, num_workers=4),
     # Measured on phantoms from scratch on a 2-core CPU (README, ablation table): fold mAP
     # 0.27 -> 0.81 at the same 770 iterations, in less time (narrow heads).
     "cpu": dict(optimizer="adam", lr=6e-3, data_shape=128, batch_size=8, random_shape=False,
                 extra_augment=False, max_expand=1.0, warmup_epochs=1.0, epochs=30,
-                head_scale=0.25),
+                head_scale=0.25, num_workers=0),
 }
 CHOICES = ("auto",) + tuple(RECIPES)
 
@@ -84,11 +85,13 @@ def add_training_arguments(parser):
     g.add_argument("--max-side", type=int, default=-1,
                    help="shrink training images to this longer side (px) before augmenting; "
                         "-1 = the largest training input size, 0 = never (default %(default)s)")
-    g.add_argument("--anchors", default="auto",
-                   help="'auto': GluonCV's unless they cover < 98%% of the training boxes at "
-                        "the input size (Ultralytics' autoanchor rule), then k-means (1 - IoU); "
-                        "'fit': always k-means; 'coco': GluonCV's; or 9 'WxH' pairs, small to "
-                        "large (default %(default)s)")
+    g.add_argument("--anchors", default="coco",
+                   help="'coco': GluonCV's (default); 'auto': GluonCV's unless they cover < 98%% "
+                        "of the training boxes at the input size (Ultralytics' autoanchor "
+                        "rule), then k-means (1 - IoU); 'fit': always k-means; or 9 'WxH' "
+                        "pairs, small to large. Fitted anchors stopped learning in every "
+                        "measured run (mAP ~0; README, 'Detector on a CPU'), so they "
+                        "are opt-in (default %(default)s)")
     g.add_argument("--prior-init", action=argparse.BooleanOptionalAction, default=True,
                    help="start the objectness and class biases at the training data's base "
                         "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
@@ -102,8 +105,10 @@ def add_training_arguments(parser):
                         "without) (default %(default)s)")
     g.add_argument("--wd", type=float, default=5e-4, help="weight decay (default %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default %(default)s)")
-    g.add_argument("--num-workers", type=int, default=1,
-                   help="loader processes (default %(default)s; see bench/bench_train_loop.py)")
+    g.add_argument("--num-workers", type=int, default=None,
+                   help="loader processes (recipe: paper 4, cpu 0: on a 2-core CPU a forked "
+                        "loader's threads compete with training's, and the first model of a "
+                        "process trained 2.7x slower with 1 worker than with 0)")
     g.add_argument("--val-interval", type=int, default=1,
                    help="validate every N epochs and at the last, for the curve in metrics.csv "
                         "(default %(default)s)")
