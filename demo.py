@@ -37,6 +37,7 @@ from datasets.prepared import classes as class_names
 from datasets.prepared.folder import read_splits
 from eval import detection, plots, report, two_stage
 from infra import runs
+from models import filter_threshold
 
 log = logging.getLogger("demo")
 
@@ -130,8 +131,16 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
-def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
-    """Detector alone vs detector + filter on the test split (thresholds fixed beforehand)."""
+#: Detector thresholds of the sweep in the report (plus the operating one); those below the
+#: filter's --min-score are left out (the filter never scored such detections).
+SWEEP_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir, rule="recall",
+                       keep_recall=0.95):
+    """Detector alone vs detector + filter on the test split (thresholds fixed beforehand),
+    at the operating point and swept over detector thresholds (the filter's threshold at
+    each chosen by its ``rule`` on validation crops)."""
     import json
     splits = read_splits(data_dir)
     ann = Path(data_dir) / "Annotations"
@@ -154,6 +163,13 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir):
     out["n_test_images"] = len(gt_test)
     out["recall_by"] = recall_breakdown(data_dir, gt_test, det_test,
                                         out["two_stage_detections"], det_threshold, offset)
+    grid = sorted({float(det_threshold)} | {t for t in SWEEP_THRESHOLDS
+                                            if t >= filter_spec.get("min_score", 0.0)})
+    pairs = filter_threshold.sweep_pairs(_read_csv(Path(filter_dir) / "val_scores.csv"), grid,
+                                         rule, keep_recall if keep_recall is not None else 0.95)
+    out["sweep"] = two_stage.operating_sweep(gt_test, det_test, scores, pairs, offset=offset)
+    out["plots"]["operating_sweep"] = str(plots.plot_operating_sweep(
+        out["sweep"], Path(plots_dir) / "operating_sweep.png", chosen=float(det_threshold)))
     return out
 
 
@@ -234,7 +250,8 @@ def run_stages(run, args, cfg, t0):
                          seed=seed) + ["--gpus", args.gpus]
     filt = train_filter.main(train_filter.parse_args(filt_argv))
     classes = class_names.data_classes(data_dir)
-    e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots")
+    e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots",
+                             filt.get("threshold_rule") or "recall", filt.get("keep_recall"))
 
     return {
         "profile": cfg,
@@ -245,6 +262,7 @@ def run_stages(run, args, cfg, t0):
             "final_model", "epochs")}),
         "two_stage": e2e["two_stage"],
         "recall_by": e2e["recall_by"],
+        "two_stage_sweep": e2e["sweep"],
         "budget": {"minutes": cfg["minutes"], "detector_minutes": det_minutes,
                    "detector_epochs": det.get("epochs"), "filter_minutes": filter_minutes,
                    "filter_epochs": filt.get("epochs_run")},

@@ -169,6 +169,34 @@ def plot_threshold_sweep(sweep, path, chosen=None, title="Threshold sweep"):
     return _save(fig, path)
 
 
+def plot_operating_sweep(rows, path, chosen=None,
+                         title="Detector alone vs detector + filter by detector threshold"):
+    """Precision and recall of both stages against the detector's score threshold.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`eval.two_stage.operating_sweep`'s rows.
+    chosen : float, optional
+        The operating threshold of the summary, marked.
+    """
+    fig, (ax,) = _figure()
+    rows = sorted(rows, key=lambda r: r["det_threshold"])
+    t = [r["det_threshold"] for r in rows]
+    for stage, colour in (("detector", "tab:blue"), ("two_stage", "tab:orange")):
+        label = "detector alone" if stage == "detector" else "detector + filter"
+        ax.plot(t, [r[f"{stage}_precision"] for r in rows], "o-", color=colour,
+                label=f"{label}: precision")
+        ax.plot(t, [r[f"{stage}_recall"] for r in rows], "s--", color=colour,
+                label=f"{label}: recall")
+    if chosen is not None:
+        ax.axvline(chosen, color="k", ls=":", label=f"operating threshold {chosen:.3g}")
+    ax.set(xlabel="detector score threshold", ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- training curves
 def read_metrics_csv(csv_path):
     """Numeric columns of a metrics.csv: ``{column: float array}`` (blank or text -> nan);

@@ -29,7 +29,7 @@ FILTER_ROWS = (("test_auc", "test ROC AUC", "ratio"), ("test_f1", "test F1", "ra
                ("n_train_pos", "train positives", "int"), ("n_train_neg", "train negatives", "int"),
                ("n_test_pos", "test positives", "int"), ("n_test_neg", "test negatives", "int"))
 KNOWN = {"detector", "two_stage", "filter", "cv", "cv_summary", "elapsed_s", "plots", "title",
-         "recall_by"}
+         "recall_by", "two_stage_sweep"}
 RECALL_BY = (("contrast", "lesion contrast (1 - grey / contralateral grey)"),
              ("size", "lesion size (square root of the box area, px)"))
 
@@ -214,6 +214,34 @@ def _section_recall_by(summary):
     return out
 
 
+def _section_sweep(summary):
+    rows = summary.get("two_stage_sweep")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return []
+    thr = _num(_get(summary.get("detector"), "score_threshold"))
+    table = []
+    for r in sorted(rows, key=lambda r: _num(r.get("det_threshold")) or 0.0):
+        t = _num(r.get("det_threshold"))
+        mark = " (operating)" if thr is not None and t is not None and abs(t - thr) < 1e-9 \
+            else ""
+        table.append([fmt(t) + mark, fmt(r.get("filter_threshold")),
+                      f"{fmt(r.get('detector_precision'), 'ratio')} / "
+                      f"{fmt(r.get('detector_recall'), 'ratio')}",
+                      f"{fmt(r.get('two_stage_precision'), 'ratio')} / "
+                      f"{fmt(r.get('two_stage_recall'), 'ratio')}",
+                      fmt(r.get("precision_gain"), "ratio"), fmt(r.get("recall_ratio"), "ratio"),
+                      f"{fmt(r.get('detector_f1'), 'ratio')} → "
+                      f"{fmt(r.get('two_stage_f1'), 'ratio')}"])
+    return ["## The filter's effect by detector threshold (test set)", "",
+            "The same test detections cut at other detector thresholds; at each, the filter's "
+            "threshold comes from its own rule on validation crops at that detector threshold "
+            "(no test data chosen on). The precision gain at a threshold is bounded by 1 minus "
+            "the detector's precision there.", "",
+            md_table(["detector threshold", "filter threshold", "detector P / R",
+                      "detector + filter P / R", "precision gain", "recall ratio", "F1"],
+                     table), ""]
+
+
 def _section_filter(summary):
     f = summary.get("filter")
     if not isinstance(f, dict):
@@ -298,7 +326,8 @@ def render_report(summary, run_dir=None, title=None):
     if facts:
         out += [", ".join(facts).capitalize() + ".", ""]
     for section in (_section_stages(summary), _section_cv(summary),
-                    _section_recall_by(summary), _section_filter(summary),
+                    _section_sweep(summary), _section_recall_by(summary),
+                    _section_filter(summary),
                     _section_plots(summary, run_dir), _section_other(summary)):
         out += section
     return "\n".join(out).rstrip() + "\n"

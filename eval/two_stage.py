@@ -109,3 +109,48 @@ def compare(gt, det, filter_scores, filter_threshold, det_threshold, classes, io
                                      ("detector + filter", two_res, two_row))]
     return {"detector": det_row, "two_stage": two_row, "curves": curves,
             "two_stage_detections": kept}
+
+
+SWEEP_KEYS = ("precision", "recall", "f1", "fp_per_image")
+
+
+def operating_sweep(gt, det, filter_scores, thresholds, iou=0.5, *, offset):
+    """The filter's effect at several detector operating points, on one set.
+
+    One operating point says little when the detector alone is already precise there (the
+    gain in precision is bounded by ``1 - precision``); the sweep shows what the filter does
+    to the detections the detector keeps at each threshold, from the candidates the filter
+    was trained on up to the strictest point.
+
+    Parameters
+    ----------
+    gt, det, filter_scores
+        As for :func:`compare`.
+    thresholds : iterable of (float, float)
+        ``(detector threshold, filter threshold)`` pairs; each filter threshold must be
+        chosen without this set (e.g. by the filter's rule on validation crops at that
+        detector threshold).
+    iou, offset
+        Matching settings of :func:`eval.detection.match_detections`.
+
+    Returns
+    -------
+    list of dict
+        Per pair: ``det_threshold``, ``filter_threshold``, ``detector_<k>`` and
+        ``two_stage_<k>`` for ``k`` in :data:`SWEEP_KEYS`, ``precision_gain`` (two-stage minus
+        detector precision) and ``recall_ratio`` (two-stage over detector recall; nan when
+        the detector finds nothing).
+    """
+    rows = []
+    for det_threshold, filter_threshold in thresholds:
+        kept = gate(det, filter_scores, filter_threshold)
+        row = {"det_threshold": float(det_threshold),
+               "filter_threshold": float(filter_threshold)}
+        for name, d in (("detector", det), ("two_stage", kept)):
+            op = detection.operating_point(gt, d, det_threshold, iou=iou, offset=offset)
+            row.update({f"{name}_{k}": float(op[k]) for k in SWEEP_KEYS})
+        row["precision_gain"] = row["two_stage_precision"] - row["detector_precision"]
+        row["recall_ratio"] = (row["two_stage_recall"] / row["detector_recall"]
+                               if row["detector_recall"] > 0 else float("nan"))
+        rows.append(row)
+    return rows

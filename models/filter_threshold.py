@@ -63,6 +63,27 @@ def choose_threshold(labels, scores, det_scores, det_threshold=None, rule="recal
     return classification.best_f1_threshold(y, s)["threshold"]
 
 
+def sweep_pairs(val_rows, det_thresholds, rule="recall", keep_recall=0.95):
+    """``(detector threshold, filter threshold)`` pairs for ``eval.two_stage.operating_sweep``:
+    at each detector threshold the filter threshold :func:`choose_threshold` picks there, from
+    the validation crops alone.
+
+    Parameters
+    ----------
+    val_rows : list of dict
+        train_filter.py's ``val_scores.csv`` rows (``label``, ``filter_score``, ``score``:
+        the detector's score, blank for ground-truth crops).
+    det_thresholds : iterable of float
+    """
+    labels = np.array([int(float(r["label"])) for r in val_rows])
+    scores = np.array([float(r["filter_score"]) for r in val_rows])
+    det_scores = np.array([float(r["score"]) if r.get("score") not in ("", None) else np.inf
+                           for r in val_rows])
+    return [(float(t), float(choose_threshold(labels, scores, det_scores, t, rule,
+                                              keep_recall)))
+            for t in det_thresholds]
+
+
 def validation_metrics(labels, scores, margin):
     """Per-epoch validation numbers: mean hinge loss at ``margin``, ROC AUC and best F1
     (NaN where undefined: a tiny validation part may hold one class only)."""

@@ -45,10 +45,20 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
     # the operating point is model.json's, as predict.py uses it
     model = json.loads((run_dir / "detector" / "model.json").read_text())
     assert summary["detector"]["score_threshold"] == model["score_threshold"]
+    # the sweep's row at the operating point is the summary's, with the filter's own threshold
+    at_op = [r for r in summary["two_stage_sweep"]
+             if r["det_threshold"] == model["score_threshold"]]
+    assert len(at_op) == 1
+    assert at_op[0]["filter_threshold"] == pytest.approx(summary["filter"]["threshold"])
+    for stage in ("detector", "two_stage"):
+        for k in ("precision", "recall"):
+            assert at_op[0][f"{stage}_{k}"] == pytest.approx(summary[stage][k]), (stage, k)
+    assert "by detector threshold" in report
     for rel in ("raw/truth.json", "data/splits.json", "data/records/all.rec",
                 "detector/cv_results.csv", "detector/cv_summary.csv", "detector/model.json",
                 "detector/oof_detections.json", "detector/test_detections.json",
-                "filter/filter.json", "filter/test_scores.csv", "plots/pr_two_stage.png"):
+                "filter/filter.json", "filter/test_scores.csv", "plots/pr_two_stage.png",
+                "plots/operating_sweep.png"):
         assert (run_dir / rel).exists(), rel
     # every training id has exactly one out-of-fold entry
     splits = json.loads((run_dir / "data/splits.json").read_text())

@@ -60,6 +60,13 @@ def test_roc_confusion_and_sweep(tmp_path, scored):
                                           chosen=C.best_f1_threshold(y, s)["threshold"]))
 
 
+def test_operating_sweep_plot(tmp_path):
+    rows = [{"det_threshold": t, "detector_precision": 0.5 + t / 2, "detector_recall": 0.9 - t,
+             "two_stage_precision": 0.7 + t / 4, "two_stage_recall": 0.85 - t}
+            for t in (0.6, 0.05, 0.3)]
+    assert_png(plots.plot_operating_sweep(rows, tmp_path / "sweep.png", chosen=0.3))
+
+
 def test_metrics_csv_any_numeric_columns(tmp_path):
     p = tmp_path / "metrics.csv"
     with open(p, "w", newline="") as f:

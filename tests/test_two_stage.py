@@ -61,3 +61,40 @@ def test_unscored_detections_are_dropped_and_mismatch_is_an_error():
     bad = [dict(rows[0], x1=rows[0]["x1"] + 50)]
     with pytest.raises(ValueError, match="matches none"):
         two_stage.attach_filter_scores(det, bad)
+
+
+def test_operating_sweep_rows_equal_compare_and_counting():
+    gt, det = _case(3, n_img=30)
+    flags = detection.match_detections(gt, det, iou=0.5, offset=1)
+    # a noisy filter: true positives score higher on average, some overlap
+    rng = np.random.default_rng(7)
+    fs = two_stage.attach_filter_scores(det, _rows(
+        det, lambda i, k, d: float(np.tanh((1.0 if flags[i][k] == 1 else -1.0)
+                                           + rng.normal(0, 0.8)))))
+    pairs = [(0.05, -0.2), (0.3, 0.0), (0.6, 0.1), (0.8, 0.2)]
+    rows = two_stage.operating_sweep(gt, det, fs, pairs, offset=1)
+    n_pos = sum(len(g["boxes"]) for g in gt.values())
+    for (t1, t2), row in zip(pairs, rows):
+        ref = two_stage.compare(gt, det, fs, t2, t1, classes=["lesion"], offset=1)
+        for stage in ("detector", "two_stage"):
+            for k in two_stage.SWEEP_KEYS:
+                assert row[f"{stage}_{k}"] == pytest.approx(ref[stage][k]), (t1, stage, k)
+        # counted by hand: greedy VOC matching in score order gives the thresholded subset
+        # the same true positives as the whole list
+        tp = fp = tp2 = fp2 = 0
+        for i, d in det.items():
+            for k, s in enumerate(d["scores"]):
+                if s < t1:
+                    continue
+                hit = flags[i][k] == 1
+                tp, fp = tp + hit, fp + (not hit)
+                if fs[i][k] >= t2:
+                    tp2, fp2 = tp2 + hit, fp2 + (not hit)
+        assert tp2 + fp2 > 0 and tp > 0, "each pair must keep detections to test anything"
+        assert row["detector_precision"] == pytest.approx(tp / (tp + fp))
+        assert row["two_stage_precision"] == pytest.approx(tp2 / (tp2 + fp2))
+        assert row["detector_recall"] == pytest.approx(tp / n_pos)
+        assert row["precision_gain"] == pytest.approx(tp2 / (tp2 + fp2) - tp / (tp + fp))
+        assert row["recall_ratio"] == pytest.approx(tp2 / tp)
+    # the noisy filter removes false positives at every detector threshold
+    assert all(r["precision_gain"] > 0 for r in rows)
