@@ -6,10 +6,11 @@ its targets; ExtraAugment and the 4x zoom-out in the paper recipe), batchify, lo
 then ``models.yolo_train.train_step``. Baseline: the
 same ``train_step`` on batches made beforehand. Same net, input size and batch, one fixed
 input size for both (random shapes would make the two differ in compute). The loop is
-measured with 0, 1 and 2 loader workers; the last line is the best ratio.
+measured with 0, 1 and 2 loader workers, each right after a bare measurement (paired, so
+the machine's drift cancels); the last line is the best median ratio.
 
     python bench/bench_train_loop.py [--data DATA] [--network yolo3_mobilenet0.25_custom]
-        [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 12] [--workers 0,1,2]
+        [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 16] [--workers 0,1,2]
         [--min-ratio 0.9]
 """
 import argparse
@@ -40,13 +41,14 @@ def parse_args(argv=None):
     p.add_argument("--data-shape", type=int, default=None,
                    help="input size (default: the recipe's)")
     p.add_argument("--batch-size", type=int, default=None, help="(default: the recipe's)")
-    p.add_argument("--iters", type=int, default=8, help="timed iterations per measurement")
+    p.add_argument("--iters", type=int, default=16, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     p.add_argument("--workers", default="0,1,2", help="loader worker counts to measure")
     p.add_argument("--max-side", type=int, default=-1,
                    help="shrink images before augmenting as train_yolo3.py does "
                         "(-1 = --data-shape, 0 = never)")
-    p.add_argument("--repeats", type=int, default=3, help="measurements per setting (median)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="paired measurements per setting (median of the ratios)")
     p.add_argument("--no-cache", action="store_true",
                    help="decode every image every epoch (train_yolo3.py keeps them in memory "
                         "when they fit)")
@@ -128,22 +130,29 @@ def main(args):
             pass
     n_img = args.repeats * (len(subset) // args.batch_size) * args.batch_size
     print(f"loader alone (0 workers, no training): {n_img / (time.time() - t0):.1f} img/s")
-    bare = [bare_rate(net, trainer, batches, ctx, args.warmup) for _ in range(args.repeats)]
-    bare_med = float(np.median(bare))
-    print(f"bare forward/backward/step: {bare_med:.2f} img/s (runs {np.round(bare, 2).tolist()})")
+    workers = [int(v) for v in args.workers.split(",") if v.strip()]
+    bare, loops = [], {w: [] for w in workers}
+    # Paired: each repeat times the bare step and then every loop right after it, so a
+    # machine that speeds up or slows down between repeats (shared hosts do) moves both
+    # sides of a ratio alike; the ratio reported is the median of the per-repeat ratios.
+    for _ in range(args.repeats):
+        bare.append(bare_rate(net, trainer, batches, ctx, args.warmup))
+        for w in workers:
+            loader = dd.train_loader(subset, transforms, args.batch_size, w)
+            try:
+                loops[w].append(loop_rate(net, trainer, loader, ctx, args.warmup, args.iters))
+            finally:
+                dd.close_loader(loader)
+    print(f"bare forward/backward/step: {np.median(bare):.2f} img/s "
+          f"(runs {np.round(bare, 2).tolist()})")
     best = (0.0, None)
-    for w in [int(v) for v in args.workers.split(",") if v.strip()]:
-        loader = dd.train_loader(subset, transforms, args.batch_size, w)
-        try:
-            rates = [loop_rate(net, trainer, loader, ctx, args.warmup, args.iters)
-                     for _ in range(args.repeats)]
-        finally:
-            dd.close_loader(loader)
-        med = float(np.median(rates))
-        print(f"real loop, {w} worker(s): {med:.2f} img/s, ratio {med / bare_med:.3f} "
-              f"(runs {np.round(rates, 2).tolist()})")
-        if med / bare_med > best[0]:
-            best = (med / bare_med, w)
+    for w in workers:
+        ratios = np.array(loops[w]) / np.array(bare)
+        med = float(np.median(ratios))
+        print(f"real loop, {w} worker(s): {np.median(loops[w]):.2f} img/s, ratio {med:.3f} "
+              f"(runs {np.round(loops[w], 2).tolist()}, ratios {np.round(ratios, 3).tolist()})")
+        if med > best[0]:
+            best = (med, w)
     print(f"best: {best[1]} worker(s)")
     print(f"ratio: {best[0]:.3f}")
     if args.min_ratio is not None and best[0] < args.min_ratio:

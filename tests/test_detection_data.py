@@ -102,6 +102,35 @@ def test_augmentation_draws_depend_on_seed_epoch_and_item_only(data, workers):
         np.random.RandomState(1).randint(2 ** 30)
 
 
+@pytest.mark.parametrize("numpy_transform, extra", [(True, False), (True, True),
+                                                     (False, False)])
+def test_train_batches_are_the_same_with_0_and_1_workers(data, numpy_transform, extra):
+    """The real loader (cached images, YOLO transform, ExtraAugment, batchify): the same
+    batches in the training process and in a forked worker (keyed seeding, the numpy path's
+    numpy images and shared-memory batches)."""
+    from datasets.detector.augment import ExtraAugment
+    from models import yolo
+    net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
+    sub = data.subset(data.ids, seed=5, max_side=96, cache=True)
+    transforms = dd.train_transforms(net, [64], ExtraAugment() if extra else None,
+                                     max_expand=4.0, numpy_transform=numpy_transform)
+
+    def batches(workers):
+        loader = dd.train_loader(sub, transforms, 4, workers,
+                                 sampler=dd.SplitSampler(len(sub), seed=3))
+        try:
+            return [[x.asnumpy() for x in b] for b in loader]
+        finally:
+            dd.close_loader(loader)
+
+    here, forked = batches(0), batches(1)
+    assert len(here) == len(forked) == len(sub) // 4
+    for a, b in zip(here, forked):
+        assert [x.shape for x in a] == [x.shape for x in b]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
 class _Keys(gluon.data.sampler.Sampler):
     def __init__(self, keys):
         self._keys = keys
@@ -113,16 +142,23 @@ class _Keys(gluon.data.sampler.Sampler):
         return len(self._keys)
 
 
-def test_boxes_follow_the_pixels_through_extra_augment_and_the_yolo_transform():
+@pytest.mark.parametrize("numpy_transform", [False, True])
+def test_boxes_follow_the_pixels_through_extra_augment_and_the_yolo_transform(
+        numpy_transform):
     """A white rectangle off-centre on black, its box as label: after ExtraAugment's
-    rotation and GluonCV's colour jitter, expand, crop, resize and flip, the returned box
-    must match the bounding box of the white pixels. A box that missed one geometric step
-    (e.g. the rotation about the image centre) lands elsewhere."""
+    rotation and GluonCV's colour jitter, expand, crop, resize and flip (GluonCV's or the
+    numpy transform's), the returned box must match the bounding box of the white pixels.
+    A box that missed one geometric step (e.g. the rotation about the image centre) lands
+    elsewhere."""
     from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
     from datasets.detector.augment import ExtraAugment
-    t = dd.TrainTransform(YOLO3DefaultTrainTransform(96, 96, net=None),
-                          ExtraAugment(rotate_deg=30, p=1.0, noise_std=0, speckle_std=0,
-                                       brightness=0, contrast=0, sharpness=0))
+    from datasets.detector.numpy_transform import NumpyYOLO3TrainTransform
+    yolo_t = YOLO3DefaultTrainTransform(96, 96, net=None)
+    if numpy_transform:
+        yolo_t = NumpyYOLO3TrainTransform(yolo_t)
+    t = dd.TrainTransform(yolo_t, ExtraAugment(rotate_deg=30, p=1.0, noise_std=0,
+                                               speckle_std=0, brightness=0, contrast=0,
+                                               sharpness=0))
     np.random.seed(11)
     mean = np.array(dd.IMAGE_MEAN)[:, None, None]
     std = np.array(dd.IMAGE_STD)[:, None, None]
@@ -132,8 +168,9 @@ def test_boxes_follow_the_pixels_through_extra_augment_and_the_yolo_transform():
         x1, y1 = 8 + 3 * k, 6 + 2 * k
         img[y1:y1 + 24, x1:x1 + 30] = 255
         label = np.array([[x1, y1, x1 + 30, y1 + 24, 0, 0]], np.float32)
-        x, boxes = t(mx.nd.array(img, dtype=np.uint8), label)
-        grey = (x.asnumpy() * std + mean).mean(axis=0) * 255
+        x, boxes = t(img if numpy_transform else mx.nd.array(img, dtype=np.uint8), label)
+        x = x if numpy_transform else x.asnumpy()
+        grey = (x * std + mean).mean(axis=0) * 255
         ys, xs = np.nonzero(grey > 0.8 * grey.max())  # colour jitter dims the white
         white = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
         ious.append(box_iou([white], boxes[:1, :4], offset=0)[0, 0])

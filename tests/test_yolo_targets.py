@@ -15,6 +15,10 @@ def nets():
             for c in (1, 3)}
 
 
+def _np(x):
+    return x.asnumpy() if isinstance(x, mx.nd.NDArray) else np.asarray(x)
+
+
 def _boxes(rng, n, width, height):
     x1 = rng.uniform(0, width - 2, n)
     y1 = rng.uniform(0, height - 2, n)
@@ -38,10 +42,14 @@ def test_targets_equal_gluoncv(nets, classes, width, height, n_boxes, seed):
                 mx.nd.array(ids[None]), mixratio)
         want = YOLOV3PrefetchTargetGenerator(num_class=classes)(*args)
         got = NumpyYOLOV3TargetGenerator(classes)(*args)
-        for name, w, g in zip(("objectness", "center", "scale", "weights", "class"), want, got):
+        raw = NumpyYOLOV3TargetGenerator(classes, ndarray=False)(*args)
+        names = ("objectness", "center", "scale", "weights", "class")
+        for name, w, g, r in zip(names, want, got, raw):
             assert g.shape == w.shape, name
             np.testing.assert_allclose(g.asnumpy(), w.asnumpy(), rtol=1e-5, atol=1e-5,
                                        err_msg=f"{name} (seed {seed})")
+            assert isinstance(r, np.ndarray) and r.dtype == np.float32, name
+            np.testing.assert_array_equal(r, g.asnumpy(), err_msg=name)
 
 
 def test_padding_rows_end_the_box_list(nets):
@@ -71,4 +79,4 @@ def test_fast_transform_gives_gluoncv_samples(nets):
         yolo_train.seed_all(s)
         b = fast(img, label)
         for x, y in zip(a, b):
-            np.testing.assert_allclose(x.asnumpy(), y.asnumpy(), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(_np(x), _np(y), rtol=1e-5, atol=1e-5)

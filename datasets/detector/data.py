@@ -1,12 +1,15 @@
 """Detector data: fold subsets of the one record file, YOLOv3 transforms, loaders.
 
 All samples live in ``DATA/records/all.rec`` (docs/CONTRACTS.md); a fold selects items by
-sample id. Training goes through GluonCV's ``YOLO3DefaultTrainTransform`` (targets made in
-the loader workers) with random input shapes as in GluonCV's
+sample id. Training runs GluonCV's ``YOLO3DefaultTrainTransform`` (targets made in the
+loader workers), by default as its numpy re-implementation with the same random draws
+(``datasets.detector.numpy_transform``; GluonCV's own with the patches of
+``datasets.detector.gluon_transform``), with random input shapes as in GluonCV's
 ``scripts/detection/yolo/train_yolo3.py``; ``ExtraAugment`` (the notes' rotation / noise /
 sharpness ...) runs before it on the uint8 image and its boxes. Validation resizes to
 ``data_shape`` and carries the original size along, so predictions map back to half pixels.
 """
+import copy
 import logging
 import os
 import random
@@ -14,6 +17,9 @@ import random
 import numpy as np
 import mxnet as mx
 from mxnet import gluon, recordio
+
+# GluonCV-path wrappers, importable from here as before
+from datasets.detector.gluon_transform import FastCrop, LimitedExpand  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,8 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 class RecordSubset(gluon.data.Dataset):
     """Items ``indices`` of a ``RecordFileDetection``: (uint8 HWC RGB image, (N, 6) label).
 
-    Label columns are GluonCV's ``x1, y1, x2, y2, cls, difficult`` in pixels.
+    Label columns are GluonCV's ``x1, y1, x2, y2, cls, difficult`` in pixels. Images come as
+    NDArrays, or as numpy arrays to a transform with ``numpy_input`` (see :meth:`transform`).
 
     Forked loader workers inherit one random state, so every worker would draw the same
     augmentations (MXNET_TRAPS 13; MXNet 1.9.1 has no worker_init_fn), and which worker gets
@@ -49,9 +56,10 @@ class RecordSubset(gluon.data.Dataset):
         # Decoded (and shrunk) images kept as numpy arrays, made before any loader forks, so
         # workers share them copy-on-write: JPEG decoding and the area resize are then paid
         # once per image instead of once per epoch.
+        self._numpy = False  # images as numpy arrays (see ``transform``)
         self._cache = None
         if cache:
-            self._cache = [(img.asnumpy(), np.asarray(label)) for img, label in
+            self._cache = [(_read_only(img.asnumpy()), np.asarray(label)) for img, label in
                            (self._load(i) for i in range(len(self._indices)))]
 
     def __len__(self):
@@ -77,12 +85,33 @@ class RecordSubset(gluon.data.Dataset):
             img, label = shrink(img, label, self._max_side)
         return img, label
 
+    def transform(self, fn, lazy=True):
+        """Gluon's ``Dataset.transform``; a ``fn`` with a true ``numpy_input`` attribute
+        (``TrainTransform`` of the numpy YOLO transform) gets the images as numpy arrays
+        instead of NDArrays: a view of this dataset that skips the ``mx.nd.array`` copy
+        (~0.2 ms an image) of the cached image."""
+        if getattr(fn, "numpy_input", False) and not self._numpy:
+            view = copy.copy(self)
+            view._numpy = True
+            return super(RecordSubset, view).transform(fn, lazy)
+        return super().transform(fn, lazy)
+
     def __getitem__(self, key):
         i = self._reseed(key)
         if self._cache is None:
-            return self._load(i)
+            img, label = self._load(i)
+            return (img.asnumpy() if self._numpy else img), label
         img, label = self._cache[i]
-        return mx.nd.array(img, dtype=np.uint8), np.array(label, copy=True)
+        if not self._numpy:
+            img = mx.nd.array(img, dtype=np.uint8)
+        return img, np.array(label, copy=True)
+
+
+def _read_only(a):
+    # numpy transforms get the cached array itself: an augmentation writing into it would
+    # change the image for every later epoch, so make that an error
+    a.flags.writeable = False
+    return a
 
 
 def shrink(img, label, max_side):
@@ -195,11 +224,15 @@ def read_ground_truth(records, indices, ids, with_sizes=False):
 
 class TrainTransform:
     """``ExtraAugment`` (optional) on the uint8 image and its boxes, then a GluonCV YOLOv3
-    train transform. Module level so loader workers can unpickle it (MXNET_TRAPS 16)."""
+    train transform. Module level so loader workers can unpickle it (MXNET_TRAPS 16).
+
+    ``numpy_input`` (the YOLO transform's): ``RecordSubset.transform`` then hands it numpy
+    images; ``ExtraAugment`` returns the kind of image it is given."""
 
     def __init__(self, yolo_transform, extra=None):
         self._yolo = yolo_transform
         self._extra = extra
+        self.numpy_input = bool(getattr(yolo_transform, "numpy_input", False))
 
     def __call__(self, img, label):
         if self._extra is not None:
@@ -237,81 +270,36 @@ def random_shapes(data_shape, random_shape=True):
     return list(range(lo, hi + 1, 32))
 
 
-def train_transforms(net, shapes, extra=None, max_expand=4.0, numpy_targets=True):
+def train_transforms(net, shapes, extra=None, max_expand=4.0, numpy_targets=True,
+                     numpy_transform=True):
     """One ``TrainTransform`` per input size.
 
     ``net`` must be fresh, initialised and never hybridised (``models.yolo.transform_net``):
     GluonCV runs it once in train mode for anchors and offsets (MXNET_TRAPS 15).
     ``max_expand`` is the largest zoom-out of GluonCV's random expand (4, its default; 1 = off).
-    ``numpy_targets`` swaps GluonCV's NDArray target generator for the equal, faster numpy
-    one of ``models.yolo_targets`` (about a third of the loader's time per image).
+    ``numpy_transform`` (default) runs ``datasets.detector.numpy_transform``: GluonCV's
+    transform with the same draws in numpy and OpenCV, on numpy images, with numpy targets
+    (its NDArray operations were most of the loader's time). With ``numpy_transform=False``
+    GluonCV's own transform runs; ``numpy_targets`` then swaps its NDArray target generator
+    for the equal, faster numpy one of ``models.yolo_targets``.
     """
-    return [TrainTransform(_yolo_train_transform(s, net, max_expand, numpy_targets), extra)
+    return [TrainTransform(_yolo_train_transform(s, net, max_expand, numpy_targets,
+                                                 numpy_transform), extra)
             for s in shapes]
 
 
-def _yolo_train_transform(size, net, max_expand, numpy_targets=True):
+def _yolo_train_transform(size, net, max_expand, numpy_targets=True, numpy_transform=True):
     from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
     t = YOLO3DefaultTrainTransform(size, size, net, mean=IMAGE_MEAN, std=IMAGE_STD, mixup=False)
-    if numpy_targets:
+    if numpy_targets or numpy_transform:
         from models.yolo_targets import fast_targets
         t = fast_targets(t)
+    if numpy_transform:
+        from datasets.detector.numpy_transform import NumpyYOLO3TrainTransform
+        return NumpyYOLO3TrainTransform(t, max_expand)
     if float(max_expand) != 4.0:
         t = LimitedExpand(t, max_expand)
     return FastCrop(t)
-
-
-class FastCrop:
-    """A GluonCV YOLOv3 train transform whose random crop runs ``datasets.detector.fast_crop``
-    (same crops and random-number use, a fraction of the time), swapped in for the duration
-    of the call like :class:`LimitedExpand` (module level, so loader workers can unpickle it)."""
-
-    def __init__(self, transform):
-        self._t = transform
-
-    def __call__(self, img, label):
-        from gluoncv.data.transforms.experimental import bbox as experimental_bbox
-        from datasets.detector.fast_crop import random_crop_with_constraints
-        original = experimental_bbox.random_crop_with_constraints
-        experimental_bbox.random_crop_with_constraints = random_crop_with_constraints
-        try:
-            return self._t(img, label)
-        finally:
-            experimental_bbox.random_crop_with_constraints = original
-
-
-class LimitedExpand:
-    """GluonCV's YOLOv3 train transform with its random expand capped at ``max_expand``.
-
-    The stock transform zooms out up to 4x half the time before resizing to the input size,
-    which shrinks 25-90 px lesions in a ~450 px half to a few pixels at 128-256 px inputs
-    (MXNET_TRAPS 22); on phantoms a small YOLOv3 learned nothing in 16 epochs that way
-    (datasets/phantom/ notes). GluonCV has no knob for it, so the module function its
-    ``__call__`` uses is swapped for the duration of the call (module level and picklable,
-    so loader workers can use it).
-    """
-
-    def __init__(self, transform, max_expand):
-        if max_expand < 1:
-            raise ValueError(f"max_expand must be >= 1 (1 = no expand), got {max_expand}")
-        self._t = transform
-        self.max_expand = float(max_expand)
-
-    def __call__(self, img, label):
-        import gluoncv.data.transforms.presets.yolo as preset
-        original = preset.timage.random_expand
-        ratio = self.max_expand
-
-        def capped(src, max_ratio=4, fill=0, keep_ratio=True):
-            if ratio <= 1:
-                return src, (0, 0, src.shape[1], src.shape[0])
-            return original(src, max_ratio=ratio, fill=fill, keep_ratio=keep_ratio)
-
-        preset.timage.random_expand = capped
-        try:
-            return self._t(img, label)
-        finally:
-            preset.timage.random_expand = original
 
 
 class SplitSampler(gluon.data.sampler.Sampler):
@@ -352,9 +340,10 @@ class SplitSampler(gluon.data.sampler.Sampler):
 
 
 def train_batchify():
-    """Stack image and the 5 YOLO targets, pad the gt boxes (GluonCV train_yolo3)."""
-    from gluoncv.data.batchify import Pad, Stack, Tuple
-    return Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)]))
+    """Stack image and the 5 YOLO targets, pad the gt boxes (GluonCV train_yolo3's batchify,
+    in numpy for numpy samples: ``datasets.detector.numpy_transform.TrainBatchify``)."""
+    from datasets.detector.numpy_transform import TrainBatchify
+    return TrainBatchify()
 
 
 def val_batchify():

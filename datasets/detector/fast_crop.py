@@ -12,6 +12,7 @@ from a saved state, tests them in one array operation with GluonCV's own arithme
 then replays the state and the draws up to the first crop that fits, as the original loop
 would have stopped there (tests/test_fast_crop.py compares both on random boxes and sizes).
 """
+import math
 import random
 
 import numpy as np
@@ -20,15 +21,30 @@ DEFAULT_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9,
                        (None, 1))
 
 
-def _draw(rng_draws, w, h, min_scale, max_scale, max_aspect_ratio):
-    """One crop exactly as GluonCV draws it (two uniforms, two randranges)."""
-    scale = random.uniform(min_scale, max_scale)
-    aspect_ratio = random.uniform(max(1 / max_aspect_ratio, scale * scale),
-                                  min(max_aspect_ratio, 1 / (scale * scale)))
-    crop_h = int(h * scale / np.sqrt(aspect_ratio))
-    crop_w = int(w * scale * np.sqrt(aspect_ratio))
-    crop_t = random.randrange(h - crop_h)
-    crop_l = random.randrange(w - crop_w)
+def _randbelow(n, _getrandbits=random.getrandbits):
+    """``random.randrange(n)`` as CPython computes it: ``n.bit_length()`` random bits,
+    redrawn while ``>= n``."""
+    if n <= 0:
+        raise ValueError("empty range for randrange()")
+    k = n.bit_length()
+    r = _getrandbits(k)
+    while r >= n:
+        r = _getrandbits(k)
+    return r
+
+
+def _draw(rng_draws, w, h, min_scale, max_scale, max_aspect_ratio, _random=random.random):
+    """One crop exactly as GluonCV draws it: ``random.uniform`` twice (``a + (b - a) *
+    random()``), ``random.randrange`` twice (:func:`_randbelow`), spelled out, which takes a
+    third of the time of the four library calls. ``math.sqrt`` and ``np.sqrt`` are both
+    IEEE-correctly rounded, so the sizes are the same integers."""
+    scale = min_scale + (max_scale - min_scale) * _random()
+    lo = max(1 / max_aspect_ratio, scale * scale)
+    aspect_ratio = lo + (min(max_aspect_ratio, 1 / (scale * scale)) - lo) * _random()
+    crop_h = int(h * scale / math.sqrt(aspect_ratio))
+    crop_w = int(w * scale * math.sqrt(aspect_ratio))
+    crop_t = _randbelow(int(h) - crop_h)
+    crop_l = _randbelow(int(w) - crop_w)
     rng_draws.append((crop_l, crop_t, crop_l + crop_w, crop_t + crop_h))
 
 
