@@ -166,7 +166,7 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir, rule="
     grid = sorted({float(det_threshold)} | {t for t in SWEEP_THRESHOLDS
                                             if t >= filter_spec.get("min_score", 0.0)})
     pairs = filter_threshold.sweep_pairs(_read_csv(Path(filter_dir) / "val_scores.csv"), grid,
-                                         rule, keep_recall if keep_recall is not None else 0.95)
+                                         rule, keep_recall)
     out["sweep"] = two_stage.operating_sweep(gt_test, det_test, scores, pairs, offset=offset)
     out["plots"]["operating_sweep"] = str(plots.plot_operating_sweep(
         out["sweep"], Path(plots_dir) / "operating_sweep.png", chosen=float(det_threshold)))

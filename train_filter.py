@@ -200,8 +200,7 @@ def evaluate(run, net, ctxs, crop_dir, rows, val_idx, val_crops, val_labels, arg
     Returns the summary dict (threshold, val_* and test_* metrics, test counts).
     """
     val_scores = predict_scores(net, val_crops, ctxs)
-    det_scores = np.array([float(rows[i]["score"]) if rows[i].get("score") not in ("", None)
-                           else np.inf for i in val_idx])
+    det_scores = filter_threshold.crop_det_scores([rows[i] for i in val_idx])
     threshold = filter_threshold.choose_threshold(val_labels, val_scores, det_scores,
                                                   args.det_threshold, args.threshold_rule,
                                                   args.keep_recall)

@@ -63,6 +63,13 @@ def choose_threshold(labels, scores, det_scores, det_threshold=None, rule="recal
     return classification.best_f1_threshold(y, s)["threshold"]
 
 
+def crop_det_scores(rows):
+    """The detector's score of each crop row (``score`` column), ``inf`` for ground-truth
+    crops (blank score): those count at every detector threshold."""
+    return np.array([float(r["score"]) if r.get("score") not in ("", None) else np.inf
+                     for r in rows])
+
+
 def sweep_pairs(val_rows, det_thresholds, rule="recall", keep_recall=0.95):
     """``(detector threshold, filter threshold)`` pairs for ``eval.two_stage.operating_sweep``:
     at each detector threshold the filter threshold :func:`choose_threshold` picks there, from
@@ -77,8 +84,7 @@ def sweep_pairs(val_rows, det_thresholds, rule="recall", keep_recall=0.95):
     """
     labels = np.array([int(float(r["label"])) for r in val_rows])
     scores = np.array([float(r["filter_score"]) for r in val_rows])
-    det_scores = np.array([float(r["score"]) if r.get("score") not in ("", None) else np.inf
-                           for r in val_rows])
+    det_scores = crop_det_scores(val_rows)
     return [(float(t), float(choose_threshold(labels, scores, det_scores, t, rule,
                                               keep_recall)))
             for t in det_thresholds]
