@@ -22,8 +22,10 @@ same order, so a seeded sample gets the same augmentation as with GluonCV's tran
 box arithmetic is GluonCV's own (``gluoncv.data.transforms.bbox``) and the float32 pixel
 arithmetic follows MXNet's order (scalars rounded to float32 first, the saturation grey
 level summed with MXNet's Kahan summation), so boxes and targets are equal and the image
-equal to the bit up to the resize, where MXNet's built-in OpenCV 3.4.2 and the cv2 package
-differ by ~1e-4 (bilinear, bicubic; tests/test_numpy_transform.py compares both paths).
+equal up to the resize (to the bit on an Intel CPU; to a few float32 ulps on an AMD EPYC,
+where MXNet's kernels round differently), where MXNet's built-in OpenCV 3.4.2 and the cv2
+package differ by ~1e-4 (bilinear, bicubic; tests/test_numpy_transform.py compares both
+paths).
 
 All pixel operations but the resize act on each pixel alone, and the expand fill is not
 colour-distorted, so the colour distortion runs only on the part of the source image the
