@@ -6,12 +6,14 @@ its targets; ExtraAugment and the 4x zoom-out in the paper recipe), batchify, lo
 then ``models.yolo_train.train_step``. Baseline: the
 same ``train_step`` on batches made beforehand. Same net, input size and batch, one fixed
 input size for both (random shapes would make the two differ in compute). The loop is
-measured with 0, 1 and 2 loader workers, each right after a bare measurement (paired, so
-the machine's drift cancels); the last line is the best median ratio.
+measured loading in the training process (0), in one background thread of it (thread: the
+CPU recipe's default) and with 1 and 2 loader processes, each right after a bare
+measurement (paired, so the machine's drift cancels); the last line is the best median
+ratio.
 
     python bench/bench_train_loop.py [--data DATA] [--network yolo3_mobilenet0.25_custom]
-        [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 16] [--workers 0,1,2]
-        [--min-ratio 0.9]
+        [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 16]
+        [--workers 0,thread,1,2] [--min-ratio 0.9]
 """
 import argparse
 import os
@@ -43,7 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="(default: the recipe's)")
     p.add_argument("--iters", type=int, default=16, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
-    p.add_argument("--workers", default="0,1,2", help="loader worker counts to measure")
+    p.add_argument("--workers", default="0,thread,1,2",
+                   help="loaders to measure: loader process counts (0 = in the training "
+                        "process) and 'thread' (one background thread of it)")
     p.add_argument("--max-side", type=int, default=-1,
                    help="shrink images before augmenting as train_yolo3.py does "
                         "(-1 = --data-shape, 0 = never)")
@@ -130,7 +134,8 @@ def main(args):
             pass
     n_img = args.repeats * (len(subset) // args.batch_size) * args.batch_size
     print(f"loader alone (0 workers, no training): {n_img / (time.time() - t0):.1f} img/s")
-    workers = [int(v) for v in args.workers.split(",") if v.strip()]
+    workers = [v.strip() if v.strip() == "thread" else int(v)
+               for v in args.workers.split(",") if v.strip()]
     bare, loops = [], {w: [] for w in workers}
     # Paired: each repeat times the bare step and then every loop right after it, so a
     # machine that speeds up or slows down between repeats (shared hosts do) moves both
@@ -138,7 +143,8 @@ def main(args):
     for _ in range(args.repeats):
         bare.append(bare_rate(net, trainer, batches, ctx, args.warmup))
         for w in workers:
-            loader = dd.train_loader(subset, transforms, args.batch_size, w)
+            loader = dd.train_loader(subset, transforms, args.batch_size,
+                                     0 if w == "thread" else w, thread=w == "thread")
             try:
                 loops[w].append(loop_rate(net, trainer, loader, ctx, args.warmup, args.iters))
             finally:
@@ -149,11 +155,12 @@ def main(args):
     for w in workers:
         ratios = np.array(loops[w]) / np.array(bare)
         med = float(np.median(ratios))
-        print(f"real loop, {w} worker(s): {np.median(loops[w]):.2f} img/s, ratio {med:.3f} "
+        label = "a loader thread" if w == "thread" else f"{w} worker(s)"
+        print(f"real loop, {label}: {np.median(loops[w]):.2f} img/s, ratio {med:.3f} "
               f"(runs {np.round(loops[w], 2).tolist()}, ratios {np.round(ratios, 3).tolist()})")
         if med > best[0]:
             best = (med, w)
-    print(f"best: {best[1]} worker(s)")
+    print(f"best: {best[1]}")
     print(f"ratio: {best[0]:.3f}")
     if args.min_ratio is not None and best[0] < args.min_ratio:
         sys.exit(1)

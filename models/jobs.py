@@ -56,9 +56,11 @@ def run_parallel(script, run, args, cv_jobs):
     ``script``, ``args.folds_parallel`` at a time (``--gpus``, ``--fold-threads``); each
     writes its console output to ``<job>/console.txt``."""
     todo = [j for j in cv_jobs if not (run.dir / job_name(j) / "done.json").exists()]
+    thread = "--loader-thread" if args.loader_thread else "--no-loader-thread"
     commands = [(job_name(j), [sys.executable, script, "--data", args.data,
                                "--resume", str(run.dir), "--only", "{}:{}".format(*j),
-                               "--progress", "off", "--num-workers", str(args.num_workers)],
+                               "--progress", "off", "--num-workers", str(args.num_workers),
+                               thread],
                  run.path(job_name(j), "console.txt")) for j in todo]
     run_processes(commands, args.folds_parallel, args.gpus, args.fold_threads, run.log)
 

@@ -6,7 +6,8 @@ and ``cpu`` otherwise: a from-scratch run on a CPU has minutes, not days, and wh
 fastest per CPU-second there was measured on phantoms (README, "Detector on a CPU"): Adam at
 6e-3, a 128 px fixed input, detection heads a quarter of the zoo's width, no random shapes,
 no zoom-out, no extra augmentation (each of those cost validation mAP at equal iterations),
-and the images loaded in the training process (no loader workers competing for the cores).
+and the images loaded in one thread of the training process (no loader process competing
+for the cores; the thread makes the next batch while the step computes).
 """
 import argparse
 
@@ -17,12 +18,12 @@ RECIPES = {
     # GluonCV scripts/detection/yolo/train_yolo3.py with the notes' augmentations.
     "paper": dict(optimizer="sgd", lr=1e-3, data_shape=416, batch_size=8, random_shape=True,
                   extra_augment=True, max_expand=4.0, warmup_epochs=2.0, epochs=30,
-                  head_scale=1.0, num_workers=4),
+                  head_scale=1.0, num_workers=4, loader_thread=False),
     # Measured on phantoms from scratch on a 2-core CPU (README, ablation table): fold mAP
     # 0.27 -> 0.81 at the same 770 iterations, in less time (narrow heads).
     "cpu": dict(optimizer="adam", lr=6e-3, data_shape=128, batch_size=8, random_shape=False,
                 extra_augment=False, max_expand=1.0, warmup_epochs=1.0, epochs=30,
-                head_scale=0.25, num_workers=0),
+                head_scale=0.25, num_workers=0, loader_thread=True),
 }
 CHOICES = ("auto",) + tuple(RECIPES)
 
@@ -109,6 +110,11 @@ def add_training_arguments(parser):
                    help="loader processes (recipe: paper 4, cpu 0: on a 2-core CPU a forked "
                         "loader's threads compete with training's, and the first model of a "
                         "process trained 2.7x slower with 1 worker than with 0)")
+    g.add_argument("--loader-thread", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --num-workers 0 and a fixed input size, make the next batches "
+                        "in one background thread of the training process while the step "
+                        "computes (Gluon's thread_pool; same batches as without). Recipe: "
+                        "cpu on, paper off")
     g.add_argument("--val-interval", type=int, default=1,
                    help="validate every N epochs and at the last, for the curve in metrics.csv "
                         "(default %(default)s)")

@@ -106,8 +106,8 @@ def test_augmentation_draws_depend_on_seed_epoch_and_item_only(data, workers):
                                                      (False, False)])
 def test_train_batches_are_the_same_with_0_and_1_workers(data, numpy_transform, extra):
     """The real loader (cached images, YOLO transform, ExtraAugment, batchify): the same
-    batches in the training process and in a forked worker (keyed seeding, the numpy path's
-    numpy images and shared-memory batches)."""
+    batches in the training process, in its loader thread and in a forked worker (keyed
+    seeding, the numpy path's numpy images and shared-memory batches)."""
     from datasets.detector.augment import ExtraAugment
     from models import yolo
     net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
@@ -115,20 +115,29 @@ def test_train_batches_are_the_same_with_0_and_1_workers(data, numpy_transform, 
     transforms = dd.train_transforms(net, [64], ExtraAugment() if extra else None,
                                      max_expand=4.0, numpy_transform=numpy_transform)
 
-    def batches(workers):
+    def batches(workers, thread=False):
         loader = dd.train_loader(sub, transforms, 4, workers,
-                                 sampler=dd.SplitSampler(len(sub), seed=3))
+                                 sampler=dd.SplitSampler(len(sub), seed=3), thread=thread)
         try:
             return [[x.asnumpy() for x in b] for b in loader]
         finally:
             dd.close_loader(loader)
 
-    here, forked = batches(0), batches(1)
-    assert len(here) == len(forked) == len(sub) // 4
-    for a, b in zip(here, forked):
-        assert [x.shape for x in a] == [x.shape for x in b]
-        for x, y in zip(a, b):
+    here, threaded, forked = batches(0), batches(0, thread=True), batches(1)
+    assert len(here) == len(threaded) == len(forked) == len(sub) // 4
+    for a, b, c in zip(here, threaded, forked):
+        assert [x.shape for x in a] == [x.shape for x in b] == [x.shape for x in c]
+        for x, y, z in zip(a, b, c):
             np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(x, z)
+
+
+def test_loader_thread_takes_no_loader_processes(data):
+    from models import yolo
+    net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
+    sub = data.subset(data.ids, seed=5, max_side=96, cache=True)
+    with pytest.raises(ValueError, match="takes 0 loader processes"):
+        dd.train_loader(sub, dd.train_transforms(net, [64]), 4, 1, thread=True)
 
 
 class _Keys(gluon.data.sampler.Sampler):

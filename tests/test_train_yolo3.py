@@ -237,12 +237,18 @@ def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):
 
 
 def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
-    """Augmentation is seeded per item (seed, epoch, index): the same model with 0 or 1
-    loader processes (same OpenMP thread count)."""
+    """Augmentation is seeded per item (seed, epoch, index): the same model loading in the
+    training process, in its loader thread (the CPU recipe's default) or in 1 loader
+    process (same OpenMP thread count)."""
     digests = []
-    for workers in ("0", "1"):
+    for workers, thread in (("0", "--no-loader-thread"), ("0", "--loader-thread"),
+                            ("1", "--no-loader-thread")):
         argv = ["--data", str(data_dir), "--only", "0:0", "--epochs", "2", "--out",
-                str(tmp_path), "--name", f"w{workers}", *TINY]
+                str(tmp_path), "--name", f"w{workers}{thread}", thread, *TINY]
         argv[argv.index("--num-workers") + 1] = workers
         digests.append(train_yolo3.main(train_yolo3.parse_args(argv))["param_digest"])
-    assert digests[0] == digests[1]
+    assert digests[0] == digests[1] == digests[2]
+    with pytest.raises(ValueError, match="use it with --num-workers 0"):
+        argv = ["--data", str(data_dir), "--loader-thread", "--out", str(tmp_path), *TINY]
+        argv[argv.index("--num-workers") + 1] = "1"
+        train_yolo3.main(train_yolo3.parse_args(argv))

@@ -351,7 +351,8 @@ def val_batchify():
     return Tuple(Stack(), Pad(pad_val=-1), Stack())
 
 
-def train_loader(dataset, transforms, batch_size, num_workers=0, sampler=None, interval=10):
+def train_loader(dataset, transforms, batch_size, num_workers=0, sampler=None, interval=10,
+                 thread=False):
     """Training loader; several transforms mean random input shapes.
 
     Parameters
@@ -366,6 +367,16 @@ def train_loader(dataset, transforms, batch_size, num_workers=0, sampler=None, i
         Forked loader processes (0 = load in this process).
     sampler : SplitSampler, optional
         Default: a seeded shuffle over the whole dataset.
+    thread : bool
+        With ``num_workers=0`` and one input size: load in one background thread of this
+        process (Gluon's ``thread_pool``), so the next batches are made while the training
+        step computes, with no process to compete with and no batch to ship (on 2 cores,
+        bench/bench_train_loop.py). One thread only: the per-item seeding reseeds the
+        process's global generators, which two threads would interleave; for the same
+        reason the training thread must not draw from ``random`` or ``np.random`` while
+        it iterates (train_yolo3's loop does not: tests/test_train_yolo3.py trains the
+        same model with and without the thread). GluonCV's random-shape loader has no
+        thread pool: with several transforms it loads in the training process.
 
     Returns
     -------
@@ -377,10 +388,14 @@ def train_loader(dataset, transforms, batch_size, num_workers=0, sampler=None, i
     if batch_size > len(sampler):
         raise ValueError(f"batch size {batch_size} exceeds the {len(sampler)} training "
                          f"images of this process; lower --batch-size")
+    if thread and num_workers:
+        raise ValueError(f"a loader thread loads in the training process: it takes 0 loader "
+                         f"processes, got {num_workers}")
     if len(transforms) == 1:
         return gluon.data.DataLoader(
             dataset.transform(transforms[0]), batch_size=batch_size, sampler=sampler,
-            last_batch="rollover", batchify_fn=train_batchify(), num_workers=num_workers)
+            last_batch="rollover", batchify_fn=train_batchify(),
+            num_workers=1 if thread else num_workers, thread_pool=bool(thread))
     from gluoncv.data.dataloader import RandomTransformDataLoader
     return RandomTransformDataLoader(
         transforms, dataset, interval=interval, batch_size=batch_size, sampler=sampler,
