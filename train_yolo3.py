@@ -16,8 +16,11 @@ Artefacts: docs/CONTRACTS.md.
     python train_yolo3.py --data DATA --time-budget 30          # CPU: sized to 30 minutes
 """
 import os
+import time
 
 from models import kv_server
+
+_T_IMPORT = time.time()  # a --job-processes child pays these imports again (plan_budget)
 
 if kv_server.is_server():  # a dist kvstore server or scheduler: serve, then exit
     kv_server.serve()
@@ -25,7 +28,6 @@ if kv_server.is_server():  # a dist kvstore server or scheduler: serve, then exi
 import argparse  # noqa: E402
 import itertools  # noqa: E402
 import logging  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -40,6 +42,8 @@ from models import (budget, detector_cv, devices, ema, grid, jobs, optim, recipe
                     resume, schedules, yolo, yolo_train)
 from models.detector_cv import OFFSET, score  # noqa: E402
 from models.epochs import fit  # noqa: E402
+
+IMPORT_S = time.time() - _T_IMPORT
 
 SCRIPT = "train_yolo3"
 GRID_KEYS = ("lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
@@ -116,10 +120,14 @@ def main(args):
         if args.time_budget is not None:
             plan = (stored or {}).get("derived", {}).get("time_budget")  # resumed or a child
             if plan is None:
-                plan = plan_budget(run, args, params, data, ctx, job, len(cv_jobs), t_start)
+                plan = plan_budget(run, args, params, data, ctx, job, len(cv_jobs), t_start,
+                                   kv)
             for p in params:
                 p.epochs = plan["epochs"]
-        if "warmup_epochs" in from_recipe:  # a short run keeps half its epochs out of warm-up
+        # a short run keeps half its epochs out of warm-up; a resumed run or a job child
+        # reads the recipe's warm-up back from args.json, so the stored record says
+        if "warmup_epochs" in from_recipe + (stored or {}).get("derived", {}).get(
+                "from_recipe", []):
             for p in params:
                 p.warmup_epochs = min(p.warmup_epochs, p.epochs / 2.0)
         if args.amp:
@@ -137,18 +145,27 @@ def main(args):
             return fold_job(*job)
         results = {}
         if job is None:
-            if args.folds_parallel > 1:
+            if args.folds_parallel > 1 or job_processes(args, kv, cv_jobs):
                 jobs.run_parallel(os.path.abspath(__file__), run, args, cv_jobs)
             for s, k in cv_jobs:
                 results[s, k] = fold_job(s, k)  # done jobs are read back, not retrained
         return finish(run, args, sets, params, data, ctx, kv, results)
 
 
-def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start):
+def job_processes(args, kv, cv_jobs):
+    """Whether the CV jobs run in child processes one at a time (``--job-processes``)."""
+    return bool(args.job_processes) and len(cv_jobs) > 1 and not kv.distributed
+
+
+def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start, kv=None):
     """Epochs per model from ``--time-budget`` and this machine's measured rates."""
     p = max(params, key=lambda q: q.data_shape)
     train_ids = data.splits["train"] if job == "final" else data.splits["folds"][0]["train"]
+    startup_s = IMPORT_S + (time.time() - t_start)  # imports, run folder, data
     rates = calibrate(data, p, ctx, args, train_ids)
+    if job is None and args.folds_parallel <= 1 and n_cv_jobs > 1 and args.job_processes \
+            and not (kv is not None and kv.distributed):
+        rates["job_overhead_s"] += startup_s  # each child starts as this process did
     plan = budget.plan_detector(args.time_budget * 60.0 - (time.time() - t_start), rates,
                                 data.splits, n_cv_jobs, job == "final",
                                 job == "final" or args.final_model == "retrain",

@@ -8,6 +8,7 @@ share of the CPU threads), and each child trains one job into the parent's run f
 trained them itself. Results equal the sequential run's when a child has the same OpenMP
 thread count (tests/test_train_yolo3.py).
 """
+import argparse
 import os
 import subprocess
 import sys
@@ -18,11 +19,18 @@ from infra import runs
 
 
 def add_job_arguments(parser):
-    """Declare --folds-parallel, --fold-threads and --only."""
+    """Declare --folds-parallel, --job-processes, --fold-threads and --only."""
     g = parser.add_argument_group("parallelism")
     g.add_argument("--folds-parallel", type=int, default=1,
                    help="train this many set x fold jobs at once, one process and one "
                         "device (--gpus entry) each (default %(default)s)")
+    g.add_argument("--job-processes", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the set x fold jobs one at a time in child processes, even "
+                        "with --folds-parallel 1 (a few seconds each to start). On a 2-core "
+                        "AMD EPYC every model after the first trained in one process ran at "
+                        "55 %% of the first's speed (cause inside MXNet/OpenMP not found); a "
+                        "fresh process per model keeps each at the first's. Recipe: cpu on, "
+                        "paper off")
     g.add_argument("--fold-threads", type=int, default=0,
                    help="OpenMP threads per --folds-parallel process on CPU; 0 = CPUs / "
                         "--folds-parallel. Results depend on it: MKLDNN's sums change with "

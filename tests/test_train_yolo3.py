@@ -22,8 +22,10 @@ from tests.sigkill import kill_after_first_row
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
+# In-process jobs (--no-job-processes): the tests below watch one process's log and state;
+# test_job_processes_train_the_same_models runs the recipe's child processes.
 TINY = ["--network", "yolo3_mobilenet0.25_custom", "--data-shape", "64", "--batch-size", "2",
-        "--num-workers", "0", "--progress", "off", "--gpus", ""]
+        "--num-workers", "0", "--progress", "off", "--gpus", "", "--no-job-processes"]
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +205,8 @@ def test_resume_after_sigkill_finishes_every_epoch_once(data_dir, tmp_path):
     assert not (run / "summary.json").exists()
     assert not (run / "set0_fold1" / "done.json").exists()
     res = subprocess.run([sys.executable, str(ROOT / "train_yolo3.py"), "--resume", str(run),
-                          "--progress", "off"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+                          "--progress", "off", "--no-job-processes"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     for job in ("set0_fold0", "set0_fold1", "final"):
         assert _rows(run / job / "metrics.csv") == list(range(epochs)), job
@@ -252,3 +254,19 @@ def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
         argv = ["--data", str(data_dir), "--loader-thread", "--out", str(tmp_path), *TINY]
         argv[argv.index("--num-workers") + 1] = "1"
         train_yolo3.main(train_yolo3.parse_args(argv))
+
+
+def test_job_processes_train_the_same_models(data_dir, tmp_path):
+    """--job-processes (the CPU recipe's default) trains each fold in a child process, one
+    at a time, with this process's thread count: the same fold models as in-process jobs."""
+    digests = {}
+    for flag in ("--no-job-processes", "--job-processes"):
+        argv = ["--data", str(data_dir), "--epochs", "1", "--out", str(tmp_path), "--name",
+                flag.strip("-"), *[a for a in TINY if a != "--no-job-processes"], flag]
+        train_yolo3.main(train_yolo3.parse_args(argv))
+        run = tmp_path / flag.strip("-")
+        digests[flag] = [json.loads((run / f"set0_fold{k}" / "done.json").read_text())[
+            "param_digest"] for k in range(2)]
+        consoles = list(run.glob("set0_fold*/console.txt"))
+        assert len(consoles) == (2 if flag == "--job-processes" else 0)
+    assert digests["--job-processes"] == digests["--no-job-processes"]
