@@ -97,9 +97,12 @@ def main(args):
         raise ValueError("--data DATA is required (a prepare_data.py output folder)")
     recipe = recipes.choose(args.recipe, args.gpus, args.pretrained_base)
     from_recipe = recipes.apply(args, recipe)
-    if args.loader_thread and args.num_workers and "loader_thread" not in from_recipe:
-        raise ValueError("--loader-thread loads in the training process: use it with "
-                         "--num-workers 0")
+    if args.loader_thread and args.num_workers:
+        if "loader_thread" not in from_recipe:
+            raise ValueError("--loader-thread loads in the training process: use it with "
+                             "--num-workers 0")
+        # Resolved once here, so the loaders, args.json and job children see one value.
+        args.loader_thread = False  # the recipe's thread stands down for loader processes
     sets = grid.parse_grid(args.grid, grid.grid_types(parser, GRID_KEYS))
     if args.time_budget is not None and any("epochs" in s for s in sets):
         raise ValueError("--time-budget sizes the epochs itself: drop 'epochs' from --grid")
@@ -175,12 +178,6 @@ def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start, kv=None):
     return plan
 
 
-def loader_thread(args):
-    """Whether the training loader makes its batches in a background thread (a recipe's
-    value stands down for loader processes)."""
-    return bool(args.loader_thread) and not args.num_workers
-
-
 def calibrate(data, p, ctx, args, train_ids, iters=20):
     """Training and prediction images/s of this machine at ``p``'s settings (a throwaway
     net; the jobs' random streams are seeded afterwards, so they do not depend on it). 20
@@ -194,7 +191,7 @@ def calibrate(data, p, ctx, args, train_ids, iters=20):
                                  learning_rate=1e-7, optimizer=p.optimizer)
     batch = min(p.batch_size, len(train_ids))
     loader = dd.train_loader(train_subset(data, train_ids, p, 0)[0], transforms, batch,
-                             args.num_workers, thread=loader_thread(args))
+                             args.num_workers, thread=args.loader_thread)
     job_overhead = time.time() - t0
     try:
         yolo_train.set_mode(net, "train")
@@ -247,7 +244,7 @@ def build_job(name, p, data, ctx, kv, args, train_ids, seed):
                                              kv.kv or args.kvstore, args.amp)
     average = ema.for_run(net, p.ema_decay, ipe * p.epochs)
     loader = dd.train_loader(train_set, transforms, batch, args.num_workers, sampler,
-                             thread=loader_thread(args))
+                             thread=args.loader_thread)
     log.info("%s: %d training images (%d on this worker), batch %d, %d iterations/epoch, "
              "%d epochs, max side %s, anchors %s, %s", name, len(train_set), len(sampler),
              batch, ipe, p.epochs, max_side, anchors or "coco", sched)

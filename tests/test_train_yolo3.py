@@ -270,3 +270,16 @@ def test_job_processes_train_the_same_models(data_dir, tmp_path):
         consoles = list(run.glob("set0_fold*/console.txt"))
         assert len(consoles) == (2 if flag == "--job-processes" else 0)
     assert digests["--job-processes"] == digests["--no-job-processes"]
+
+
+def test_job_children_take_the_parents_loader(data_dir, tmp_path):
+    """With loader processes the CPU recipe's loader thread stands down; a job child must
+    get that resolved choice, not the recipe's thread beside --num-workers (which a child
+    would refuse as an explicit --loader-thread)."""
+    argv = ["--data", str(data_dir), "--epochs", "1", "--out", str(tmp_path), "--name", "w1",
+            *[a for a in TINY if a != "--no-job-processes"],
+            "--job-processes"]
+    argv[argv.index("--num-workers") + 1] = "1"
+    train_yolo3.main(train_yolo3.parse_args(argv))
+    for k in range(2):
+        assert (tmp_path / "w1" / f"set0_fold{k}" / "done.json").is_file()
