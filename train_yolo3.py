@@ -148,26 +148,25 @@ def main(args):
             return fold_job(*job)
         results = {}
         if job is None:
-            if args.folds_parallel > 1 or job_processes(args, kv, cv_jobs):
+            if args.folds_parallel > 1 or job_processes(args, kv, len(cv_jobs)):
                 jobs.run_parallel(os.path.abspath(__file__), run, args, cv_jobs)
             for s, k in cv_jobs:
                 results[s, k] = fold_job(s, k)  # done jobs are read back, not retrained
         return finish(run, args, sets, params, data, ctx, kv, results)
 
 
-def job_processes(args, kv, cv_jobs):
+def job_processes(args, kv, n_cv_jobs):
     """Whether the CV jobs run in child processes one at a time (``--job-processes``)."""
-    return bool(args.job_processes) and len(cv_jobs) > 1 and not kv.distributed
+    return bool(args.job_processes) and n_cv_jobs > 1 and not kv.distributed
 
 
-def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start, kv=None):
+def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start, kv):
     """Epochs per model from ``--time-budget`` and this machine's measured rates."""
     p = max(params, key=lambda q: q.data_shape)
     train_ids = data.splits["train"] if job == "final" else data.splits["folds"][0]["train"]
     startup_s = IMPORT_S + (time.time() - t_start)  # imports, run folder, data
     rates = calibrate(data, p, ctx, args, train_ids)
-    if job is None and args.folds_parallel <= 1 and n_cv_jobs > 1 and args.job_processes \
-            and not (kv is not None and kv.distributed):
+    if job is None and args.folds_parallel <= 1 and job_processes(args, kv, n_cv_jobs):
         rates["job_overhead_s"] += startup_s  # each child starts as this process did
     plan = budget.plan_detector(args.time_budget * 60.0 - (time.time() - t_start), rates,
                                 data.splits, n_cv_jobs, job == "final",
