@@ -16,11 +16,11 @@ Cartucho layout, source pixels), ``vis/<name>.png`` (kept boxes green, rejected 
 red dashed, with scores) and ``summary.json``.
 """
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import cv2
+import infra.openmp  # noqa: F401  (OpenMP's defaults before mxnet loads)
 import mxnet as mx
 import numpy as np
 from mxnet import gluon

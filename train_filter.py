@@ -17,6 +17,7 @@ import math
 import time
 from pathlib import Path
 
+import infra.openmp  # noqa: F401  (OpenMP's defaults before mxnet loads)
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+import infra.openmp  # noqa: E402,F401  (OpenMP's defaults before mxnet loads)
 import mxnet as mx  # noqa: E402
 
 import train_yolo3  # noqa: E402

@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import infra.openmp  # noqa: E402,F401  (OpenMP's defaults before mxnet loads)
 import numpy as np  # noqa: E402
 import mxnet as mx  # noqa: E402
 
