@@ -13,7 +13,7 @@ ratio.
 
     python bench/bench_train_loop.py [--data DATA] [--network yolo3_mobilenet0.25_custom]
         [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 64]
-        [--workers 0,thread,1,2] [--min-ratio 0.9]
+        [--workers 0,thread,1,2] [--crop sampled|gluoncv] [--min-ratio 0.9]
 """
 import argparse
 import os
@@ -62,6 +62,10 @@ def parse_args(argv=None):
                         "when they fit)")
     p.add_argument("--min-ratio", type=float, default=None,
                    help="exit with status 1 when the best ratio is below this")
+    p.add_argument("--crop", choices=("sampled", "gluoncv"), default="sampled",
+                   help="constrained crop: drawn from GluonCV's distribution (train_yolo3.py's) "
+                        "or with GluonCV's exact draws, 300 crops an image (default "
+                        "%(default)s)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for key in ("data_shape", "batch_size"):
@@ -103,7 +107,7 @@ def main(args):
     print(f"mxnet {mx.__version__}, cpus {os.cpu_count()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
           f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}, max side "
-          f"{args.max_side}, recipe {args.recipe}")
+          f"{args.max_side}, recipe {args.recipe}, crop {args.crop}")
     data_dir = args.data
     if data_dir is None:
         from tests.yolo_fixtures import make_detection_data
@@ -123,7 +127,8 @@ def main(args):
     trainer = optim.make_trainer(net, sched, optimizer=recipe["optimizer"])
     yolo_train.set_mode(net, "train")
     extra = ExtraAugment() if recipe["extra_augment"] else None
-    transforms = data.transforms(args.data_shape, False, extra, recipe["max_expand"])
+    transforms = data.transforms(args.data_shape, False, extra, recipe["max_expand"],
+                                 crop=args.crop)
     max_side = args.data_shape if args.max_side < 0 else args.max_side
     subset = data.subset(ids, args.seed, max_side, cache=not args.no_cache)
     n_batches = args.warmup + args.iters

@@ -41,7 +41,7 @@ def net():
 def pairs(net):
     """(GluonCV transform, numpy transform) per (input size, max_expand)."""
     return {(s, e): (dd._yolo_train_transform(s, net, e, numpy_transform=False),
-                     dd._yolo_train_transform(s, net, e))
+                     dd._yolo_train_transform(s, net, e, crop="gluoncv"))
             for s in (96, 128, 160) for e in (1.0, 4.0)}
 
 
@@ -176,7 +176,7 @@ def test_loader_batches_equal_the_gluoncv_paths(detection, max_expand):
     net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
     sub = detection.subset(detection.splits["train"], seed=2, max_side=128, cache=True)
     assert not sub._cache[0][0].flags.writeable
-    fast = dd.train_transforms(net, [96], max_expand=max_expand)
+    fast = dd.train_transforms(net, [96], max_expand=max_expand, crop="gluoncv")
     slow = dd.train_transforms(net, [96], max_expand=max_expand, numpy_transform=False)
     assert isinstance(fast[0]._yolo, nt.NumpyYOLO3TrainTransform)
     assert isinstance(sub.transform(fast[0])._data[0][0], np.ndarray)

@@ -2,8 +2,9 @@
 
 All samples live in ``DATA/records/all.rec`` (docs/CONTRACTS.md); a fold selects items by
 sample id. Training runs GluonCV's ``YOLO3DefaultTrainTransform`` (targets made in the
-loader workers), by default as its numpy re-implementation with the same random draws
-(``datasets.detector.numpy_transform``; GluonCV's own with the patches of
+loader workers), by default as its numpy re-implementation, its constrained crop drawn
+from GluonCV's distribution lazily (``datasets.detector.numpy_transform``; GluonCV's own
+with the patches of
 ``datasets.detector.gluon_transform``), with random input shapes as in GluonCV's
 ``scripts/detection/yolo/train_yolo3.py``; ``ExtraAugment`` (the notes' rotation / noise /
 sharpness ...) runs before it on the uint8 image and its boxes. Validation resizes to
@@ -160,15 +161,17 @@ class DetectionData:
                             cache)
 
     def transforms(self, data_shape, random_shape=True, extra=None, max_expand=4.0,
-                   anchors=None):
+                   anchors=None, crop="sampled"):
         """Train transforms for ``random_shapes(data_shape, random_shape)``, with ``extra``;
-        ``anchors`` (``(9, 2)``, default the network's) decide the target assignment."""
+        ``anchors`` (``(9, 2)``, default the network's) decide the target assignment;
+        ``crop``: see :func:`train_transforms`."""
         anchor_key = None if anchors is None else tuple(np.asarray(anchors, float).ravel())
-        key = (int(data_shape), bool(random_shape), float(max_expand), anchor_key)
+        key = (int(data_shape), bool(random_shape), float(max_expand), anchor_key, crop)
         if key not in self._transforms:
             net = self._make_net() if anchors is None else self._make_net(anchors)
             self._transforms[key] = train_transforms(
-                net, random_shapes(data_shape, random_shape), max_expand=max_expand)
+                net, random_shapes(data_shape, random_shape), max_expand=max_expand,
+                crop=crop)
         return [TrainTransform(t._yolo, extra) for t in self._transforms[key]]
 
     def cache_bytes(self, sample_ids, max_side=None):
@@ -271,7 +274,7 @@ def random_shapes(data_shape, random_shape=True):
 
 
 def train_transforms(net, shapes, extra=None, max_expand=4.0, numpy_targets=True,
-                     numpy_transform=True):
+                     numpy_transform=True, crop="sampled"):
     """One ``TrainTransform`` per input size.
 
     ``net`` must be fresh, initialised and never hybridised (``models.yolo.transform_net``):
@@ -281,14 +284,19 @@ def train_transforms(net, shapes, extra=None, max_expand=4.0, numpy_targets=True
     transform with the same draws in numpy and OpenCV, on numpy images, with numpy targets
     (its NDArray operations were most of the loader's time). With ``numpy_transform=False``
     GluonCV's own transform runs; ``numpy_targets`` then swaps its NDArray target generator
-    for the equal, faster numpy one of ``models.yolo_targets``.
+    for the equal, faster numpy one of ``models.yolo_targets``. ``crop`` (numpy transform
+    only): ``"sampled"`` (default) draws the constrained crop from GluonCV's distribution for a
+    few percent of its cost, ``"gluoncv"`` with GluonCV's exact draws, so that the whole
+    sample equals GluonCV's transform's
+    (``datasets.detector.fast_crop``).
     """
     return [TrainTransform(_yolo_train_transform(s, net, max_expand, numpy_targets,
-                                                 numpy_transform), extra)
+                                                 numpy_transform, crop), extra)
             for s in shapes]
 
 
-def _yolo_train_transform(size, net, max_expand, numpy_targets=True, numpy_transform=True):
+def _yolo_train_transform(size, net, max_expand, numpy_targets=True, numpy_transform=True,
+                          crop="sampled"):
     from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
     t = YOLO3DefaultTrainTransform(size, size, net, mean=IMAGE_MEAN, std=IMAGE_STD, mixup=False)
     if numpy_targets or numpy_transform:
@@ -296,7 +304,7 @@ def _yolo_train_transform(size, net, max_expand, numpy_targets=True, numpy_trans
         t = fast_targets(t)
     if numpy_transform:
         from datasets.detector.numpy_transform import NumpyYOLO3TrainTransform
-        return NumpyYOLO3TrainTransform(t, max_expand)
+        return NumpyYOLO3TrainTransform(t, max_expand, crop)
     if float(max_expand) != 4.0:
         t = LimitedExpand(t, max_expand)
     return FastCrop(t)
