@@ -17,9 +17,11 @@ Every stage is the same script a user runs by hand, called in-process (``main(pa
 Each stage's own ``log.txt`` (``data/``, ``detector/``, ``filter/``) holds only that stage's
 lines: a run detaches its log when it ends (``infra.runs.Run``).
 
-The detector's operating threshold is its best-F1 score on the out-of-fold detections and
-the filter's threshold is chosen on validation crops (by default the highest keeping 95 % of
-the lesions the detector found there): neither looks at the test split.
+The detector's operating threshold is its best-F2 score on the out-of-fold detections (the
+first stage of a cascade favours recall; the report adds the detector alone at its best-F1
+threshold, the single-stage reference) and the filter's threshold is chosen on validation
+crops (by default the highest keeping 95 % of the lesions the detector found there): none
+looks at the test split.
 """
 import argparse
 import csv
@@ -137,17 +139,19 @@ SWEEP_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir, rule="recall",
-                       keep_recall=0.95):
+                       keep_recall=0.95, f1_threshold=None):
     """Detector alone vs detector + filter on the test split (thresholds fixed beforehand),
     at the operating point and swept over detector thresholds (the filter's threshold at
-    each chosen by its ``rule`` on validation crops)."""
+    each chosen by its ``rule`` on validation crops); with ``f1_threshold`` (the best F1 on
+    out-of-fold detections), also the detector alone there: the single-stage reference the
+    two-stage pipeline has to beat."""
     import json
     splits = read_splits(data_dir)
     ann = Path(data_dir) / "Annotations"
     gt_test = detection.read_voc_dir(ann, classes, ids=splits["test"])[0]
     det_test, _ = detection.read_detections_json(Path(det_dir) / "test_detections.json")
     # The detector's operating point and box convention, as predict.py uses them: model.json
-    # (best F1 on out-of-fold detections, never the test split).
+    # (best F2 on out-of-fold detections, never the test split).
     with open(Path(det_dir) / "model.json", encoding="utf-8") as f:
         model = json.load(f)
     det_threshold, offset = model["score_threshold"], model["offset"]
@@ -159,6 +163,9 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir, rule="
     pr_png = plots.plot_pr_curves(out["curves"], Path(plots_dir) / "pr_two_stage.png",
                                   title="Test split: detector alone vs detector + filter")
     out["detector"]["score_threshold"] = float(det_threshold)
+    if f1_threshold is not None:
+        out["detector_best_f1"] = detection.operating_point(gt_test, det_test, f1_threshold,
+                                                            offset=offset)
     out["plots"] = {"pr_two_stage": str(pr_png)}
     out["n_test_images"] = len(gt_test)
     out["recall_by"] = recall_breakdown(data_dir, gt_test, det_test,
@@ -251,7 +258,8 @@ def run_stages(run, args, cfg, t0):
     filt = train_filter.main(train_filter.parse_args(filt_argv))
     classes = class_names.data_classes(data_dir)
     e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots",
-                             filt.get("threshold_rule") or "recall", filt.get("keep_recall"))
+                             filt.get("threshold_rule") or "recall", filt.get("keep_recall"),
+                             det.get("oof_f1_threshold"))
 
     return {
         "profile": cfg,
@@ -261,6 +269,7 @@ def run_stages(run, args, cfg, t0):
             "cv_map_mean", "cv_map_std", "best_set", "oof_map_voc12", "test_random_map_voc12",
             "final_model", "epochs")}),
         "two_stage": e2e["two_stage"],
+        "detector_best_f1": e2e.get("detector_best_f1"),
         "recall_by": e2e["recall_by"],
         "two_stage_sweep": e2e["sweep"],
         "budget": {"minutes": cfg["minutes"], "detector_minutes": det_minutes,

@@ -52,7 +52,8 @@ def parse_args(argv=None):
                    help="train_filter.py run folder (holds filter.json); omit for detector only")
     p.add_argument("--det-threshold", type=float, default=None,
                    help="detector score threshold (default: model.json's score_threshold, the "
-                        "best F1 on out-of-fold detections)")
+                        "best F-beta on out-of-fold detections, F2 unless train_yolo3.py was "
+                        "given --threshold-beta)")
     p.add_argument("--filter-threshold", type=float, default=None,
                    help="filter score threshold (default: filter.json's, chosen on validation)")
     p.add_argument("--batch-size", type=int, default=8, help="halves per detector batch")

@@ -6,7 +6,8 @@ scored at its last epoch, with its weight average (EMA), on its validation fold:
 chosen on the fold that reports it. The validation curve (and its best epoch, an optimistic
 extra column) is still recorded. The fold models predict their validation ids, so together
 they give out-of-fold detections for the whole training set; the detector's operating
-threshold is the best F1 on them. The final model (``--final-model``) is the ensemble of the
+threshold is the best F2 on them (``--threshold-beta``: the first stage of the two-stage
+pipeline favours recall; its best F1 is kept for the detector alone). The final model (``--final-model``) is the ensemble of the
 best set's fold models (their detections fused by weighted box fusion: scores stay on the
 scale the threshold was chosen on, and nothing is retrained) or one model retrained on every
 training id. Boxes are scored with the VOC devkit's convention (offset 1) everywhere.
@@ -56,7 +57,8 @@ CACHE_BYTES = 1 << 30
 # Options a resumed run takes from its args.json; giving a different value is refused.
 FIXED_ON_RESUME = GRID_KEYS + ("data", "grid", "network", "pretrained_base", "init_params",
                                "classes", "seed", "val_interval", "score_thresh", "top_k",
-                               "final_model", "fusion_iou", "recipe", "time_budget")
+                               "final_model", "fusion_iou", "recipe", "time_budget",
+                               "threshold_beta")
 log = logging.getLogger(__name__)
 
 
@@ -333,7 +335,7 @@ def finish(run, args, sets, params, data, ctx, kv, results):
         summary.update(cv_map_mean=row["map_voc12_mean"], cv_map_std=row["map_voc12_std"],
                        cv_map_voc07_mean=row["map_voc07_mean"], cv_table=table)
         summary.update(detector_cv.out_of_fold(run, best, n_folds, data.splits["train"],
-                                               train_gt, data.classes))
+                                               train_gt, data.classes, args.threshold_beta))
     p = params[best]
     final_model = args.final_model if results else "retrain"
     if final_model == "retrain":
@@ -351,8 +353,9 @@ def finish(run, args, sets, params, data, ctx, kv, results):
                    for k in range(n_folds)]
     model = yolo.model_json(p.network, data.classes, p.data_shape, members, OFFSET,
                             args.fusion_iou, p.head_scale)
-    if summary.get("oof_f1_threshold") is not None:
-        model["score_threshold"] = summary["oof_f1_threshold"]
+    if summary.get("oof_threshold") is not None:
+        model["score_threshold"] = summary["oof_threshold"]
+        model["threshold_rule"] = f"best F{args.threshold_beta:g} on out-of-fold detections"
     run.write_json("model.json", model)
     nets, _ = yolo.load_model_json(run.dir / "model.json", ctx)
     test_ids = data.splits["test"]

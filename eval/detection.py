@@ -379,32 +379,50 @@ def operating_point(gt, det, score_threshold, iou=0.5, *, offset):
             "score_threshold": float(score_threshold)}
 
 
-def best_f1_threshold(gt, det, iou=0.5, *, offset):
-    """Score threshold (one of the detection scores) maximising pooled F1.
+def best_fbeta_threshold(gt, det, beta=1.0, iou=0.5, *, offset):
+    """Score threshold (one of the detection scores) maximising pooled F-beta.
+
+    ``beta`` > 1 weighs recall ``beta`` times as much as precision: F2 is the usual choice for
+    the first stage of a cascade, whose misses nothing later can recover while a second
+    stage removes its false positives.
 
     Returns
     -------
     dict
-        :func:`operating_point`'s keys at the best threshold; on equal F1 the highest
-        threshold (fewest detections) wins.
+        :func:`operating_point`'s keys at the best threshold, plus ``beta`` and ``fbeta``;
+        on equal F-beta the highest threshold (fewest detections) wins.
 
     Raises
     ------
     ValueError
-        No non-difficult ground-truth box or no detection: F1 is 0 at every threshold.
+        No non-difficult ground-truth box or no detection: F-beta is 0 at every threshold;
+        or ``beta`` is not positive.
     """
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
     scores, is_tp, n_pos, n_img = _pooled(gt, det, iou, offset)
     if n_pos == 0 or len(scores) == 0:
-        raise ValueError(f"best F1 threshold undefined: {n_pos} positive box(es) and "
+        raise ValueError(f"best F{beta:g} threshold undefined: {n_pos} positive box(es) and "
                          f"{len(scores)} scored detection(s) in {n_img} images")
     o = np.argsort(-scores, kind="stable")
     s = scores[o]
     tp = np.cumsum(is_tp[o])
     fp = np.cumsum(~is_tp[o])
     last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # all detections of a score included
-    f1 = 2 * tp[last] / (tp[last] + fp[last] + n_pos)
-    k = last[int(np.argmax(f1))]
-    return operating_point(gt, det, float(s[k]), iou, offset=offset)
+    b2 = float(beta) ** 2
+    # (1 + b2) tp / ((1 + b2) tp + b2 fn + fp), with fn = n_pos - tp
+    fbeta = (1 + b2) * tp[last] / (tp[last] + fp[last] + b2 * n_pos)
+    k = last[int(np.argmax(fbeta))]
+    out = operating_point(gt, det, float(s[k]), iou, offset=offset)
+    out.update(beta=float(beta), fbeta=float(np.max(fbeta)))
+    return out
+
+
+def best_f1_threshold(gt, det, iou=0.5, *, offset):
+    """:func:`best_fbeta_threshold` at ``beta`` = 1: the threshold maximising pooled F1."""
+    out = best_fbeta_threshold(gt, det, 1.0, iou, offset=offset)
+    del out["beta"], out["fbeta"]
+    return out
 
 
 # --------------------------------------------------------------------------- CLI

@@ -17,7 +17,8 @@ from infra.atomic import atomic_write_text
 log = logging.getLogger(__name__)
 
 DASH = "–"
-STAGES = (("detector", "detector only"), ("two_stage", "detector + filter"))
+STAGES = (("detector", "detector only"), ("two_stage", "detector + filter"),
+          ("detector_best_f1", "detector only, at its best-F1 threshold (reference)"))
 # (key, header, kind) of the stage comparison; kind picks the number format
 STAGE_COLUMNS = (("test_map_voc12", "mAP VOC12", "pct"), ("test_map_voc07", "mAP VOC07", "pct"),
                  ("precision", "precision", "ratio"), ("recall", "recall", "ratio"),

@@ -82,7 +82,7 @@ def compare(gt, det, filter_scores, filter_threshold, det_threshold, classes, io
         Filter score threshold, chosen on validation.
     det_threshold : float
         Detector score threshold of the operating point, chosen without the test set (for
-        example the best-F1 threshold on out-of-fold detections); used by both rows.
+        example the best-F2 threshold on out-of-fold detections); used by both rows.
     classes : list of str
     iou, offset
         Matching settings, see :func:`eval.detection.match_detections` (``offset`` is

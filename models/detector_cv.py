@@ -37,6 +37,12 @@ def add_selection_arguments(parser):
                         "%(default)s; --only final always retrains)")
     g.add_argument("--fusion-iou", type=float, default=0.55,
                    help="IoU above which the ensemble fuses boxes (default %(default)s)")
+    g.add_argument("--threshold-beta", type=float, default=2.0,
+                   help="the operating threshold in model.json is the best F-beta on the "
+                        "out-of-fold detections: 2 (F2) weighs recall twice, as the first "
+                        "stage of a cascade should (a lesion it drops is lost, a false "
+                        "positive it keeps is the filter's to remove); 1 is the best F1, for "
+                        "the detector used alone (default %(default)s)")
     return g
 
 
@@ -117,16 +123,17 @@ def cv_tables(run, sets, epochs, results):
     return best, table
 
 
-def out_of_fold(run, best, n_folds, train_ids, train_gt, classes):
+def out_of_fold(run, best, n_folds, train_ids, train_gt, classes, beta=2.0):
     """Merge the best set's fold predictions into out-of-fold detections of every training
     id, write them (``oof_detections.json``, ``oof/``) and score them.
 
     Returns
     -------
     dict
-        ``oof_map_voc12``, ``oof_ap_voc12`` and ``oof_f1_threshold``: the detector's
-        operating point for predict.py, the best F1 on these detections (not on test data),
-        absent when there is no detection at all.
+        ``oof_map_voc12``, ``oof_ap_voc12``; ``oof_threshold``: the detector's operating
+        point for predict.py and the filter, the best F-``beta`` on these detections (not on
+        test data), with ``threshold_beta``; ``oof_f1_threshold``: the best F1 there, the
+        detector-alone reference. The thresholds are absent when there is no detection.
     """
     oof = cv.merge_out_of_fold(
         [det_eval.read_detections_json(job_dir(run, best, k) / "val_detections.json")[0]
@@ -136,8 +143,11 @@ def out_of_fold(run, best, n_folds, train_ids, train_gt, classes):
     try:
         out["oof_f1_threshold"] = det_eval.best_f1_threshold(
             train_gt, oof, iou=0.5, offset=OFFSET)["score_threshold"]
+        out["oof_threshold"] = det_eval.best_fbeta_threshold(
+            train_gt, oof, beta, iou=0.5, offset=OFFSET)["score_threshold"]
+        out["threshold_beta"] = float(beta)
     except ValueError as err:  # no OOF detection at all
-        run.log.warning("no F1 operating point on OOF detections: %s", err)
+        run.log.warning("no operating point on OOF detections: %s", err)
     oof_score = score(train_gt, oof, classes, per_class=True)
     out.update(oof_map_voc12=oof_score["map_voc12"], oof_ap_voc12=oof_score["ap_voc12"])
     return out

@@ -54,6 +54,14 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
         for k in ("precision", "recall"):
             assert at_op[0][f"{stage}_{k}"] == pytest.approx(summary[stage][k]), (stage, k)
     assert "by detector threshold" in report
+    # the single-stage reference: the detector alone at its own best-F1 threshold (out of fold)
+    det_summary = json.loads((run_dir / "detector" / "summary.json").read_text())
+    ref = summary["detector_best_f1"]
+    assert ref["score_threshold"] == det_summary["oof_f1_threshold"]
+    assert model["score_threshold"] == det_summary["oof_threshold"]
+    assert det_summary["oof_f1_threshold"] >= det_summary["oof_threshold"]  # F2 favours recall
+    assert ref["recall"] <= summary["detector"]["recall"]
+    assert "best-F1 threshold (reference)" in report
     for rel in ("raw/truth.json", "data/splits.json", "data/records/all.rec",
                 "detector/cv_results.csv", "detector/cv_summary.csv", "detector/model.json",
                 "detector/oof_detections.json", "detector/test_detections.json",

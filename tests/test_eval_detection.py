@@ -208,6 +208,36 @@ def test_operating_point_and_best_f1_equal_brute_force(seed):
     assert none["tp"] == none["fp"] == 0 and none["precision"] == 0.0 and none["recall"] == 0.0
 
 
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_best_fbeta_threshold_equals_sklearn_brute_force(seed):
+    """Every threshold scored by scikit-learn's fbeta_score on detection-level labels: a
+    detection is a positive when greedy matching makes it a TP, and every lesion no detection
+    matches is a positive predicted negative, so FN = n_pos - TP at any threshold."""
+    from sklearn.metrics import fbeta_score
+    gt, det = random_set(seed, score_decimals=2)
+    flags = slow_match(gt, det, 0.5, 1)
+    scores = np.concatenate([det[k]["scores"] for k in det])
+    f = np.concatenate([flags[k] for k in det])
+    n_pos = sum(int(np.sum(~g["difficult"])) for g in gt.values())
+    counted = f >= 0  # -1: matched a difficult box, ignored
+    y_true = np.r_[f[counted] == 1, np.ones(n_pos - int(np.sum(f == 1)), bool)]
+    for beta in (0.5, 1.0, 2.0, 3.0):
+        best = None
+        for t in np.unique(scores)[::-1]:
+            y_pred = np.r_[scores[counted] >= t, np.zeros(len(y_true) - counted.sum(), bool)]
+            fb = fbeta_score(y_true, y_pred, beta=beta)
+            if best is None or fb > best[1] + 1e-12:
+                best = (t, fb)
+        got = D.best_fbeta_threshold(gt, det, beta, offset=1)
+        assert got["score_threshold"] == best[0], f"seed={seed} beta={beta}"
+        assert got["fbeta"] == pytest.approx(best[1], abs=1e-12)
+        assert got["beta"] == beta
+    assert D.best_f1_threshold(gt, det, offset=1)["score_threshold"] == \
+        D.best_fbeta_threshold(gt, det, 1.0, offset=1)["score_threshold"]
+    with pytest.raises(ValueError, match="beta must be positive"):
+        D.best_fbeta_threshold(gt, det, 0.0, offset=1)
+
+
 def test_best_f1_threshold_refuses_no_positives():
     gt = {"x": {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int)}}
     det = {"x": {"boxes": [[0, 0, 5, 5]], "scores": [0.5], "labels": [0]}}
@@ -511,6 +541,7 @@ def test_offset_is_required_in_every_entry_point():
     det = {"x": {"boxes": [[0, 0, 9, 4]], "scores": [0.9], "labels": [0]}}
     calls = [(D.evaluate, (gt, det)), (D.match_detections, (gt, det)),
              (D.operating_point, (gt, det, 0.5)), (D.best_f1_threshold, (gt, det)),
+             (D.best_fbeta_threshold, (gt, det, 2.0)),
              (D.box_iou, (det["x"]["boxes"], gt["x"]["boxes"])),
              (two_stage.compare, (gt, det, {"x": np.zeros(1)}, 0.0, 0.5, ["a"]))]
     for f, args in calls:

@@ -90,8 +90,19 @@ def test_cv_run_writes_every_artefact(cv_run, data_dir):
     assert model["members"] == [f"set0_fold{k}/checkpoints/model.params" for k in (0, 1)]
     assert model["data_shape"] == 64 and model["offset"] == 1 == summary["offset"]
     assert summary["final_model"] == "ensemble"
-    # predict.py's operating point: best F1 on the out-of-fold detections, when there are any
-    assert model.get("score_threshold") == summary.get("oof_f1_threshold")
+    # predict.py's operating point: best F2 on the out-of-fold detections, when there are any
+    assert model.get("score_threshold") == summary.get("oof_threshold")
+    if "oof_threshold" in summary:
+        # the out-of-fold scoring's own inputs, as the Cartucho folders hold them
+        oof_gt, oof, _ = det_eval.read_cartucho(run / "oof" / "ground-truth",
+                                                run / "oof" / "detection-results",
+                                                model["classes"])
+        assert summary["threshold_beta"] == 2.0
+        assert summary["oof_threshold"] == det_eval.best_fbeta_threshold(
+            oof_gt, oof, 2.0, offset=1)["score_threshold"]
+        assert summary["oof_f1_threshold"] == det_eval.best_f1_threshold(
+            oof_gt, oof, offset=1)["score_threshold"]
+        assert model["threshold_rule"] == "best F2 on out-of-fold detections"
     nets, _ = yolo.load_model_json(run / "model.json")
     for k, net in enumerate(nets):
         done = json.loads((run / f"set0_fold{k}" / "done.json").read_text())
