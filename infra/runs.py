@@ -60,6 +60,25 @@ def git_state(cwd=None):
         return None
 
 
+#: Environment variables that change a CPU run's speed or kernels (infra/openmp.py sets the
+#: first three when the user did not), recorded in env.json as they were at the run's start.
+SPEED_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "DNNL_MAX_CPU_ISA",
+                   "MXNET_USE_OPERATOR_TUNING")
+
+
+def cpu_model():
+    """The CPU's model name (Linux /proc/cpuinfo; else ``platform.processor()``): runs on
+    different CPUs buy different epochs under a time budget."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment():
     """Versions, git state and host facts recorded in env.json."""
     versions = {}
@@ -73,7 +92,9 @@ def environment():
         "platform": platform.platform(),
         "host": platform.node(),
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "speed_variables": {k: os.environ.get(k) for k in SPEED_VARIABLES},
         "packages": versions,
         "git": git_state(),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),

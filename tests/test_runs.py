@@ -2,6 +2,7 @@
 import argparse
 import json
 import logging
+import os
 
 import pytest
 
@@ -26,6 +27,8 @@ def test_new_run_never_overwrites(tmp_path):
         assert rec["script"] == "unit" and rec["options"]["name"] == "r"
         env = json.loads((d / "env.json").read_text())
         assert "numpy" in env["packages"] and env["python"]
+        assert env["speed_variables"] == {k: os.environ.get(k) for k in runs.SPEED_VARIABLES}
+        assert "cpu_model" in env
         assert (d / "log.txt").exists()
 
 
