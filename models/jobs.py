@@ -28,7 +28,8 @@ def add_job_arguments(parser):
                    help="train the set x fold jobs one at a time in child processes, even "
                         "with --folds-parallel 1 (a few seconds each to start). On a 2-core "
                         "AMD EPYC every model after the first trained in one process ran at "
-                        "55 %% of the first's speed (cause inside MXNet/OpenMP not found); a "
+                        "55 %% of the first's speed, on an Intel Xeon at 70 %% (cause inside "
+                        "MXNet/OpenMP not found; the OpenMP spin defaults do not remove it); a "
                         "fresh process per model keeps each at the first's. Recipe: cpu on, "
                         "paper off")
     g.add_argument("--fold-threads", type=int, default=0,
