@@ -18,6 +18,8 @@ libgomp reads them once, when ``libmxnet.so`` loads. A variable the user set is 
 """
 import os
 
+from infra import denormals  # noqa: F401  (flush denormals before mxnet starts its threads)
+
 #: Set together, and only when the user set neither.
 SPIN = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
 
