@@ -95,6 +95,10 @@ def main(args):
     t_start = time.time()
     parser = build_parser()
     stored = resume.resume_options(args, parser, FIXED_ON_RESUME) if args.resume else None
+    if stored and args.only is None and stored["options"].get("only"):
+        # a run started for one job resumes that job, not the whole CV (--only is not fixed:
+        # job children resume their parent's folder with their own)
+        args.only = stored["options"]["only"]
     if not args.data:
         raise ValueError("--data DATA is required (a prepare_data.py output folder)")
     recipe = recipes.choose(args.recipe, args.gpus, args.pretrained_base)

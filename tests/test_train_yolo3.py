@@ -294,3 +294,16 @@ def test_job_children_take_the_parents_loader(data_dir, tmp_path):
     train_yolo3.main(train_yolo3.parse_args(argv))
     for k in range(2):
         assert (tmp_path / "w1" / f"set0_fold{k}" / "done.json").is_file()
+
+
+def test_resumed_only_final_run_resumes_the_final_model(data_dir, tmp_path):
+    """`--resume RUN` of a run started with `--only final` trains that model on, not the
+    whole CV (it used to start set0_fold0); a job child still resumes with its own --only."""
+    argv = ["--data", str(data_dir), "--epochs", "1", "--only", "final", "--out",
+            str(tmp_path), "--name", "f", *TINY]
+    first = train_yolo3.main(train_yolo3.parse_args(argv))
+    run = tmp_path / "f"
+    resumed = train_yolo3.main(train_yolo3.parse_args(
+        ["--resume", str(run), "--progress", "off", "--gpus", ""]))
+    assert not list(run.glob("set*_fold*"))
+    assert resumed["param_digest"] == first["param_digest"]  # nothing left to train
