@@ -371,8 +371,12 @@ def operating_point(gt, det, score_threshold, iou=0.5, *, offset):
     """
     scores, is_tp, n_pos, n_img = _pooled(gt, det, iou, offset)
     sel = scores >= score_threshold
-    tp = int(np.sum(is_tp & sel))
-    fp = int(np.sum(~is_tp & sel))
+    return _counts(int(np.sum(is_tp & sel)), int(np.sum(~is_tp & sel)), n_pos, n_img,
+                   score_threshold)
+
+
+def _counts(tp, fp, n_pos, n_img, score_threshold):
+    """:func:`operating_point`'s dict from the pooled counts at ``score_threshold``."""
     fn, p, r, f1 = _prf(tp, fp, n_pos)
     return {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1,
             "fp_per_image": fp / n_img if n_img else 0.0, "n_images": n_img, "n_pos": n_pos,
@@ -413,7 +417,9 @@ def best_fbeta_threshold(gt, det, beta=1.0, iou=0.5, *, offset):
     # (1 + b2) tp / ((1 + b2) tp + b2 fn + fp), with fn = n_pos - tp
     fbeta = (1 + b2) * tp[last] / (tp[last] + fp[last] + b2 * n_pos)
     k = last[int(np.argmax(fbeta))]
-    out = operating_point(gt, det, float(s[k]), iou, offset=offset)
+    # the counts at s[k] are the cumulative ones (every detection scoring >= s[k] is in
+    # o[:k + 1]), so the matching is not run a second time through operating_point
+    out = _counts(int(tp[k]), int(fp[k]), n_pos, n_img, float(s[k]))
     out.update(beta=float(beta), fbeta=float(np.max(fbeta)))
     return out
 
