@@ -34,23 +34,28 @@ def _libm():
         return None
 
 
-def mxcsr():
-    """This thread's SSE control/status register, or None where it cannot be read."""
+def _fenv():
+    """``(libm, fenv_t buffer, SSE register)`` of this thread, or None where unreadable."""
     libm = _libm()
     buf = ctypes.create_string_buffer(_FENV_BYTES)
     if libm is None or libm.fegetenv(buf) != 0:
         return None
-    return int.from_bytes(buf.raw[_MXCSR_OFFSET:_MXCSR_OFFSET + 4], "little")
+    return libm, buf, int.from_bytes(buf.raw[_MXCSR_OFFSET:_MXCSR_OFFSET + 4], "little")
+
+
+def mxcsr():
+    """This thread's SSE control/status register, or None where it cannot be read."""
+    env = _fenv()
+    return None if env is None else env[2]
 
 
 def set_flush(on=True):
     """Set (``on``) or clear FTZ and DAZ in this thread; threads it starts later inherit
     them. Returns whether the register now says so (False off x86-64 Linux)."""
-    libm = _libm()
-    buf = ctypes.create_string_buffer(_FENV_BYTES)
-    if libm is None or libm.fegetenv(buf) != 0:
+    env = _fenv()
+    if env is None:
         return False
-    reg = int.from_bytes(buf.raw[_MXCSR_OFFSET:_MXCSR_OFFSET + 4], "little")
+    libm, buf, reg = env
     reg = reg | FTZ | DAZ if on else reg & ~(FTZ | DAZ)
     ctypes.memmove(ctypes.addressof(buf) + _MXCSR_OFFSET, reg.to_bytes(4, "little"), 4)
     if libm.fesetenv(buf) != 0:
