@@ -248,6 +248,7 @@ def run_stages(run, args, cfg, t0):
     filter_minutes = left_s() / 60.0 if budget_s is not None else None
     # A detector trained for minutes on a CPU finds few lesions, so its out-of-fold boxes
     # hold few positives; the CPU profiles add the ground-truth boxes as extra positives.
+    # train_filter.py's own default adds random boxes (--add-random), mostly negatives.
     filt_argv = _options(data=data_dir, detections=det_dir / "oof_detections.json",
                          test_detections=det_dir / "test_detections.json",
                          epochs=cfg["filter_epochs"], time_budget=filter_minutes,

@@ -180,3 +180,63 @@ def test_synthetic_detections_are_seeded_and_mixed():
     assert set(labels.tolist()) == {-1, 1}
     # the look-alike became a detection
     assert box_iou(look, boxes, offset=crop_labels.IOU_OFFSET).max() > 0.5
+
+
+def test_random_boxes_lie_inside_with_sizes_from_the_pool():
+    sizes = np.array([[10.0, 12.0], [30.0, 8.0], [200.0, 5.0]])  # the last is wider than the image
+    boxes = crop_folder.random_boxes("scan_7_L", (60, 90), sizes, 4000, seed=3)
+    assert boxes.shape == (4000, 4)
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 89).all() and (boxes[:, 3] <= 59).all()
+    wh = boxes[:, 2:] - boxes[:, :2]
+    pool = np.minimum(sizes, [89, 59])
+    assert np.abs(wh[:, None, :] - pool[None]).max(axis=2).min(axis=1).max() < 1e-9
+    # every size is drawn, about equally often
+    counts = np.bincount(np.abs(wh[:, None, :] - pool[None]).max(axis=2).argmin(axis=1))
+    assert counts.min() > 4000 / 3 * 0.85
+    # positions uniform over the free range: the left edge's share of it
+    from scipy import stats
+    free = 89 - wh[:, 0]
+    u = boxes[:, 0] / np.where(free > 0, free, 1)
+    assert stats.kstest(u[free > 0], "uniform").pvalue > 1e-3
+
+
+def test_random_boxes_depend_on_seed_and_image_only():
+    sizes = np.array([[10.0, 12.0]])
+    a = crop_folder.random_boxes("a", (60, 90), sizes, 5, seed=0)
+    np.testing.assert_array_equal(a, crop_folder.random_boxes("a", (60, 90), sizes, 5, seed=0))
+    assert not np.allclose(a, crop_folder.random_boxes("b", (60, 90), sizes, 5, seed=0))
+    assert not np.allclose(a, crop_folder.random_boxes("a", (60, 90), sizes, 5, seed=1))
+    assert crop_folder.random_boxes("a", (60, 90), np.zeros((0, 2)), 5).shape == (0, 4)
+    assert crop_folder.random_boxes("a", (60, 90), sizes, 0).shape == (0, 4)
+
+
+def test_add_random_adds_labelled_boxes_to_training_crops_only(tiny):
+    root, data, splits, det = tiny
+    opts = dict(_options(add_gt=True), add_random=3, seed=5)
+    _, plain = crop_folder.build_crop_set(data, det, splits["train"], root / "r1", "train",
+                                          _options(add_gt=True))
+    _, rows = crop_folder.build_crop_set(data, det, splits["train"], root / "r2", "train", opts)
+    random_rows = [r for r in rows if r["origin"] == "random"]
+    assert len(random_rows) == 3 * len(splits["train"]) == len(rows) - len(plain)
+    gt_all = np.concatenate([crop_folder.read_gt_boxes(data, i) for i in splits["train"]])
+    pool = gt_all[:, 2:] - gt_all[:, :2]
+    for r in random_rows:
+        box = [r["x1"], r["y1"], r["x2"], r["y2"]]
+        assert np.abs(pool - [box[2] - box[0], box[3] - box[1]]).max(axis=1).min() < 1e-6
+        gt = crop_folder.read_gt_boxes(data, r["image_id"])
+        best = max([_loop_iou(box, g) for g in gt] + [0.0])
+        assert r["label"] == (1 if best >= 0.5 else -1)
+    assert any(r["label"] == -1 for r in random_rows)
+    # the same boxes when built by worker processes in another order
+    _, forked = crop_folder.build_crop_set(data, det, splits["train"][::-1], root / "r3",
+                                           "train", dict(opts, workers=2))
+    key = lambda r: (r["image_id"], r["x1"], r["y1"])  # noqa: E731
+    assert sorted(map(key, random_rows)) == sorted(key(r) for r in forked
+                                                   if r["origin"] == "random")
+    # never to the test crops
+    test_json = write_detections(data, splits["test"], {i: [] for i in splits["test"]},
+                                 root / "test_dets.json")
+    crop_folder.build_crop_folder(data, root / "oof.json", test_json, root / "r4", opts)
+    test_rows = crop_index.read_index(root / "r4" / "test.csv")
+    assert test_rows and all(r["origin"] == "det" for r in test_rows)
+    assert any(r["origin"] == "random" for r in crop_index.read_index(root / "r4" / "train.csv"))

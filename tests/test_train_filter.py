@@ -252,3 +252,49 @@ def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp
     assert summary["epochs_run"] == epochs - len(done)
     assert "resumed from" in (run / "log.txt").read_text()
     assert (run / "filter.json").exists() and list(run.glob("args.resume-*.json"))
+
+
+def test_validation_keeps_detection_crops_only(tiny_set):
+    """--add-gt and --add-random crops train the filter but never choose its threshold."""
+    root, data, oof, test = tiny_set
+    args = train_filter.parse_args(_argv(root, data, "split", "--detections", str(oof),
+                                         "--add-gt", "--add-random", "2"))
+    crop_dir = root / "split_crops"
+    train_filter.crop_folder.build_crop_folder(data, oof, None, crop_dir,
+                                               train_filter._crop_options(args))
+    rows, crops, labels, train_idx, val_idx = train_filter.split_crops(args, crop_dir)
+    origins = np.array([r["origin"] for r in rows])
+    assert len(val_idx) and set(origins[val_idx]) == {"det"}
+    assert {"det", "gt", "random"} <= set(origins[train_idx])
+    # the groups stay apart: a validation image gives no crop of any origin to training
+    val_images = {rows[i]["image_id"] for i in val_idx}
+    assert not val_images & {rows[i]["image_id"] for i in train_idx}
+    # the detection crops alone decide the split: the same validation crops without extras
+    plain_args = train_filter.parse_args(_argv(root, data, "split", "--detections", str(oof),
+                                               "--add-random", "0"))
+    plain_dir = root / "split_plain"
+    train_filter.crop_folder.build_crop_folder(data, oof, None, plain_dir,
+                                               train_filter._crop_options(plain_args))
+    prow, _, _, ptrain, pval = train_filter.split_crops(plain_args, plain_dir)
+    key = lambda r: (r["image_id"], r["x1"], r["y1"], r["x2"], r["y2"])  # noqa: E731
+    assert [key(prow[i]) for i in pval] == [key(rows[i]) for i in val_idx]
+    assert len(train_idx) == len(ptrain) + sum(origins[i] != "det" for i in train_idx)
+
+
+def test_ema_model_is_the_weight_average(first_run, tiny_set):
+    """With --ema-decay the filter validated and saved is the average, not the raw weights."""
+    import mxnet as mx
+    root, data, oof, test = tiny_set
+    out = train_filter.main(train_filter.parse_args(
+        _argv(root, data, "ema", "--crops", str(first_run[0] / "crops"), "--epochs", "1",
+              "--ema-decay", "0.9")))
+    ckpt = root / "runs" / "ema" / "checkpoints"
+    assert out["best_epoch"] == 0  # one epoch: the best is the last
+    best, shadow, raw = (mx.nd.load(str(ckpt / n)) for n in ("best.params", "last.ema",
+                                                              "last.params"))
+    assert set(best) == set(shadow) == set(raw)
+    differs = 0
+    for k in best:
+        np.testing.assert_array_equal(best[k].asnumpy(), shadow[k].asnumpy(), err_msg=k)
+        differs += not np.array_equal(best[k].asnumpy(), raw[k].asnumpy())
+    assert differs > len(best) // 2

@@ -7,6 +7,7 @@ index and its preview, and ``crops.json`` last. ``load_crops`` reads the PNGs of
 back.
 """
 import logging
+import zlib
 from pathlib import Path
 
 import cv2
@@ -36,9 +37,27 @@ def read_gt_boxes(data_dir, image_id):
     return np.asarray([o["box"] for o in ann["objects"]], dtype=np.float64).reshape(-1, 4)
 
 
+def random_boxes(image_id, shape, sizes, n, seed=0):
+    """``n`` boxes (n, 4) placed uniformly inside an image of ``shape`` (h, w), each with the
+    (w, h) of a row of ``sizes`` drawn at random: the generated negatives of --add-random.
+
+    The generator is seeded by ``seed`` and the image id, so the boxes do not depend on the
+    order or the process in which images are built.
+    """
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    if n <= 0 or not len(sizes):
+        return np.zeros((0, 4))
+    rng = np.random.default_rng([int(seed), zlib.crc32(image_id.encode("utf-8"))])
+    h, w = shape
+    wh = np.minimum(sizes[rng.integers(len(sizes), size=n)], [w - 1, h - 1])
+    x1 = rng.uniform(0, w - 1 - wh[:, 0])
+    y1 = rng.uniform(0, h - 1 - wh[:, 1])
+    return np.stack([x1, y1, x1 + wh[:, 0], y1 + wh[:, 1]], axis=1)
+
+
 def _image_rows(task):
     """Crops and index rows of one image (a module-level function so a Pool can run it)."""
-    (data_dir, image_id, det, gt, opts) = task
+    (data_dir, image_id, det, gt, opts, sizes) = task
     lesion = read_gray(Path(data_dir) / "JPEGImages" / f"{image_id}.jpg")
     ref_path = Path(data_dir) / "Reference" / f"{image_id}.jpg"
     if not ref_path.exists():
@@ -65,6 +84,12 @@ def _image_rows(task):
         boxes, clipped = np.concatenate([boxes, gt]), np.concatenate([clipped, gt])
         scores = np.concatenate([scores, np.full(len(gt), np.nan)])
         origin += ["gt"] * len(gt)
+    n_random = int(opts.get("add_random") or 0)
+    if n_random:
+        extra = random_boxes(image_id, (h, w), sizes, n_random, opts.get("seed", 0))
+        boxes, clipped = np.concatenate([boxes, extra]), np.concatenate([clipped, extra])
+        scores = np.concatenate([scores, np.full(len(extra), np.nan)])
+        origin += ["random"] * len(extra)
     ious, labels = label_boxes(boxes, gt, opts["iou"])
     crops, matches = crops_for_detections(lesion, reference, clipped, opts["search"],
                                           opts["size"])
@@ -96,7 +121,9 @@ def build_crop_set(data_dir, detections, ids, out_dir, split, options, gt_boxes=
     split : str
         "train" or "test".
     options : dict
-        ``min_score, top_k, iou, add_gt, size, search`` (find_similar keywords), ``workers``.
+        ``min_score, top_k, iou, add_gt, size, search`` (find_similar keywords), ``workers``;
+        optional ``add_random`` (boxes per image, sized like this split's ground truth) and
+        ``seed``.
     gt_boxes : dict, optional
         ``{id: (M, 4) array}``; read from the VOC annotations when omitted.
 
@@ -107,10 +134,12 @@ def build_crop_set(data_dir, detections, ids, out_dir, split, options, gt_boxes=
     """
     out_dir = Path(out_dir)
     (out_dir / split).mkdir(parents=True, exist_ok=True)
-    tasks = []
-    for image_id in ids:
-        gt = gt_boxes[image_id] if gt_boxes is not None else read_gt_boxes(data_dir, image_id)
-        tasks.append((str(data_dir), image_id, detections.get(image_id, {}), gt, options))
+    gts = {i: gt_boxes[i] if gt_boxes is not None else read_gt_boxes(data_dir, i) for i in ids}
+    # --add-random boxes take the sizes of this split's ground-truth boxes
+    all_gt = np.concatenate([g for g in gts.values() if len(g)] or [np.zeros((0, 4))])
+    sizes = all_gt[:, 2:] - all_gt[:, :2]
+    sizes = sizes[np.lexsort(sizes.T[::-1])]  # whatever the order of ids
+    tasks = [(str(data_dir), i, detections.get(i, {}), gts[i], options, sizes) for i in ids]
     workers = int(options.get("workers", 1) or 1)
     if workers > 1 and len(tasks) > 1:
         import multiprocessing as mp
@@ -138,7 +167,8 @@ def build_crop_set(data_dir, detections, ids, out_dir, split, options, gt_boxes=
 
 def build_crop_folder(data_dir, detections_json, test_detections_json, out_dir, options):
     """Build the training crops from out-of-fold detections (``splits.json`` "train" ids)
-    and, if given, the test crops (its "test" ids; never with --add-gt boxes).
+    and, if given, the test crops (its "test" ids; never with --add-gt or --add-random
+    boxes).
 
     Parameters
     ----------
@@ -177,7 +207,7 @@ def build_crop_folder(data_dir, detections_json, test_detections_json, out_dir, 
         test = read(test_detections_json, "--test-detections")
         # Test crops mirror the detector's output only.
         build_crop_set(data_dir, test, list(splits["test"]), out_dir, "test",
-                       dict(options, add_gt=False))
+                       dict(options, add_gt=False, add_random=0))
     write_crop_options(out_dir, options)
     return options
 

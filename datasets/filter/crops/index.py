@@ -11,7 +11,8 @@ import numpy as np
 
 from infra.atomic import atomic_write_bytes, atomic_write_text
 
-#: ``origin`` is ``det`` for a detection and ``gt`` for a ground-truth box added by --add-gt.
+#: ``origin`` is ``det`` for a detection, ``gt`` for a ground-truth box added by --add-gt and
+#: ``random`` for a box added by --add-random.
 INDEX_COLUMNS = ["image_id", "x1", "y1", "x2", "y2", "score", "iou", "label", "dx", "dy",
                  "match_distance", "path", "origin"]
 
