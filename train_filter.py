@@ -267,16 +267,25 @@ def split_crops(args, crop_dir):
     Validation keeps detection crops only (no --add-gt or --add-random boxes): it mirrors the
     test crops because it picks the threshold. So the detection crops alone decide the split
     (stratified by their labels): the same validation set with or without those extras, whose
-    crops follow their screenshot, and a screenshot without detections trains. Returns
-    ``rows, crops, labels, train_idx, val_idx``.
+    crops follow their screenshot, and a screenshot without detections trains. When too few
+    screenshots have detections, every crop decides it (validation may then be empty: the
+    threshold falls back to the sign). Returns ``rows, crops, labels, train_idx, val_idx``.
     """
     rows = crop_index.read_index(crop_dir / "train.csv")
     crops = crop_folder.load_crops(crop_dir, rows)
     labels = np.array([r["label"] for r in rows])
     is_det = np.array([r.get("origin", "det") == "det" for r in rows])
     groups = _groups(args.data, [r["image_id"] for r in rows])
-    _, val_det = fd.group_split(labels[is_det], groups[is_det], args.val_frac, args.seed)
-    in_val = np.isin(groups, groups[is_det][val_det])
+    k = max(2, int(round(1.0 / args.val_frac)))
+    if len(set(groups[is_det].tolist())) >= k:
+        _, val_det = fd.group_split(labels[is_det], groups[is_det], args.val_frac, args.seed)
+        in_val = np.isin(groups, groups[is_det][val_det])
+    else:  # a detector that found (almost) nothing: split every crop, validate on what is left
+        log.warning("detection crops come from %d screenshot(s), fewer than the %d the "
+                    "validation split needs: splitting all crops instead",
+                    len(set(groups[is_det].tolist())), k)
+        _, val_all = fd.group_split(labels, groups, args.val_frac, args.seed)
+        in_val = np.isin(groups, groups[val_all])
     return rows, crops, labels, np.flatnonzero(~in_val), np.flatnonzero(in_val & is_det)
 
 

@@ -298,3 +298,21 @@ def test_ema_model_is_the_weight_average(first_run, tiny_set):
         np.testing.assert_array_equal(best[k].asnumpy(), shadow[k].asnumpy(), err_msg=k)
         differs += not np.array_equal(best[k].asnumpy(), raw[k].asnumpy())
     assert differs > len(best) // 2
+
+
+def test_split_without_detections_falls_back_to_every_crop(tiny_set, caplog):
+    """A detector that found nothing (the tiny demo's one epoch): the ground-truth and random
+    crops still split and train; validation holds no crop, and the run says why."""
+    from eval.detection_io import write_detections_json
+    root, data, oof, test = tiny_set
+    empty = root / "empty.json"
+    write_detections_json(empty, {}, ["lesion"])
+    args = train_filter.parse_args(_argv(root, data, "empty", "--detections", str(empty),
+                                         "--add-gt"))
+    crop_dir = root / "empty_crops"
+    train_filter.crop_folder.build_crop_folder(data, empty, None, crop_dir,
+                                               train_filter._crop_options(args))
+    with caplog.at_level("WARNING", logger="train_filter"):
+        rows, crops, labels, train_idx, val_idx = train_filter.split_crops(args, crop_dir)
+    assert len(val_idx) == 0 and 0 < len(train_idx) < len(rows)
+    assert "splitting all crops" in caplog.text
