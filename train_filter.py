@@ -276,7 +276,7 @@ def split_crops(args, crop_dir):
     labels = np.array([r["label"] for r in rows])
     is_det = np.array([r.get("origin", "det") == "det" for r in rows])
     groups = _groups(args.data, [r["image_id"] for r in rows])
-    k = max(2, int(round(1.0 / args.val_frac)))
+    k = fd.split_count(args.val_frac)
     if len(set(groups[is_det].tolist())) >= k:
         _, val_det = fd.group_split(labels[is_det], groups[is_det], args.val_frac, args.seed)
         in_val = np.isin(groups, groups[is_det][val_det])

@@ -316,3 +316,14 @@ def test_split_without_detections_falls_back_to_every_crop(tiny_set, caplog):
         rows, crops, labels, train_idx, val_idx = train_filter.split_crops(args, crop_dir)
     assert len(val_idx) == 0 and 0 < len(train_idx) < len(rows)
     assert "splitting all crops" in caplog.text
+
+
+@pytest.mark.parametrize("val_frac", [0.0, 1.0, -0.2])
+def test_val_frac_outside_the_unit_interval_is_refused(val_frac, tiny_set, first_run):
+    root, data, oof, test = tiny_set
+    with pytest.raises(ValueError, match="--val-frac must be in"):
+        fd.group_split(np.array([1, -1] * 5), np.arange(10).astype(str), val_frac)
+    args = train_filter.parse_args(_argv(root, data, "vf", "--detections", str(oof)))
+    args.val_frac = val_frac
+    with pytest.raises(ValueError, match="--val-frac must be in"):
+        train_filter.split_crops(args, first_run[0] / "crops")

@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 BALANCE_MODES = ("none", "under", "over", "both")
 
 
+def split_count(val_frac):
+    """The folds :func:`group_split` cuts for ``val_frac`` (validation is one of them), hence
+    the fewest groups it needs."""
+    if not 0 < val_frac < 1:
+        raise ValueError(f"--val-frac must be in (0, 1), got {val_frac}")
+    return max(2, int(round(1.0 / val_frac)))
+
+
 def group_split(labels, groups, val_frac=0.2, seed=0):
     """Split crops into train/validation by group (source screenshot), stratified by label.
 
@@ -51,11 +59,9 @@ def group_split(labels, groups, val_frac=0.2, seed=0):
     train_idx, val_idx : ndarray of int
     """
     from sklearn.model_selection import StratifiedGroupKFold
-    if not 0 < val_frac < 1:
-        raise ValueError(f"--val-frac must be in (0, 1), got {val_frac}")
     labels, groups = np.asarray(labels), np.asarray(groups)
     n_groups = len(set(groups.tolist()))
-    k = max(2, int(round(1.0 / val_frac)))
+    k = split_count(val_frac)
     if n_groups < k:
         raise ValueError(f"validation split needs at least {k} source screenshots (groups) "
                          f"for --val-frac {val_frac}, found {n_groups}")
