@@ -179,15 +179,18 @@ def _groups(data_dir, ids):
 
 # ---------------------------------------------------------------- training
 
-def train_step(net, trainer, loss_fn, batch, ctxs):
+def train_step(net, trainer, loss_fn, batch, ctxs, average=None):
     """One SGD step of the hinge loss on a batch of fused crops and ±1 labels, split over
-    ``ctxs``; returns the summed loss (float)."""
+    ``ctxs``, then the weight average's update (``average``, a ``models.ema.ModelEMA``);
+    returns the summed loss (float)."""
     data = gluon.utils.split_and_load(batch[0], ctxs, even_split=False)
     label = gluon.utils.split_and_load(batch[1], ctxs, even_split=False)
     with autograd.record():
         losses = [loss_fn(net(x), y) for x, y in zip(data, label)]
     autograd.backward(losses)
     trainer.step(batch[0].shape[0])
+    if average is not None:
+        average.update()
     return sum(float(l.sum().asscalar()) for l in losses)
 
 
@@ -243,13 +246,9 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
     loss_fn = gluon.loss.HingeLoss(margin=args.margin)
     batches = [(b, b[0].shape[0]) for b, _ in zip(loader, range(6))]
     average = ema.for_run(net, args.ema_decay, 1000)  # its update is part of a step's cost
-
-    def step(b):
-        train_step(net, trainer, loss_fn, b, ctxs)
-        if average is not None:
-            average.update()
-
-    train_rate = budget.measure_rate(step, batches, warmup=min(2, len(batches) - 1))
+    train_rate = budget.measure_rate(lambda b: train_step(net, trainer, loss_fn, b, ctxs,
+                                                          average),
+                                     batches, warmup=min(2, len(batches) - 1))
     x = batches[0][0][0]
     predict_rate = budget.measure_rate(lambda b: net(b).wait_to_read(), [(x, len(x))] * 4,
                                        warmup=1)
@@ -276,16 +275,14 @@ def split_crops(args, crop_dir):
     labels = np.array([r["label"] for r in rows])
     is_det = np.array([r.get("origin", "det") == "det" for r in rows])
     groups = _groups(args.data, [r["image_id"] for r in rows])
-    k = fd.split_count(args.val_frac)
-    if len(set(groups[is_det].tolist())) >= k:
-        _, val_det = fd.group_split(labels[is_det], groups[is_det], args.val_frac, args.seed)
-        in_val = np.isin(groups, groups[is_det][val_det])
-    else:  # a detector that found (almost) nothing: split every crop, validate on what is left
+    decide = is_det  # the crops whose screenshots the split is stratified on
+    n_det_groups, k = len(set(groups[is_det].tolist())), fd.split_count(args.val_frac)
+    if n_det_groups < k:  # a detector that found (almost) nothing: validate on what is left
         log.warning("detection crops come from %d screenshot(s), fewer than the %d the "
-                    "validation split needs: splitting all crops instead",
-                    len(set(groups[is_det].tolist())), k)
-        _, val_all = fd.group_split(labels, groups, args.val_frac, args.seed)
-        in_val = np.isin(groups, groups[val_all])
+                    "validation split needs: splitting all crops instead", n_det_groups, k)
+        decide = np.ones(len(rows), bool)
+    _, val = fd.group_split(labels[decide], groups[decide], args.val_frac, args.seed)
+    in_val = np.isin(groups, groups[decide][val])
     return rows, crops, labels, np.flatnonzero(~in_val), np.flatnonzero(in_val & is_det)
 
 
@@ -346,9 +343,7 @@ def main(args):
             sampler.set_epoch(epoch)
             t0, total, seen = time.time(), 0.0, 0
             for batch in loader:
-                total += train_step(net, trainer, loss_fn, batch, ctxs)
-                if average is not None:
-                    average.update()
+                total += train_step(net, trainer, loss_fn, batch, ctxs, average)
                 seen += batch[0].shape[0]
             if not math.isfinite(total):
                 raise FloatingPointError(f"non-finite hinge loss in epoch {epoch} "
