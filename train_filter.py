@@ -71,12 +71,9 @@ def build_parser():
                         "validation AUC on one set of three demo runs' crops (0.956 against "
                         "0.940, mean of three) and lowered it on the next set (0.909 against "
                         "0.918): no gain that replicates (default: %(default)s)")
-    g.add_argument("--ema-decay", type=ema.decay_option, default=0.0,
-                   help="weight average for validation and the saved filter (models/ema.py): "
-                        "a decay in (0, 1), 'auto' (an averaging window of 5%% of the run's "
-                        "updates) or 0 = off. Off by default: on the phantom 'auto' left the "
-                        "validation AUC where it was (0.81/0.90 against 0.85/0.90; with "
-                        "--add-random 2 0.95/0.94 against 0.94/0.95) (default: %(default)s)")
+    ema.add_decay_argument(g, "filter", "on the phantom 'auto' left the validation AUC where "
+                           "it was (0.81/0.90 against 0.85/0.90; with --add-random 2 0.95/0.94 "
+                           "against 0.94/0.95)")
     g.add_argument("--val-frac", type=float, default=0.2,
                    help="validation fraction of the training crops, grouped by source "
                         "screenshot (default: %(default)s)")

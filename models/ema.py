@@ -113,6 +113,17 @@ def decay_option(text):
     return value
 
 
+def add_decay_argument(group, saved, why_off):
+    """Declare ``--ema-decay`` (off by default) in ``group``: ``saved`` names the model
+    validated and saved, ``why_off`` the measurement that left it off."""
+    group.add_argument("--ema-decay", type=decay_option, default=0.0,
+                       help=f"weight average for validation and the saved {saved} "
+                            "(models/ema.py, Ultralytics' ModelEMA): a decay in (0, 1), "
+                            "'auto' (an averaging window of 5%% of the run's updates; "
+                            "Ultralytics' 0.9999 is for runs of 10^5 updates) or 0 = off. "
+                            f"Off by default: {why_off} (default: %(default)s)")
+
+
 def for_run(net, decay, total_updates):
     """The weight average of a run of ``total_updates`` updates by ``--ema-decay``: None when
     ``decay`` is 0, :func:`ema_decay_for` the run's length when 'auto'."""

@@ -99,13 +99,8 @@ def add_training_arguments(parser):
                    help="start the objectness and class biases at the training data's base "
                         "rates (RetinaNet's prior, Ultralytics' bias init) instead of 0.5; "
                         "off with --init-params (default %(default)s)")
-    g.add_argument("--ema-decay", type=ema.decay_option, default=0.0,
-                   help="weight average for validation and the saved model (Ultralytics' "
-                        "ModelEMA): a decay in (0, 1), 'auto' (an averaging window of 5%% of "
-                        "the run's updates; Ultralytics' 0.9999 is for runs of 10^5 updates), "
-                        "or 0 = off. Off by default: with the schedule annealing to 0 it "
-                        "changed nothing at the last epoch (fold mAP 0.810 with, 0.811 "
-                        "without) (default %(default)s)")
+    ema.add_decay_argument(g, "model", "with the schedule annealing to 0 it changed nothing "
+                           "at the last epoch (fold mAP 0.810 with, 0.811 without)")
     g.add_argument("--wd", type=float, default=5e-4, help="weight decay (default %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default %(default)s)")
     g.add_argument("--num-workers", type=int, default=None,

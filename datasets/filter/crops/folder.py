@@ -80,16 +80,14 @@ def _image_rows(task):
                     boxes[~ok].round(1).tolist())
     boxes, clipped, scores = boxes[ok], clipped[ok], scores[ok]
     origin = ["det"] * len(boxes)
-    if opts["add_gt"] and len(gt):
-        boxes, clipped = np.concatenate([boxes, gt]), np.concatenate([clipped, gt])
-        scores = np.concatenate([scores, np.full(len(gt), np.nan)])
-        origin += ["gt"] * len(gt)
+    # Extra boxes (training crops only): no detector score, labelled by the IoU rule below.
     n_random = int(opts.get("add_random") or 0)
-    if n_random:
-        extra = random_boxes(image_id, (h, w), sizes, n_random, opts.get("seed", 0))
+    extras = {"gt": np.reshape(gt, (-1, 4)) if opts["add_gt"] else np.zeros((0, 4)),
+              "random": random_boxes(image_id, (h, w), sizes, n_random, opts.get("seed", 0))}
+    for name, extra in extras.items():
         boxes, clipped = np.concatenate([boxes, extra]), np.concatenate([clipped, extra])
         scores = np.concatenate([scores, np.full(len(extra), np.nan)])
-        origin += ["random"] * len(extra)
+        origin += [name] * len(extra)
     ious, labels = label_boxes(boxes, gt, opts["iou"])
     crops, matches = crops_for_detections(lesion, reference, clipped, opts["search"],
                                           opts["size"])
