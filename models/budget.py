@@ -142,11 +142,13 @@ def add_time_budget_argument(group, what):
                             "as --epochs")
 
 
-def plan_filter(budget_s, train_crops, train_rate, val_crops, test_crops, predict_rate):
+def plan_filter(budget_s, train_crops, train_rate, val_crops, test_crops, predict_rate,
+                members=1):
     """Epochs of the filter: one job validated every epoch, then the validation and test
-    crops scored once (:func:`epochs_for_budget`'s plan)."""
+    crops scored once by each of its ``members`` (a snapshot ensemble)
+    (:func:`epochs_for_budget`'s plan)."""
     plan = epochs_for_budget(budget_s, train_crops, train_rate, val_crops, predict_rate, 1, 1,
-                             after_s=(val_crops + test_crops) / predict_rate + 10.0)
+                             after_s=members * (val_crops + test_crops) / predict_rate + 10.0)
     log.info("time budget: %d epochs (%.0f crops/s training, %.1f s per epoch)",
              plan["epochs"], train_rate, plan["seconds_per_epoch"])
     return plan

@@ -15,6 +15,9 @@ Files in ``checkpoints/``:
                                          {"epoch", "metric", "value"} (runs that keep one)
     model.params                         the last epoch as the model, its weight average when
                                          there is one (runs that keep no best epoch)
+    top_EEE.params, top.json             the ``keep`` best epochs by the validation metric
+                                         and [{"epoch", "value", "params"}], best first
+                                         (runs that keep a snapshot ensemble)
 """
 import json
 import logging
@@ -56,6 +59,7 @@ class Checkpointer:
         self.best_params = self.dir / "best.params"
         self.best_json = self.dir / "best.json"
         self.model_params = self.dir / "model.params"
+        self.top_json = self.dir / "top.json"
         self._state = None
 
     def save_last(self, net, trainer, state, ema=None):
@@ -90,6 +94,40 @@ class Checkpointer:
         with averaged(ema):
             _save_atomic(net.save_parameters, self.best_params)
         atomic_write_json(self.best_json, {"epoch": epoch, "metric": metric, "value": value})
+
+    def load_top(self):
+        """The snapshots kept so far (``top.json``), best first; [] before the first."""
+        if not self.top_json.exists():
+            return []
+        with open(self.top_json, encoding="utf-8") as f:
+            return json.load(f)
+
+    def save_top(self, net, epoch, value, keep, mode="max", ema=None):
+        """Keep the ``keep`` best epochs by ``value`` as ``top_EEE.params`` (the weights
+        validated: their average with ``ema``) listed in ``top.json``, best first; ties keep
+        the earlier epoch, as the best epoch does. An epoch validated again (a resumed run)
+        replaces its own entry. Returns the list.
+
+        The list is written before the file it drops is deleted: a crash leaves an orphan
+        file, never a listed file missing.
+        """
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        old = self.load_top()
+        sign = -1.0 if mode == "max" else 1.0
+        entry = {"epoch": int(epoch), "value": float(value), "params": f"top_{epoch:03d}.params"}
+        top = sorted([t for t in old if t["epoch"] != epoch] + [entry],
+                     key=lambda t: (sign * t["value"], t["epoch"]))[:keep]
+        if entry in top:
+            with averaged(ema):
+                _save_atomic(net.save_parameters, self.dir / entry["params"])
+        if top != old:
+            atomic_write_json(self.top_json, top)
+        kept = {t["params"] for t in top}
+        for t in old:
+            if t["params"] not in kept:
+                (self.dir / t["params"]).unlink(missing_ok=True)
+        return top
 
     def save_model(self, net, ema=None):
         """``model.params``: the net as it is, through its weight average ``ema`` if given;

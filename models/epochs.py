@@ -51,7 +51,7 @@ class _Best:
 
 
 def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=False,
-        mode="max", val_interval=1, extra_state=None, ema=None, diverged_ok=False):
+        mode="max", val_interval=1, extra_state=None, ema=None, diverged_ok=False, keep=1):
     """Run epochs ``start .. epochs-1``, recording and checkpointing each.
 
     Parameters
@@ -82,6 +82,9 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
         A ``FloatingPointError`` from ``train_epoch`` (a non-finite loss) ends the run as a
         result (``diverged``, no model) instead of propagating: a CV job whose learning rate
         diverges is a model that finds nothing, not a crash of the whole grid.
+    keep : int
+        With ``metric``, also keep the ``keep`` best epochs (``checkpoints/top_EEE.params``,
+        ``top.json``): the members of a snapshot ensemble. 1 keeps the best epoch alone.
 
     Returns
     -------
@@ -90,7 +93,10 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
         ``history`` (all rows), ``diverged`` (the error message or None) and ``model``: the
         params file of the run's model (None when diverged) -- ``best.params`` when a best
         epoch was kept, ``last.params`` when ``metric`` was undefined at every epoch (one
-        class in validation), ``model.params`` (the last epoch, averaged) without ``metric``.
+        class in validation), ``model.params`` (the last epoch, averaged) without ``metric``;
+        ``members``: the params files of the ``keep`` best epochs, best first (``[model]``
+        when ``keep`` is 1 or no epoch was scored; [] when diverged), and their
+        ``member_epochs`` ([] when no epoch was selected).
     """
     ckpt = Checkpointer(run.dir / "checkpoints")
     best = _Best(metric, mode)
@@ -125,6 +131,8 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
             if best.improves(val):
                 best.value, best.epoch = val[metric], epoch
                 ckpt.save_best(net, epoch, metric, best.value, ema=ema)
+            if keep > 1 and _defined(val.get(metric)):
+                ckpt.save_top(net, epoch, val[metric], keep, mode, ema=ema)
             row.update(val)
         row["seconds"] = time.time() - t0
         run.metrics.append(row)
@@ -133,9 +141,14 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
         epochs_run += 1
         log.info("epoch %d/%d %s", epoch + 1, epochs,
                  " ".join(f"{k}={_short(v)}" for k, v in row.items() if k != "epoch"))
+    model = None if diverged else _model(ckpt, net, metric, best, ema)
+    top = ckpt.load_top() if keep > 1 and metric is not None and best.epoch >= 0 else []
     return {"best_epoch": best.epoch, "best_metric": best.value, "epochs_run": epochs_run,
-            "history": run.metrics.rows(), "diverged": diverged,
-            "model": None if diverged else _model(ckpt, net, metric, best, ema)}
+            "history": run.metrics.rows(), "diverged": diverged, "model": model,
+            "members": [] if model is None else
+            [ckpt.dir / t["params"] for t in top] or [model],
+            "member_epochs": [t["epoch"] for t in top] or
+            ([best.epoch] if model is not None and best.epoch >= 0 else [])}
 
 
 def _restore(run, ckpt, net, trainer, ema, best):
@@ -162,6 +175,10 @@ def _model(ckpt, net, metric, best, ema):
     if metric is None:
         return ckpt.save_model(net, ema)
     return ckpt.best_params if best.epoch >= 0 else ckpt.last_params
+
+
+def _defined(v):
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
 def _short(v):

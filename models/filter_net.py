@@ -71,6 +71,41 @@ class FilterNet(nn.HybridBlock):
         return F.tanh(self.head(self.features(x)))
 
 
+class FilterEnsemble(nn.HybridBlock):
+    """The mean score of several trained filter nets: a snapshot ensemble of one run's best
+    epochs (train_filter.py ``--snapshots``), still a score in (−1, 1).
+
+    Parameters
+    ----------
+    members : list of FilterNet
+    """
+
+    def __init__(self, members, **kwargs):
+        super().__init__(**kwargs)
+        if not members:
+            raise ValueError("a filter ensemble needs at least one member")
+        self.members = list(members)
+        for k, m in enumerate(self.members):
+            self.register_child(m, f"member{k}")
+
+    def hybrid_forward(self, F, x):
+        return F.add_n(*[m(x) for m in self.members]) / len(self.members)
+
+
+def load_members(paths, dropout=0.0, ctx=None):
+    """Filter nets with the weights of ``paths``: one hybridized FilterNet for one file, their
+    :class:`FilterEnsemble` for several."""
+    ctx = ctx or [mx.cpu()]
+    nets = []
+    for path in paths:
+        net = FilterNet(dropout=dropout)
+        net.load_parameters(str(path), ctx=ctx)
+        nets.append(net)
+    net = nets[0] if len(nets) == 1 else FilterEnsemble(nets)
+    net.hybridize()
+    return net
+
+
 def build(pretrained=False, init_params=None, dropout=0.3, ctx=None, seed=None):
     """Make an initialised FilterNet.
 
@@ -203,12 +238,13 @@ def load_filter(spec_path, ctx=None):
     Parameters
     ----------
     spec_path : str or Path
-        ``filter.json``; its ``params`` entry is relative to the file's folder.
+        ``filter.json``; its ``members`` (the params files of a snapshot ensemble; older runs
+        name one file in ``params``) are relative to the file's folder.
     ctx : mx.Context or list, optional
 
     Returns
     -------
-    net : FilterNet, hybridized, weights loaded
+    net : FilterNet or FilterEnsemble, hybridized, weights loaded
     spec : dict
         The JSON: ``threshold``, ``crop_size``, the search options (``feature``, ``distance``,
         ``context``, ``search_radius``, ``stride``), ``min_score``, ``top_k``...
@@ -219,21 +255,23 @@ def load_filter(spec_path, ctx=None):
         raise FileNotFoundError(f"filter spec {spec_path} not found (train_filter.py writes "
                                 "filter.json into its run folder)")
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    params = spec_path.parent / spec["params"]
-    if not params.exists():
-        raise FileNotFoundError(f"{spec_path}: params file {params} not found")
-    ctx = ctx or [mx.cpu()]
-    net = FilterNet(dropout=spec.get("net", {}).get("dropout", 0.0))
-    net.load_parameters(str(params), ctx=ctx)
-    net.hybridize()
-    return net, spec
+    members = spec.get("members") or ([spec["params"]] if "params" in spec else [])
+    if not members:
+        raise ValueError(f"{spec_path}: no 'members' (params files) to load")
+    paths = [spec_path.parent / m for m in members]
+    for params in paths:
+        if not params.exists():
+            raise FileNotFoundError(f"{spec_path}: params file {params} not found")
+    return load_members(paths, spec.get("net", {}).get("dropout", 0.0), ctx), spec
 
 
-def filter_spec(threshold, params, crop_options, dropout, difference):
+def filter_spec(threshold, members, crop_options, dropout, difference):
     """The ``filter.json`` record :func:`load_filter` and predict.py read back: threshold,
-    params (relative to the file), how the crops are built (``crop_options`` of the crop
-    folder, the fusion's ``difference`` form) and the net."""
-    return {"threshold": threshold, "params": str(params), "crop_size": crop_options["size"],
+    the params files whose mean score it thresholds (``members``, relative to the file), how
+    the crops are built (``crop_options`` of the crop folder, the fusion's ``difference``
+    form) and the net."""
+    return {"threshold": threshold, "members": [str(m) for m in members],
+            "crop_size": crop_options["size"],
             **crop_options["search"], "min_score": crop_options["min_score"],
             "top_k": crop_options["top_k"], "iou": crop_options["iou"],
             "difference": difference,

@@ -63,7 +63,8 @@ def test_rows_newer_than_checkpoint_are_dropped(tmp_path):
 
 
 def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric="val_loss",
-         nan_metric=False, diverge_at=None, diverged_ok=False, crash_in_training=None):
+         nan_metric=False, diverge_at=None, diverged_ok=False, crash_in_training=None, keep=1,
+         values=None):
     """fit() on the linear model, recording which epochs were trained and validated."""
     run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
     trained, validated = [], []
@@ -85,10 +86,13 @@ def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric
             raise Crash()
         validated.append(epoch)
         value = float("nan") if nan_metric else float(loss_fn(net(x), y).mean().asscalar())
+        if values is not None:  # a validation curve that goes up and down, like the filter's
+            value = values[epoch]
         return {"val_loss": value}
 
     out = epoch_loop.fit(run, net, trainer, epochs, train_epoch, validate, metric,
-                         resume=resume is not None, mode="min", diverged_ok=diverged_ok)
+                         resume=resume is not None, mode="min", diverged_ok=diverged_ok,
+                         keep=keep)
     return run, net, out, trained, validated
 
 
@@ -152,3 +156,70 @@ def test_divergence_is_a_result_only_when_asked(tmp_path):
     run, _, out, trained, _ = _fit(tmp_path, "ok", diverge_at=2, diverged_ok=True)
     assert trained == [0, 1] and "non-finite" in out["diverged"] and out["model"] is None
     assert [int(r["epoch"]) for r in run.metrics.rows()] == [0, 1]
+
+
+def _reference_top(values, keep, mode):
+    """The obvious way: every (value, epoch) seen, sorted best first, earlier epoch on ties."""
+    sign = 1.0 if mode == "min" else -1.0
+    ranked = sorted(((sign * v, e) for e, v in enumerate(values) if not np.isnan(v)))
+    return [e for _, e in ranked[:keep]]
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_save_top_keeps_the_best_epochs_and_only_their_files(tmp_path, mode):
+    from models.checkpoint import Checkpointer
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    net = gluon.nn.Dense(1, in_units=2)
+    net.initialize()
+    values = [0.5, 0.9, 0.7, 0.9, 0.6, 0.95, 0.7, 0.1]
+    for epoch, v in enumerate(values):
+        net.weight.set_data(mx.nd.full((1, 2), epoch))
+        top = ckpt.save_top(net, epoch, v, keep=3, mode=mode)
+        want = _reference_top(values[:epoch + 1], 3, mode)
+        assert [t["epoch"] for t in top] == want
+        assert json.loads(ckpt.top_json.read_text()) == top
+        on_disk = sorted(f.name for f in ckpt.dir.glob("top_*.params"))
+        assert on_disk == sorted(f"top_{e:03d}.params" for e in want)
+    for t in top:  # each file holds the weights of its own epoch
+        w = mx.nd.load(str(ckpt.dir / t["params"]))["weight"].asnumpy()
+        assert (w == t["epoch"]).all() and t["value"] == values[t["epoch"]]
+    # An epoch validated again (a resumed run) replaces its own entry, never doubles it.
+    again = ckpt.save_top(net, top[0]["epoch"], top[0]["value"], keep=3, mode=mode)
+    assert again == top
+    worse = 0.0 if mode == "max" else 1.0  # validated again with another value: re-ranked
+    moved = ckpt.save_top(net, top[0]["epoch"], worse, keep=3, mode=mode)
+    assert moved == top[1:] + [dict(top[0], value=worse)]
+    assert json.loads(ckpt.top_json.read_text()) == moved
+
+
+def test_fit_keeps_the_k_best_epochs_as_members(tmp_path):
+    values = [0.9, 0.4, 0.7, 0.3, 0.8, 0.35]  # mode min: the best are 3, 5, 1
+    run, _, out, _, _ = _fit(tmp_path, "top", epochs=6, keep=3, values=values)
+    ckpt = run.dir / "checkpoints"
+    assert out["member_epochs"] == _reference_top(values, 3, "min") == [3, 5, 1]
+    assert out["members"] == [ckpt / f"top_{e:03d}.params" for e in (3, 5, 1)]
+    assert out["best_epoch"] == 3
+    # the best member is the best epoch: the same weights as best.params
+    best, first = mx.nd.load(str(ckpt / "best.params")), mx.nd.load(str(out["members"][0]))
+    for k in best:
+        np.testing.assert_array_equal(best[k].asnumpy(), first[k].asnumpy())
+    # keep=1: the best epoch alone, no snapshot files
+    run, _, out, _, _ = _fit(tmp_path, "one", epochs=6, values=values)
+    assert out["members"] == [run.dir / "checkpoints" / "best.params"]
+    assert out["member_epochs"] == [3] and not list(run.dir.glob("checkpoints/top*"))
+
+
+def test_snapshots_survive_a_run_stopped_in_validation(tmp_path):
+    values = [0.9, 0.4, 0.7, 0.3, 0.8, 0.35]
+    _, _, ref, _, _ = _fit(tmp_path, "ref", epochs=6, keep=3, values=values)
+    with pytest.raises(Crash):
+        _fit(tmp_path, "crashy", epochs=6, keep=3, values=values, crash_in_validation=4)
+    crashed = tmp_path / "crashy"
+    _, _, out, _, _ = _fit(tmp_path, "x", epochs=6, keep=3, values=values, resume=crashed)
+    assert out["member_epochs"] == ref["member_epochs"]
+    for a, b in zip(out["members"], ref["members"]):
+        wa, wb = mx.nd.load(str(a)), mx.nd.load(str(b))
+        for k in wa:
+            np.testing.assert_array_equal(wa[k].asnumpy(), wb[k].asnumpy())
+    assert sorted(f.name for f in (crashed / "checkpoints").glob("top_*.params")) == \
+        sorted(m.name for m in ref["members"])

@@ -112,3 +112,32 @@ def test_pretrained_offline_gives_clear_error(monkeypatch):
     monkeypatch.setattr(vision, "resnet18_v2", offline)
     with pytest.raises(RuntimeError, match="--init-params"):
         filter_net.build(pretrained=True)
+
+
+def test_ensemble_is_the_mean_of_its_members_and_old_specs_still_load(tmp_path):
+    import json
+    paths = []
+    for seed in (1, 2, 3):
+        net = filter_net.build(seed=seed, dropout=0.0)
+        paths.append(tmp_path / f"m{seed}.params")
+        net.save_parameters(str(paths[-1]))
+    crops = np.random.RandomState(0).randint(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    each = [filter_net.score_crops(filter_net.load_members([p]), crops) for p in paths]
+    assert np.abs(each[0] - each[1]).max() > 1e-4  # three different nets, not one
+    ensemble = filter_net.load_members(paths)
+    assert isinstance(ensemble, filter_net.FilterEnsemble)
+    np.testing.assert_allclose(filter_net.score_crops(ensemble, crops), np.mean(each, axis=0),
+                               atol=1e-6)
+    spec = {"threshold": 0.0, "members": [p.name for p in paths], "net": {"dropout": 0.0}}
+    (tmp_path / "filter.json").write_text(json.dumps(spec))
+    net, _ = filter_net.load_filter(tmp_path / "filter.json")
+    np.testing.assert_allclose(filter_net.score_crops(net, crops), np.mean(each, axis=0),
+                               atol=1e-6)
+    # a filter.json of an older run names one file in "params"
+    (tmp_path / "filter.json").write_text(json.dumps({"threshold": 0.0, "params": "m2.params"}))
+    net, _ = filter_net.load_filter(tmp_path / "filter.json")
+    assert isinstance(net, filter_net.FilterNet)
+    np.testing.assert_allclose(filter_net.score_crops(net, crops), each[1], atol=1e-6)
+    (tmp_path / "filter.json").write_text(json.dumps({"threshold": 0.0, "members": ["gone"]}))
+    with pytest.raises(FileNotFoundError, match="gone"):
+        filter_net.load_filter(tmp_path / "filter.json")

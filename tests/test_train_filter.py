@@ -132,8 +132,12 @@ def test_end_to_end_writes_every_artefact(first_run):
     best = json.loads((run_dir / "checkpoints" / "best.json").read_text())
     assert best == {"epoch": summary["best_epoch"], "metric": "val_auc",
                     "value": summary["best_val_auc"]}
-    assert spec["params"] == "checkpoints/best.params"
-    assert (run_dir / spec["params"]).exists()
+    # the model: the mean of the best --snapshots (3) epochs of the 2 run, best first
+    rows = runs.MetricsCSV(run_dir / "metrics.csv").rows()
+    by_auc = sorted(range(len(rows)), key=lambda e: (-float(rows[e]["val_auc"]), e))
+    assert summary["snapshot_epochs"] == by_auc[:3] and by_auc[0] == summary["best_epoch"]
+    assert spec["members"] == [f"checkpoints/top_{e:03d}.params" for e in by_auc[:3]]
+    assert all((run_dir / m).exists() for m in spec["members"]) and "params" not in spec
     assert {"feature", "distance", "context", "search_radius", "stride", "crop_size",
             "min_score", "top_k"} <= set(spec)
     assert spec["distance"] is not None  # resolved, not "default"
@@ -224,6 +228,13 @@ def test_filter_json_rebuilds_crops_and_scores_for_predict(first_run, tiny_set):
     assert [(m.dx, m.dy) for m in matches] == [(r["dx"], r["dy"]) for r in mine]
     scores = filter_net.score_crops(net, crops)
     np.testing.assert_allclose(scores, [float(r["filter_score"]) for r in mine], atol=1e-5)
+    # the ensemble's score is the plain mean of its members' scores
+    assert len(spec["members"]) == 2
+    each = [filter_net.score_crops(filter_net.load_members([run_dir / m],
+                                                           spec["net"]["dropout"]), crops)
+            for m in spec["members"]]
+    np.testing.assert_allclose(scores, np.mean(each, axis=0), atol=1e-6)
+    assert np.abs(each[0] - each[1]).max() > 1e-4  # two different epochs, not one net twice
 
 
 def test_resume_after_sigkill_finishes_every_epoch_once(first_run, tiny_set, tmp_path):
