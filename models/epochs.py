@@ -45,7 +45,7 @@ class _Best:
         if self.metric not in val:
             raise KeyError(f"validate() returned {sorted(val)}, missing {self.metric!r}")
         v = val[self.metric]
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if not _defined(v):
             return False
         return self.value is None or (v > self.value if self.mode == "max" else v < self.value)
 
@@ -142,7 +142,7 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
         log.info("epoch %d/%d %s", epoch + 1, epochs,
                  " ".join(f"{k}={_short(v)}" for k, v in row.items() if k != "epoch"))
     model = None if diverged else _model(ckpt, net, metric, best, ema)
-    top = ckpt.load_top() if keep > 1 and metric is not None and best.epoch >= 0 else []
+    top = ckpt.load_top() if keep > 1 and best.epoch >= 0 else []  # a best epoch needs metric
     return {"best_epoch": best.epoch, "best_metric": best.value, "epochs_run": epochs_run,
             "history": run.metrics.rows(), "diverged": diverged, "model": model,
             "members": [] if model is None else
@@ -178,6 +178,7 @@ def _model(ckpt, net, metric, best, ema):
 
 
 def _defined(v):
+    """Whether a validation value can rank an epoch (NaN where undefined never does)."""
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 

@@ -132,7 +132,7 @@ def test_end_to_end_writes_every_artefact(first_run):
     best = json.loads((run_dir / "checkpoints" / "best.json").read_text())
     assert best == {"epoch": summary["best_epoch"], "metric": "val_auc",
                     "value": summary["best_val_auc"]}
-    # the model: the mean of the best --snapshots (3) epochs of the 2 run, best first
+    # the model: the mean of the best --snapshots (3) epochs of a 2-epoch run: both, best first
     rows = runs.MetricsCSV(run_dir / "metrics.csv").rows()
     by_auc = sorted(range(len(rows)), key=lambda e: (-float(rows[e]["val_auc"]), e))
     assert summary["snapshot_epochs"] == by_auc[:3] and by_auc[0] == summary["best_epoch"]
