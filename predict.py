@@ -205,8 +205,9 @@ def predict_all(run, args, ctx):
                                                remove_ink=not args.keep_ink)
         sides = list(halves)
         arrays = [clean[y0:y1, x0:x1] for x0, y0, x1, y1 in (halves[s] for s in sides)]
+        fusion_iou = det_info.get("fusion", {}).get("iou", yolo_train.FUSION_IOU)
         dets = detect(nets, arrays, det_info["data_shape"], ctx, args.batch_size, score_floor,
-                      spec.get("top_k") or 100, det_info.get("fusion", {}).get("iou", 0.55))
+                      spec.get("top_k") or 100, fusion_iou)
         grays = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in arrays]
         records = []
         for k, side in enumerate(sides):

@@ -35,8 +35,11 @@ def add_selection_arguments(parser):
                         "box fusion (scores on the scale of the out-of-fold threshold, no "
                         "extra training); retrain: one model on every training id (default "
                         "%(default)s; --only final always retrains)")
-    g.add_argument("--fusion-iou", type=float, default=0.55,
-                   help="IoU above which the ensemble fuses boxes (default %(default)s)")
+    from models.yolo_train import FUSION_IOU  # mxnet: only train_yolo3.py declares these
+    g.add_argument("--fusion-iou", type=float, default=FUSION_IOU,
+                   help="IoU above which the ensemble fuses boxes; the default is the members' "
+                        "own NMS IoU, so the ensemble keeps one box where each member would "
+                        "(default %(default)s)")
     g.add_argument("--threshold-beta", type=float, default=2.0,
                    help="the operating threshold in model.json is the best F-beta on the "
                         "out-of-fold detections: 2 (F2) weighs recall twice, as the first "

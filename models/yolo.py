@@ -260,14 +260,17 @@ def transform_net(network, classes, anchors=None, head_scale=1.0):
                  head_scale=head_scale)
 
 
-def model_json(network, classes, data_shape, members, offset=1, fusion_iou=0.55,
+def model_json(network, classes, data_shape, members, offset=1, fusion_iou=None,
                head_scale=1.0):
     """The ``model.json`` record of docs/CONTRACTS.md.
 
     ``members`` are parameter files relative to the run folder: one (a single model) or the
     k fold models of an ensemble, whose detections ``predict_models`` fuses by weighted box
-    fusion at ``fusion_iou``. ``offset`` is the box convention the threshold was chosen with.
+    fusion at ``fusion_iou`` (default ``yolo_train.FUSION_IOU``). ``offset`` is the box
+    convention the threshold was chosen with.
     """
+    if fusion_iou is None:
+        from models.yolo_train import FUSION_IOU as fusion_iou
     members = [str(m) for m in ([members] if isinstance(members, (str, Path)) else members)]
     return {"net": network, "classes": list(classes), "data_shape": int(data_shape),
             "members": members, "offset": int(offset), "head_scale": float(head_scale),
