@@ -192,6 +192,7 @@ def predict_all(run, args, ctx):
     score_floor = min(det_threshold, spec.get("min_score", det_threshold))
     files = list_inputs(args.inputs)
     classes = det_info["classes"]  # the detector's classes (model.json), in id order
+    fusion_iou = det_info.get("fusion", {}).get("iou", yolo_train.FUSION_IOU)
     dets_src, skipped, counts = {}, [], {KEPT: 0, REJECTED_FILTER: 0, BELOW_DETECTOR: 0}
     for path in tqdm(files, desc="predict", unit="img", disable=args.no_progress):
         try:
@@ -205,7 +206,6 @@ def predict_all(run, args, ctx):
                                                remove_ink=not args.keep_ink)
         sides = list(halves)
         arrays = [clean[y0:y1, x0:x1] for x0, y0, x1, y1 in (halves[s] for s in sides)]
-        fusion_iou = det_info.get("fusion", {}).get("iou", yolo_train.FUSION_IOU)
         dets = detect(nets, arrays, det_info["data_shape"], ctx, args.batch_size, score_floor,
                       spec.get("top_k") or 100, fusion_iou)
         grays = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in arrays]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import mxnet as mx
 
+from models.yolo_train import FUSION_IOU
+
 log = logging.getLogger(__name__)
 
 #: Networks the factory builds; darknet53 is the notes' detector, the MobileNets are for CPU.
@@ -260,7 +262,7 @@ def transform_net(network, classes, anchors=None, head_scale=1.0):
                  head_scale=head_scale)
 
 
-def model_json(network, classes, data_shape, members, offset=1, fusion_iou=None,
+def model_json(network, classes, data_shape, members, offset=1, fusion_iou=FUSION_IOU,
                head_scale=1.0):
     """The ``model.json`` record of docs/CONTRACTS.md.
 
@@ -269,8 +271,6 @@ def model_json(network, classes, data_shape, members, offset=1, fusion_iou=None,
     fusion at ``fusion_iou`` (default ``yolo_train.FUSION_IOU``). ``offset`` is the box
     convention the threshold was chosen with.
     """
-    if fusion_iou is None:
-        from models.yolo_train import FUSION_IOU as fusion_iou
     members = [str(m) for m in ([members] if isinstance(members, (str, Path)) else members)]
     return {"net": network, "classes": list(classes), "data_shape": int(data_shape),
             "members": members, "offset": int(offset), "head_scale": float(head_scale),

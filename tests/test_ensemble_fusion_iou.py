@@ -11,15 +11,13 @@ import numpy as np
 
 import train_yolo3
 from eval import fusion
+from eval.detection import box_iou
 from models import yolo, yolo_train
 
 
 def _iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
+    """IoU of two boxes in weighted box fusion's convention (continuous, no +1)."""
+    return box_iou([a], [b], offset=0)[0, 0]
 
 
 def _members(first, others, scores):
