@@ -201,3 +201,71 @@ def test_max_expand_below_one_is_refused(net):
     from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
     with pytest.raises(ValueError, match="max_expand"):
         nt.NumpyYOLO3TrainTransform(YOLO3DefaultTrainTransform(96, 96, net), 0.5)
+
+
+class _PerSample:
+    """A train transform without ``draw``: the loader then runs it whole per image."""
+
+    def __init__(self, transform):
+        self._t = transform
+        self.numpy_input = transform.numpy_input
+
+    def __call__(self, img, label):
+        return self._t(img, label)
+
+
+@pytest.mark.parametrize("size, max_expand", [(96, 4.0), (128, 1.0)])
+def test_batched_loader_equals_the_per_sample_loader(detection, size, max_expand):
+    """The loader's split (draw per image; flip, normalisation and targets per batch, in its
+    batchify) gives, bit for bit, the batches of the whole transform run per image and
+    stacked: mirrored and unmirrored images in one batch, boxes padded, targets written
+    one box at a time (a single image) and in arrays (a batch)."""
+    from datasets.detector.augment import ExtraAugment
+    net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
+    sub = detection.subset(detection.splits["train"], seed=6, max_side=size, cache=True)
+    transforms = dd.train_transforms(net, [size], ExtraAugment(p=0.5), max_expand=max_expand)
+    assert transforms[0].batched
+    runs = []
+    for ts in (transforms, [_PerSample(t) for t in transforms]):
+        loader = dd.train_loader(sub, ts, 4, sampler=dd.SplitSampler(len(sub), seed=2))
+        runs.append([[a.asnumpy() for a in b] for _ in range(3) for b in loader])
+    batched, per_sample = runs
+    assert len(batched) == len(per_sample) == 3 * (len(sub) // 4)
+    for a, b in zip(batched, per_sample):
+        assert [x.shape for x in a] == [x.shape for x in b]
+        assert [x.dtype for x in a] == [x.dtype for x in b]
+        for name, x, y in zip(("image",) + NAMES, a, b):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    padded = [b[-1] for b in batched]
+    assert any((p == -1).all(axis=-1).any() for p in padded), "no padded box rows"
+
+
+def test_batchify_refuses_drawn_images_of_an_unknown_size(net):
+    (t,) = dd.train_transforms(net, [96])
+    drawn = nt.Drawn(np.zeros((3, 64, 64), np.float32), False, np.zeros((1, 6), np.float32))
+    with pytest.raises(ValueError, match="no transform for drawn 64x64"):
+        dd.train_batchify([t])([drawn])
+
+
+def test_batchify_pickles_small(net):
+    """GluonCV's loaders pickle the batchify into a worker with every batch."""
+    blob = pickle.dumps(dd.train_batchify(dd.train_transforms(net, dd.random_shapes(128))))
+    assert len(blob) < 20000
+
+
+def test_batched_loader_under_random_shapes(detection):
+    """GluonCV's random-shape loader with the drawn samples: each batch is finished by the
+    transform of its input size and equals the per-sample path's batch."""
+    net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
+    sub = detection.subset(detection.splits["train"], seed=6, max_side=96, cache=True)
+    transforms = dd.train_transforms(net, [64, 96])
+    runs = []
+    for ts in (transforms, [_PerSample(t) for t in transforms]):
+        yolo_train.seed_all(3)  # the loader draws each interval's input size
+        loader = dd.train_loader(sub, ts, 2, sampler=dd.SplitSampler(len(sub), seed=2),
+                                 interval=1)
+        runs.append([[a.asnumpy() for a in b] for _ in range(2) for b in loader])
+    assert {b[0].shape[-1] for b in runs[0]} == {64, 96}
+    for a, b in zip(*runs):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)

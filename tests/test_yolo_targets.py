@@ -80,3 +80,57 @@ def test_fast_transform_gives_gluoncv_samples(nets):
         b = fast(img, label)
         for x, y in zip(a, b):
             np.testing.assert_allclose(_np(x), _np(y), rtol=1e-5, atol=1e-5)
+
+
+def _batch(rng, width, height, classes, duplicates):
+    """(B, M, 4) boxes of 0-M boxes per image, padded with -1 rows (one in mid-list too),
+    sub-pixel sizes (``max(w, 1)``) and, with ``duplicates``, a box given twice with another
+    class where there are several (two boxes on one anchor)."""
+    batch, m = rng.randint(1, 9), rng.randint(1, 12)
+    boxes = np.stack([_boxes(rng, m, width, height) for _ in range(batch)])
+    ids = rng.randint(classes, size=(batch, m, 1)).astype(np.float32)
+    if duplicates and m > 1:
+        boxes[:, 1] = boxes[:, 0]
+        ids[:, 1] = (ids[:, 0] + 1) % classes
+    for row, n in zip(boxes, rng.randint(0, m + 1, batch)):
+        row[n:] = -1
+    if m > 3:
+        boxes[0, 2] = -1
+    return boxes, ids
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_array_fill_equals_the_box_loop_bit_for_bit(nets, seed, monkeypatch):
+    """The batch path (all boxes in array operations) writes the loop's bits: float32 and
+    float64 steps as numpy computes them on float32 scalars, the later of two boxes on one
+    anchor, padding rows ending an image's list."""
+    import models.yolo_targets as yt
+    rng = np.random.RandomState(seed)
+    classes = (1, 3)[seed % 2]
+    width, height = ((128, 96), (96, 96), (160, 128), (64, 64))[seed % 4]
+    t = YOLO3DefaultTrainTransform(width, height, nets[classes])
+    boxes, ids = _batch(rng, width, height, classes, duplicates=seed % 3 == 0)
+    mix = rng.uniform(0.2, 1, ids.shape).astype(np.float32) if seed % 4 == 1 else None
+    args = (t._fake_x, t._feat_maps, t._anchors, None, boxes, ids, mix)
+    results = []
+    for limit in (10 ** 6, -1):  # all boxes by the loop, then all by arrays
+        monkeypatch.setattr(yt, "LOOP_MAX_BOXES", limit)
+        results.append(NumpyYOLOV3TargetGenerator(classes, ndarray=False)(*args))
+    assert results[0][0].sum() > 0
+    for name, a, b in zip(("objectness", "center", "scale", "weights", "class"), *results):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_batch_with_padding_equals_gluoncv(nets):
+    """A loader's batch in one call (the arrays path) against GluonCV's generator."""
+    rng = np.random.RandomState(7)
+    t = YOLO3DefaultTrainTransform(128, 96, nets[3])
+    boxes, ids = _batch(rng, 128, 96, 3, duplicates=False)
+    while (boxes[..., 0] >= 0).sum() <= 3:
+        boxes, ids = _batch(rng, 128, 96, 3, duplicates=False)
+    args = (t._fake_x, t._feat_maps, t._anchors, t._offsets, mx.nd.array(boxes),
+            mx.nd.array(ids))
+    want = YOLOV3PrefetchTargetGenerator(num_class=3)(*args)
+    got = NumpyYOLOV3TargetGenerator(3)(*args)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g.asnumpy(), w.asnumpy(), rtol=1e-5, atol=1e-5)

@@ -238,11 +238,35 @@ class TrainTransform:
         self.numpy_input = bool(getattr(yolo_transform, "numpy_input", False))
 
     def __call__(self, img, label):
+        return self._yolo(*self._extra_augment(img, label))
+
+    def _extra_augment(self, img, label):
         if self._extra is not None:
             # ExtraAugment keeps at least one box (skips a rotation that would drop all),
             # which the YOLO target generator needs.
             img, label = self._extra(img, label)
-        return self._yolo(img, label)
+        return img, label
+
+    @property
+    def batched(self):
+        """Whether the YOLO transform splits into a per-image ``draw`` and a per-batch
+        ``finish`` (the numpy one), which the training loader then uses."""
+        return hasattr(self._yolo, "draw")
+
+    def draw(self, img, label):
+        return self._yolo.draw(*self._extra_augment(img, label))
+
+
+class DrawStage:
+    """The per-image stage of a batched ``TrainTransform`` as a dataset transform (module
+    level, so loader workers unpickle it); ``train_batchify`` finishes the batch."""
+
+    def __init__(self, transform):
+        self._t = transform
+        self.numpy_input = transform.numpy_input
+
+    def __call__(self, img, label):
+        return self._t.draw(img, label)
 
 
 class ValTransform:
@@ -347,11 +371,12 @@ class SplitSampler(gluon.data.sampler.Sampler):
         return self.part_len
 
 
-def train_batchify():
+def train_batchify(transforms=()):
     """Stack image and the 5 YOLO targets, pad the gt boxes (GluonCV train_yolo3's batchify,
-    in numpy for numpy samples: ``datasets.detector.numpy_transform.TrainBatchify``)."""
+    in numpy for numpy samples: ``datasets.detector.numpy_transform.TrainBatchify``); with
+    the batched ``transforms`` (``TrainTransform``), it also finishes their drawn samples."""
     from datasets.detector.numpy_transform import TrainBatchify
-    return TrainBatchify()
+    return TrainBatchify([t._yolo for t in transforms if getattr(t, "batched", False)])
 
 
 def val_batchify():
@@ -399,15 +424,19 @@ def train_loader(dataset, transforms, batch_size, num_workers=0, sampler=None, i
     if thread and num_workers:
         raise ValueError(f"a loader thread loads in the training process: it takes 0 loader "
                          f"processes, got {num_workers}")
+    batchify = train_batchify(transforms)
+    if all(getattr(t, "batched", False) for t in transforms):
+        # draw per image; flip, normalise and make targets per batch (in the batchify)
+        transforms = [DrawStage(t) for t in transforms]
     if len(transforms) == 1:
         return gluon.data.DataLoader(
             dataset.transform(transforms[0]), batch_size=batch_size, sampler=sampler,
-            last_batch="rollover", batchify_fn=train_batchify(),
+            last_batch="rollover", batchify_fn=batchify,
             num_workers=1 if thread else num_workers, thread_pool=bool(thread))
     from gluoncv.data.dataloader import RandomTransformDataLoader
     return RandomTransformDataLoader(
         transforms, dataset, interval=interval, batch_size=batch_size, sampler=sampler,
-        last_batch="rollover", batchify_fn=train_batchify(), num_workers=num_workers)
+        last_batch="rollover", batchify_fn=batchify, num_workers=num_workers)
 
 
 def val_loader(dataset, data_shape, batch_size, num_workers=0):
