@@ -269,3 +269,12 @@ def test_batched_loader_under_random_shapes(detection):
     for a, b in zip(*runs):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_only_a_transform_with_targets_is_batched(net):
+    """Without a net there are no targets to finish: the loader runs such a transform whole."""
+    from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
+    assert dd.train_transforms(net, [96])[0].batched
+    plain = dd.TrainTransform(nt.NumpyYOLO3TrainTransform(YOLO3DefaultTrainTransform(96, 96)))
+    assert not plain.batched
+    assert not dd.train_transforms(net, [96], numpy_transform=False)[0].batched

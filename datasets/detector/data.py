@@ -250,8 +250,8 @@ class TrainTransform:
     @property
     def batched(self):
         """Whether the YOLO transform splits into a per-image ``draw`` and a per-batch
-        ``finish`` (the numpy one), which the training loader then uses."""
-        return hasattr(self._yolo, "draw")
+        ``finish`` (the numpy one, built with a net), which the training loader then uses."""
+        return bool(getattr(self._yolo, "batchable", False))
 
     def draw(self, img, label):
         return self._yolo.draw(*self._extra_augment(img, label))

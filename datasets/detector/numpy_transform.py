@@ -224,6 +224,11 @@ class NumpyYOLO3TrainTransform:
         batch = self.finish([drawn])
         return tuple(a[0] for a in batch)
 
+    @property
+    def batchable(self):
+        """Whether :meth:`finish` applies: a transform built with a net (it makes targets)."""
+        return self._targets is not None
+
     def draw(self, img, label):
         """The per-image part of :meth:`__call__`: every random draw, and the pixels up to
         the resize. Returns a :class:`Drawn` (the input-size image before the flip and
