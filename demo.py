@@ -65,6 +65,10 @@ PROFILES = {
 }
 #: Seconds kept for the two-stage evaluation and the report after the filter.
 REPORT_RESERVE_S = 20.0
+#: The filter's time when the detector left it less: a run over its budget still ends with
+#: a filter and a report (a slowed-down machine once left the filter -0.4 min, and the run
+#: ended in an error after 15 minutes), and says by how much it overran.
+FILTER_FLOOR_MINUTES = 2.0
 
 
 def parse_args(argv=None):
@@ -110,6 +114,16 @@ def profile(args):
     cfg["epochs"] = cfg["epochs"] or 30
     cfg["filter_epochs"] = cfg["filter_epochs"] or 8
     return cfg
+
+
+def filter_budget_minutes(left_s):
+    """The filter's ``--time-budget``: the ``left_s`` seconds the detector left, at least
+    :data:`FILTER_FLOOR_MINUTES` (with a warning that the demo overruns)."""
+    if left_s >= FILTER_FLOOR_MINUTES * 60.0:
+        return left_s / 60.0
+    log.warning("the detector left the filter %.1f min of the budget: the filter gets %.1f "
+                "min, and the demo overruns its budget", left_s / 60.0, FILTER_FLOOR_MINUTES)
+    return FILTER_FLOOR_MINUTES
 
 
 def _options(**values):
@@ -245,7 +259,7 @@ def run_stages(run, args, cfg, t0):
                         out=run.dir, name="detector", seed=seed) + ["--gpus", args.gpus]
     det = train_yolo3.main(train_yolo3.parse_args(det_argv + _progress(args)))
     det_dir = run.dir / "detector"
-    filter_minutes = left_s() / 60.0 if budget_s is not None else None
+    filter_minutes = filter_budget_minutes(left_s()) if budget_s is not None else None
     # A detector trained for minutes on a CPU finds few lesions, so its out-of-fold boxes
     # hold few positives; the CPU profiles add the ground-truth boxes as extra positives.
     # train_filter.py's own default adds random boxes (--add-random), mostly negatives.
@@ -268,7 +282,7 @@ def run_stages(run, args, cfg, t0):
                                           "both_sides", "test", "train", "folds")},
         "detector": dict(e2e["detector"], **{k: det.get(k) for k in (
             "cv_map_mean", "cv_map_std", "best_set", "oof_map_voc12", "test_random_map_voc12",
-            "final_model", "epochs")}),
+            "final_model", "epochs", "fold_epochs")}),
         "two_stage": e2e["two_stage"],
         "detector_best_f1": e2e.get("detector_best_f1"),
         "recall_by": e2e["recall_by"],

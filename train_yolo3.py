@@ -27,6 +27,7 @@ if kv_server.is_server():  # a dist kvstore server or scheduler: serve, then exi
     kv_server.serve()
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import itertools  # noqa: E402
 import logging  # noqa: E402
 
@@ -126,17 +127,22 @@ def main(args):
         job = jobs.parse_job(args.only, len(sets), len(folds)) if args.only else None
         params = [grid.apply_set(args, dict(s, grid_overrides=s)) for s in sets]
         cv_jobs = [(s, k) for s in range(len(sets)) for k in range(len(folds))]
+        plan, replan = None, None
         if args.time_budget is not None:
             plan = (stored or {}).get("derived", {}).get("time_budget")  # resumed or a child
             if plan is None:
                 plan = plan_budget(run, args, params, data, ctx, job, len(cv_jobs), t_start,
                                    kv)
+                if args.folds_parallel <= 1 and not kv.distributed:  # sequential jobs
+                    replan = budget.JobReplanner(plan, lambda q: runs.record_derived(
+                        run, {"time_budget": q}))
             for p in params:
                 p.epochs = plan["epochs"]
         # a short run keeps half its epochs out of warm-up; a resumed run or a job child
         # reads the recipe's warm-up back from args.json, so the stored record says
-        if "warmup_epochs" in from_recipe + (stored or {}).get("derived", {}).get(
-                "from_recipe", []):
+        short_warmup = "warmup_epochs" in from_recipe + (stored or {}).get(
+            "derived", {}).get("from_recipe", [])
+        if short_warmup:
             for p in params:
                 p.warmup_epochs = min(p.warmup_epochs, p.epochs / 2.0)
         if args.amp:
@@ -146,8 +152,23 @@ def main(args):
             from mxnet.contrib import amp
             amp.init()
 
+        def job_params(s, name):
+            """Set ``s``'s options for job ``name``: its epochs re-planned under a budget
+            (``models.budget.replan_epochs``), recorded before it trains."""
+            if plan is None:
+                return params[s]
+            epochs = replan(name) if replan else budget.job_epochs(plan, name)
+            if epochs == params[s].epochs:
+                return params[s]
+            p = copy.copy(params[s])
+            p.epochs = epochs
+            if short_warmup:
+                p.warmup_epochs = min(p.warmup_epochs, epochs / 2.0)
+            return p
+
         def fold_job(s, k):
-            return train_job(run, jobs.job_name((s, k)), params[s], data, ctx, kv, args,
+            name = jobs.job_name((s, k))
+            return train_job(run, name, job_params(s, name), data, ctx, kv, args,
                              folds[k]["train"], folds[k]["val"], seed=args.seed * 1000 + k)
 
         if isinstance(job, tuple):
@@ -155,10 +176,11 @@ def main(args):
         results = {}
         if job is None:
             if args.folds_parallel > 1 or job_processes(args, kv, len(cv_jobs)):
-                jobs.run_parallel(os.path.abspath(__file__), run, args, cv_jobs)
+                jobs.run_parallel(os.path.abspath(__file__), run, args, cv_jobs,
+                                  before_start=replan)
             for s, k in cv_jobs:
                 results[s, k] = fold_job(s, k)  # done jobs are read back, not retrained
-        return finish(run, args, sets, params, data, ctx, kv, results)
+        return finish(run, args, sets, params, data, ctx, kv, results, job_params)
 
 
 def job_processes(args, kv, n_cv_jobs):
@@ -174,11 +196,13 @@ def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start, kv):
     rates = calibrate(data, p, ctx, args, train_ids)
     if job is None and args.folds_parallel <= 1 and job_processes(args, kv, n_cv_jobs):
         rates["job_overhead_s"] += startup_s  # each child starts as this process did
-    plan = budget.plan_detector(args.time_budget * 60.0 - (time.time() - t_start), rates,
+    planned_at = time.time()  # budget_s counts from here (re-planning reads the clock)
+    plan = budget.plan_detector(args.time_budget * 60.0 - (planned_at - t_start), rates,
                                 data.splits, n_cv_jobs, job == "final",
                                 job == "final" or args.final_model == "retrain",
                                 args.val_interval)
-    plan.update(minutes=args.time_budget, calibration_s=rates["seconds"])
+    plan.update(minutes=args.time_budget, calibration_s=rates["seconds"],
+                planned_at=planned_at)
     runs.record_derived(run, {"time_budget": plan})
     return plan
 
@@ -328,8 +352,10 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     return result
 
 
-def finish(run, args, sets, params, data, ctx, kv, results):
-    """CV tables, out-of-fold detections, the final model, its test predictions, summary."""
+def finish(run, args, sets, params, data, ctx, kv, results, job_params=None):
+    """CV tables, out-of-fold detections, the final model, its test predictions, summary.
+    ``job_params(set, name)``: a job's options (default ``params[set]``)."""
+    job_params = job_params or (lambda s, name: params[s])
     summary = {"run": str(run.dir), "sets": [grid.set_label(s) for s in sets], "offset": OFFSET}
     best, n_folds = 0, len(data.splits["folds"])
     train_gt = data.ground_truth(data.splits["train"])
@@ -343,8 +369,8 @@ def finish(run, args, sets, params, data, ctx, kv, results):
     p = params[best]
     final_model = args.final_model if results else "retrain"
     if final_model == "retrain":
-        final = train_job(run, "final", p, data, ctx, kv, args, data.splits["train"],
-                          seed=args.seed * 1000 + 999)
+        final = train_job(run, "final", job_params(best, "final"), data, ctx, kv, args,
+                          data.splits["train"], seed=args.seed * 1000 + 999)
         if kv.rank > 0:
             return {"rank": kv.rank}
         members = ["final/checkpoints/model.params"]
@@ -370,6 +396,8 @@ def finish(run, args, sets, params, data, ctx, kv, results):
     summary.update(best_set=best, best_params=grid.set_label(sets[best]),
                    final_model=final_model, members=members, epochs=p.epochs,
                    classes=data.classes)
+    if results:  # what each fold of the chosen set trained (fewer if a budget re-planned it)
+        summary["fold_epochs"] = [results[best, k]["epochs"] for k in range(n_folds)]
     summary.update(detector_cv.test_report(run, test_det, test_gt, train_gt, sizes,
                                            data.classes))
     return run.finish(summary)

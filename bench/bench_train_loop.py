@@ -108,12 +108,16 @@ def main(args):
           f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
           f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}, max side "
           f"{args.max_side}, recipe {args.recipe}, crop {args.crop}")
-    data_dir = args.data
-    if data_dir is None:
-        from tests.yolo_fixtures import make_detection_data
-        data_dir = tempfile.mkdtemp(prefix="bench_train_loop_")
+    if args.data is not None:
+        return measure(args, args.data)
+    from tests.yolo_fixtures import make_detection_data
+    with tempfile.TemporaryDirectory(prefix="bench_train_loop_") as data_dir:
         make_detection_data(data_dir, n=32, n_test=0, k=2, seed=args.seed,
                             sizes=((400, 480), (440, 520), (380, 460)))  # ~ phantom halves
+        return measure(args, data_dir)
+
+
+def measure(args, data_dir):
     classes = data_classes(data_dir)
     data = dd.DetectionData(data_dir, classes,
                             lambda anchors=None: yolo.transform_net(args.network, classes,

@@ -186,13 +186,15 @@ def _section_cv(summary):
                 md_table(["set", "params", "mAP VOC12", "mAP VOC07"], rows, "llrr"), ""]
     if cv:
         rows = [[fmt(r.get("set"), "text"), fmt(r.get("fold"), "text"), _params(r.get("params")),
+                 fmt(r.get("epochs"), "text"),
                  fmt(r.get("map_voc12"), "pct"), fmt(r.get("map_voc07"), "pct"),
                  fmt(r.get("best_epoch_map_voc12"), "pct")] for r in cv]
-        out += ["Per fold, each model scored at its last epoch on its validation fold; the "
+        out += ["Per fold, each model scored at its last epoch on its validation fold (a time "
+                "budget trains later folds fewer epochs when the machine slowed down); the "
                 "last column is the best validated epoch, chosen on that same fold "
                 "(optimistic, for reference only):", "",
-                md_table(["set", "fold", "params", "mAP VOC12", "mAP VOC07",
-                          "best epoch (optimistic)"], rows, "lrlrrr"), ""]
+                md_table(["set", "fold", "params", "epochs", "mAP VOC12", "mAP VOC07",
+                          "best epoch (optimistic)"], rows, "lrlrrrr"), ""]
     return out
 
 

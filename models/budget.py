@@ -87,7 +87,8 @@ def epochs_for_budget(budget_s, train_images, train_rate, val_images=0, predict_
                          f"({per_epoch:.1f} s per epoch); at least {need:.1f} min is needed "
                          f"for {min_epochs}, or give --epochs")
     planned = after_s + jobs * (per_job_fixed + epochs * per_epoch)
-    return {"epochs": epochs, "seconds_per_epoch": per_epoch, "planned_s": planned,
+    return {"epochs": epochs, "seconds_per_epoch": per_epoch, "per_job_fixed_s": per_job_fixed,
+            "planned_s": planned,
             "budget_s": budget_s, "jobs": jobs, "train_images": train_images,
             "train_images_per_s": train_rate, "val_images": val_images,
             "predict_images_per_s": predict_rate, "after_s": after_s, "safety": safety}
@@ -131,6 +132,88 @@ def plan_detector(budget_s, rates, splits, n_cv_jobs, final_only, retrain, val_i
              "%.0f s planned of %.0f s)", n_jobs, plan["epochs"], plan["train_images_per_s"],
              plan["seconds_per_epoch"], plan["planned_s"], budget_s)
     return plan
+
+
+#: A re-planned job keeps at least this share of the planned epochs (a fold cut further
+#: would score a model of another kind, not a noisier estimate of the same one).
+REPLAN_FLOOR = 0.5
+
+
+def replan_epochs(plan, done_epochs, last_started_at=None, now=None, floor=REPLAN_FLOOR):
+    """Epochs for the next job of ``plan`` when the jobs before it trained ``done_epochs``.
+
+    The plan fixes one epoch count from a calibration of a few seconds; a shared machine
+    can then slow down for minutes (a demo's folds once ran 15 % under the calibrated rate:
+    the detector overran its share by 50 s, and the filter after it got 6 epochs instead of
+    11). Before each job after the first, the jobs' time left in the budget is shared again
+    among the jobs not yet trained, at the pace the last job kept (its wall clock from its
+    start to this one's, process start-up included, against its planned seconds: a slowdown
+    that lasts is seen at once, where an average over all jobs would lag behind it).
+    The plan's safety share is spent first: the count falls only when the jobs left would
+    no longer fit the budget at that pace, never rises above the plan's, and never falls
+    below ``floor`` of it. A steady machine thus trains every job with the plan's count.
+
+    Parameters
+    ----------
+    plan : dict
+        :func:`epochs_for_budget`'s plan with ``planned_at`` (``time.time()`` when it was
+        made: ``budget_s`` counts from then).
+    done_epochs : list of int
+        Epochs of the plan's jobs that trained before this one, in order.
+    last_started_at : float
+        ``time.time()`` when the last of them started (needed with ``done_epochs``).
+    now : float, optional
+        ``time.time()`` (for tests).
+
+    Returns
+    -------
+    int
+    """
+    planned, spe = int(plan["epochs"]), float(plan["seconds_per_epoch"])
+    if not done_epochs:
+        return planned
+    fixed = float(plan.get("per_job_fixed_s", 0.0))
+    jobs_left = int(plan["jobs"]) - len(done_epochs)
+    if jobs_left < 1:
+        raise ValueError(f"the plan has {plan['jobs']} job(s) and {len(done_epochs)} ran")
+    now = time.time() if now is None else now
+    pace = max(1.0, (now - float(last_started_at)) / (fixed + done_epochs[-1] * spe))
+    left = float(plan["budget_s"]) - float(plan.get("after_s", 0.0)) - \
+        (now - float(plan["planned_at"]))
+    epochs = int(math.floor((left / jobs_left / pace - fixed) / spe))
+    return max(int(math.ceil(floor * planned)), min(planned, epochs))
+
+
+class JobReplanner:
+    """Before each job of a plan (sequential jobs, in their order): its epochs from
+    :func:`replan_epochs`, kept in ``plan["job_epochs"]`` (job name -> epochs) and handed to
+    ``record(plan)`` before the job starts, so that a job child or a resumed run reads them
+    back, with its start (``plan["job_started_at"]``). A job asked for again gets its
+    recorded count."""
+
+    def __init__(self, plan, record):
+        self.plan = plan
+        self._record = record
+
+    def __call__(self, name):
+        counts = self.plan.setdefault("job_epochs", {})
+        starts = self.plan.setdefault("job_started_at", {})
+        if name in counts:
+            return counts[name]
+        now = time.time()
+        counts[name] = replan_epochs(self.plan, list(counts.values()),
+                                     max(starts.values()) if starts else None, now)
+        starts[name] = now
+        if counts[name] < self.plan["epochs"]:
+            log.warning("time budget: %s trains %d of the planned %d epochs (the jobs before it "
+                        "ran slower than calibrated)", name, counts[name], self.plan["epochs"])
+        self._record(self.plan)
+        return counts[name]
+
+
+def job_epochs(plan, name):
+    """The epochs job ``name`` trains under ``plan``: re-planned if recorded, else the plan's."""
+    return int((plan.get("job_epochs") or {}).get(name, plan["epochs"]))
 
 
 def add_time_budget_argument(group, what):

@@ -92,7 +92,8 @@ def cv_tables(run, sets, epochs, results):
     sets : list of dict
         The grid's sets (their overrides).
     epochs : list of int
-        Epochs each set trained.
+        Epochs each set trained (a job's record, when it has one, says its own: a time
+        budget may re-plan a fold).
     results : dict
         ``(set, fold) -> done.json`` record.
 
@@ -107,7 +108,7 @@ def cv_tables(run, sets, epochs, results):
         A fold of the best set has no model (it diverged).
     """
     rows = [{"set": s, "fold": k, "params": grid.set_label(sets[s]), **sets[s],
-             "epochs": epochs[s], "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
+             "epochs": r.get("epochs", epochs[s]), "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
              "best_epoch": r["best_epoch"], "best_epoch_map_voc12": r.get("best_epoch_map_voc12"),
              "seconds": r["seconds"], "images_per_s": r["images_per_s"],
              "diverged": r.get("diverged") or ""}

@@ -60,10 +60,11 @@ def parse_job(text, n_sets, n_folds):
     return s, k
 
 
-def run_parallel(script, run, args, cv_jobs):
+def run_parallel(script, run, args, cv_jobs, before_start=None):
     """Train the CV jobs of ``run`` that have no ``done.json`` yet in child processes of
     ``script``, ``args.folds_parallel`` at a time (``--gpus``, ``--fold-threads``); each
-    writes its console output to ``<job>/console.txt``."""
+    writes its console output to ``<job>/console.txt``. ``before_start(job name)`` runs
+    just before each child starts (the time budget's re-planning)."""
     todo = [j for j in cv_jobs if not (run.dir / job_name(j) / "done.json").exists()]
     thread = "--loader-thread" if args.loader_thread else "--no-loader-thread"
     commands = [(job_name(j), [sys.executable, script, "--data", args.data,
@@ -71,10 +72,12 @@ def run_parallel(script, run, args, cv_jobs):
                                "--progress", "off", "--num-workers", str(args.num_workers),
                                thread],
                  run.path(job_name(j), "console.txt")) for j in todo]
-    run_processes(commands, args.folds_parallel, args.gpus, args.fold_threads, run.log)
+    run_processes(commands, args.folds_parallel, args.gpus, args.fold_threads, run.log,
+                  before_start=before_start)
 
 
-def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5):
+def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5,
+                  before_start=None):
     """Run commands as child processes, ``parallel`` at a time, one device each.
 
     Parameters
@@ -88,6 +91,8 @@ def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5):
         ``--gpus`` of the parent ('0,1'); '' for CPU, where each child gets
         ``OMP_NUM_THREADS`` = ``threads`` or CPUs // ``parallel``.
     log : logging.Logger, optional
+    before_start : callable, optional
+        Called with a command's name just before its child starts.
 
     Raises
     ------
@@ -101,6 +106,8 @@ def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5):
     while pending or running:
         while pending and free:
             (name, argv, console_path), slot = pending.pop(0), free.pop(0)
+            if before_start is not None:
+                before_start(name)
             argv = list(argv) + ["--gpus", gpu_ids[slot % len(gpu_ids)] if gpu_ids else ""]
             env = dict(os.environ) if gpu_ids else dict(os.environ, OMP_NUM_THREADS=str(threads))
             console = open(console_path, "ab")

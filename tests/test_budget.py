@@ -26,3 +26,77 @@ def test_safety_leaves_room():
 def test_too_small_a_budget_says_what_would_do():
     with pytest.raises(ValueError, match=r"buys 0 epoch\(s\).*at least"):
         budget.epochs_for_budget(10, train_images=1000, train_rate=5.0, jobs=5)
+
+
+def _plan(epochs=10, spe=2.0, fixed=5.0, jobs=5, safety=0.9, after=30.0):
+    """A plan as epochs_for_budget makes it for a budget that buys exactly ``epochs``."""
+    budget_s = after + jobs * (fixed + epochs * spe) / safety
+    plan = budget.epochs_for_budget(budget_s, train_images=int(spe * 100), train_rate=100.0,
+                                    jobs=jobs, after_s=after, job_overhead_s=fixed,
+                                    safety=safety)
+    assert plan["epochs"] == epochs and plan["per_job_fixed_s"] == fixed
+    return dict(plan, planned_at=1000.0)
+
+
+def _run_jobs(plan, seconds_per_job_at_plan):
+    """Replay the jobs of ``plan`` sequentially, the k-th running its epochs at the pace
+    ``seconds_per_job_at_plan[k]`` x the planned seconds; returns each job's epochs and the
+    clock at the end."""
+    fixed, spe = plan["per_job_fixed_s"], plan["seconds_per_epoch"]
+    now, done, last = plan["planned_at"] + 1.0, [], None
+    for pace in seconds_per_job_at_plan:
+        e = budget.replan_epochs(plan, done, last, now=now)
+        done.append(e)
+        last, now = now, now + pace * (fixed + e * spe)
+    return done, now
+
+
+def test_replan_keeps_the_plan_on_a_steady_machine():
+    plan = _plan()
+    # on the plan's pace, and up to the pace its safety share absorbs, nothing changes
+    for pace in (1.0, 0.7, 1.05):
+        done, _ = _run_jobs(plan, [pace] * 5)
+        assert done == [10] * 5, pace
+    assert budget.replan_epochs(plan, [], now=5000.0) == 10  # the first job: the plan
+
+
+def test_replan_cuts_later_jobs_when_the_machine_slows_and_the_budget_holds():
+    plan = _plan()
+    end_of_jobs = plan["planned_at"] + plan["budget_s"] - plan["after_s"]
+    slow = [1.0, 1.3, 1.3, 1.3, 1.3]
+    done, end = _run_jobs(plan, slow)
+    # the slow second job is seen before the third starts; each later job is cut
+    assert done[:2] == [10, 10] and max(done[2:]) < 10 and min(done) >= 5
+    assert end <= end_of_jobs + 1e-6
+    # without re-planning the same slowdown overruns the jobs' share of the budget
+    fixed, spe = plan["per_job_fixed_s"], plan["seconds_per_epoch"]
+    unplanned_end = plan["planned_at"] + 1.0 + sum(p * (fixed + 10 * spe) for p in slow)
+    assert unplanned_end > end_of_jobs
+
+
+def test_replan_never_below_the_floor_nor_above_the_plan():
+    plan = _plan()
+    # far behind: the floor (half the planned epochs, rounded up)
+    t0 = plan["planned_at"]
+    assert budget.replan_epochs(plan, [10, 10], t0 + 3600, now=t0 + 2 * 3600) == 5
+    assert budget.replan_epochs(dict(plan, epochs=9), [9], t0, now=1e9) == 5
+    # far ahead: the plan, not more
+    assert budget.replan_epochs(plan, [10, 10], t0 + 2.0, now=t0 + 3.0) == 10
+    with pytest.raises(ValueError, match="5 job"):
+        budget.replan_epochs(plan, [10] * 5, t0, now=2000.0)
+
+
+def test_replanner_records_each_job_once(monkeypatch):
+    plan = _plan()
+    records = []
+    clock = iter([1001.0, 1001.0 + 25 * 1.5, 1001.0 + 25 * 3.0])
+    monkeypatch.setattr(budget.time, "time", lambda: next(clock))
+    replan = budget.JobReplanner(plan, lambda q: records.append(dict(q["job_epochs"])))
+    first = replan("set0_fold0")
+    second = replan("set0_fold1")
+    assert first == 10 and second <= 10
+    assert replan("set0_fold0") == 10  # asked again: the recorded count, no new record
+    assert records == [{"set0_fold0": 10}, {"set0_fold0": 10, "set0_fold1": second}]
+    assert plan["job_started_at"] == {"set0_fold0": 1001.0, "set0_fold1": 1001.0 + 25 * 1.5}
+    assert budget.job_epochs(plan, "set0_fold1") == second
+    assert budget.job_epochs(plan, "set0_fold4") == 10

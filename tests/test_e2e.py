@@ -123,3 +123,15 @@ def test_predict_on_new_screenshots(demo_run, tmp_path):
             assert 0 <= x1 < x2 <= rec["width"] and 0 <= y1 < y2 <= rec["height"]
         assert (pred_dir / "vis" / f"{stem}.png").stat().st_size > 0
         assert (pred_dir / "detection-results" / f"{stem}.txt").exists()
+
+
+def test_a_detector_overrun_leaves_the_filter_its_floor(caplog):
+    """The filter's budget is what the detector left, but never less than the floor: a
+    slowed-down machine once left it -0.4 min, and the demo ended in an error after 15
+    minutes of training. Over the floor it is the time left, unchanged."""
+    floor = demo.FILTER_FLOOR_MINUTES
+    assert demo.filter_budget_minutes(200.0) == pytest.approx(200.0 / 60.0)
+    assert not caplog.records
+    for left_s in (-24.0, 0.0, floor * 60.0 - 1.0):
+        assert demo.filter_budget_minutes(left_s) == floor
+    assert "overruns its budget" in caplog.text

@@ -240,13 +240,43 @@ def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):
     plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
     assert plan["epochs"] >= 1 and plan["minutes"] == 1.0
     assert plan["planned_s"] <= plan["budget_s"]
-    for k in (0, 1):  # every fold model trains the planned epochs, schedule included
+    # every fold model trains its recorded epochs, schedule included: the plan's for the
+    # first, re-planned for a later one when the first ran slower than calibrated (at these
+    # sizes it does: checkpoints and validation every epoch of 2 iterations)
+    assert plan["job_epochs"]["set0_fold0"] == plan["epochs"] == summary["epochs"]
+    for k in (0, 1):
         rows = _csv(run / f"set0_fold{k}" / "metrics.csv")
-        assert len(rows) == plan["epochs"] == summary["epochs"]
+        assert len(rows) == plan["job_epochs"][f"set0_fold{k}"] == summary["fold_epochs"][k]
+        assert float(rows[-1]["lr"]) < 0.01 * float(rows[len(rows) // 2]["lr"])
     with pytest.raises(ValueError, match="drop 'epochs' from --grid"):
         train_yolo3.main(train_yolo3.parse_args(["--data", str(data_dir), "--time-budget", "1",
                                                  "--grid", "epochs=3", "--out", str(tmp_path),
                                                  *TINY]))
+
+
+def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, monkeypatch):
+    """A fold the budget re-plans (models.budget.replan_epochs, here made to cut fold 1 by
+    one epoch) trains that many epochs in its own process (the recipe's job processes: it
+    reads the count back from args.json), is read back without retraining, and says so in
+    every record."""
+    from models import budget
+    monkeypatch.setattr(budget, "replan_epochs",
+                        lambda plan, done, last=None, now=None: plan["epochs"] - len(done))
+    argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
+            "--name", "tb", *[a for a in TINY if a != "--no-job-processes"], "--job-processes"]
+    summary = train_yolo3.main(train_yolo3.parse_args(argv))
+    run = tmp_path / "tb"
+    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    e = plan["epochs"]
+    assert e >= 2
+    assert plan["job_epochs"] == {"set0_fold0": e, "set0_fold1": e - 1}
+    assert list(plan["job_started_at"]) == ["set0_fold0", "set0_fold1"]
+    for k, want in ((0, e), (1, e - 1)):
+        assert len(_csv(run / f"set0_fold{k}" / "metrics.csv")) == want
+        assert json.loads((run / f"set0_fold{k}" / "done.json").read_text())["epochs"] == want
+    assert [int(r["epochs"]) for r in _csv(run / "cv_results.csv")] == [e, e - 1]
+    assert summary["fold_epochs"] == [e, e - 1] and summary["epochs"] == e
+    assert len(list(run.glob("set0_fold*/console.txt"))) == 2  # each fold in its process
 
 
 def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
