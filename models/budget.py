@@ -222,7 +222,9 @@ def add_time_budget_argument(group, what):
                        help=f"size the epochs to fit {what} into this many minutes, from "
                             "this machine's measured throughput; the count is recorded "
                             "(args.json derived.time_budget) and reproduces the run elsewhere "
-                            "as --epochs")
+                            "as --epochs. Jobs run one at a time are re-planned before each "
+                            "(fewer epochs, at least half, when the jobs before ran slower "
+                            "than the plan's safety share allows; job_epochs records them)")
 
 
 def plan_filter(budget_s, train_crops, train_rate, val_crops, test_crops, predict_rate,
