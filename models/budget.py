@@ -216,15 +216,18 @@ def job_epochs(plan, name):
     return int((plan.get("job_epochs") or {}).get(name, plan["epochs"]))
 
 
-def add_time_budget_argument(group, what):
-    """Declare ``--time-budget MINUTES`` in ``group``; ``what`` says what must fit."""
+def add_time_budget_argument(group, what, replanned=False):
+    """Declare ``--time-budget MINUTES`` in ``group``; ``what`` says what must fit;
+    ``replanned``: the script re-plans its jobs (:class:`JobReplanner`)."""
     group.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help=f"size the epochs to fit {what} into this many minutes, from "
                             "this machine's measured throughput; the count is recorded "
                             "(args.json derived.time_budget) and reproduces the run elsewhere "
-                            "as --epochs. Jobs run one at a time are re-planned before each "
-                            "(fewer epochs, at least half, when the jobs before ran slower "
-                            "than the plan's safety share allows; job_epochs records them)")
+                            "as --epochs" + (
+                                ". Jobs run one at a time are re-planned before each (fewer "
+                                "epochs, at least half, when the jobs before ran slower than "
+                                "the plan's safety share allows; job_epochs records them)"
+                                if replanned else ""))
 
 
 def plan_filter(budget_s, train_crops, train_rate, val_crops, test_crops, predict_rate,

@@ -84,7 +84,7 @@ def add_training_arguments(parser):
                         "models/recipes.py)")
     g = parser.add_argument_group("training")
     budget.add_time_budget_argument(g, "every model, its validations and the test "
-                                       "predictions")
+                                       "predictions", replanned=True)
     g.add_argument("--max-side", type=int, default=-1,
                    help="shrink training images to this longer side (px) before augmenting; "
                         "-1 = the largest training input size, 0 = never (default %(default)s)")
