@@ -360,7 +360,7 @@ def finish(run, args, sets, params, data, ctx, kv, results, job_params=None):
     best, n_folds = 0, len(data.splits["folds"])
     train_gt = data.ground_truth(data.splits["train"])
     if results:
-        best, table = detector_cv.cv_tables(run, sets, [p.epochs for p in params], results)
+        best, table = detector_cv.cv_tables(run, sets, results)
         row = table[best]
         summary.update(cv_map_mean=row["map_voc12_mean"], cv_map_std=row["map_voc12_std"],
                        cv_map_voc07_mean=row["map_voc07_mean"], cv_table=table)

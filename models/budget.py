@@ -172,14 +172,13 @@ def replan_epochs(plan, done_epochs, last_started_at=None, now=None, floor=REPLA
     planned, spe = int(plan["epochs"]), float(plan["seconds_per_epoch"])
     if not done_epochs:
         return planned
-    fixed = float(plan.get("per_job_fixed_s", 0.0))
+    fixed = float(plan["per_job_fixed_s"])
     jobs_left = int(plan["jobs"]) - len(done_epochs)
     if jobs_left < 1:
         raise ValueError(f"the plan has {plan['jobs']} job(s) and {len(done_epochs)} ran")
     now = time.time() if now is None else now
     pace = max(1.0, (now - float(last_started_at)) / (fixed + done_epochs[-1] * spe))
-    left = float(plan["budget_s"]) - float(plan.get("after_s", 0.0)) - \
-        (now - float(plan["planned_at"]))
+    left = float(plan["budget_s"]) - float(plan["after_s"]) - (now - float(plan["planned_at"]))
     epochs = int(math.floor((left / jobs_left / pace - fixed) / spe))
     return max(int(math.ceil(floor * planned)), min(planned, epochs))
 

@@ -84,18 +84,16 @@ def job_record(name, p, rows, diverged):
             "best_epoch_map_voc12": max(validated) if validated else None}
 
 
-def cv_tables(run, sets, epochs, results):
+def cv_tables(run, sets, results):
     """``cv_results.csv``, ``cv_summary.csv`` and ``plots/cv.png``; the best set.
 
     Parameters
     ----------
     sets : list of dict
         The grid's sets (their overrides).
-    epochs : list of int
-        Epochs each set trained (a job's record, when it has one, says its own: a time
-        budget may re-plan a fold).
     results : dict
-        ``(set, fold) -> done.json`` record.
+        ``(set, fold) -> done.json`` record (:func:`job_record`: its ``epochs`` are the
+        job's own, which a time budget may have re-planned).
 
     Returns
     -------
@@ -108,7 +106,7 @@ def cv_tables(run, sets, epochs, results):
         A fold of the best set has no model (it diverged).
     """
     rows = [{"set": s, "fold": k, "params": grid.set_label(sets[s]), **sets[s],
-             "epochs": r.get("epochs", epochs[s]), "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
+             "epochs": r["epochs"], "map_voc12": r["map_voc12"], "map_voc07": r["map_voc07"],
              "best_epoch": r["best_epoch"], "best_epoch_map_voc12": r.get("best_epoch_map_voc12"),
              "seconds": r["seconds"], "images_per_s": r["images_per_s"],
              "diverged": r.get("diverged") or ""}
