@@ -38,8 +38,8 @@ log = logging.getLogger("train_filter")
 # Options a resumed run must keep: they define the crops, the split or the optimisation.
 _RESUME_FIXED = ("data", "detections", "test_detections", "crops", "feature", "distance",
                  "time_budget", "context", "search_radius", "stride", "min_score", "top_k",
-                 "iou", "add_gt", "add_random", "crop_size", "epochs", "batch_size", "lr",
-                 "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
+                 "iou", "add_gt", "add_random", "add_jitter", "crop_size", "epochs", "batch_size",
+                 "lr", "lr_mode", "lr_steps", "lr_factor", "lr_gamma", "min_lr", "max_lr",
                  "step_size_iters", "warmup_epochs", "warmup_lr", "momentum", "wd", "ema_decay",
                  "dropout", "margin", "val_frac", "balance", "neg_ratio", "hflip", "vflip",
                  "rotate", "brightness", "contrast", "side_gain", "threshold_rule",
@@ -143,7 +143,8 @@ def _crop_options(args):
     # Store the resolved distance, so predict.py does not depend on today's default.
     search["distance"] = check_pair(search["feature"], search["distance"])
     return {"min_score": args.min_score, "top_k": args.top_k, "iou": args.iou,
-            "add_gt": args.add_gt, "add_random": args.add_random, "seed": args.seed,
+            "add_gt": args.add_gt, "add_random": args.add_random,
+            "add_jitter": args.add_jitter, "seed": args.seed,
             "size": args.crop_size, "search": search, "workers": args.crop_workers}
 
 
@@ -272,7 +273,7 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
 def split_crops(args, crop_dir):
     """The training crops, split by source screenshot into train and validation indices.
 
-    Validation keeps detection crops only (no --add-gt or --add-random boxes): it mirrors the
+    Validation keeps detection crops only (no --add-gt, --add-random or --add-jitter boxes): it mirrors the
     test crops because it picks the threshold. So the detection crops alone decide the split
     (stratified by their labels): the same validation set with or without those extras, whose
     crops follow their screenshot, and a screenshot without detections trains. When too few

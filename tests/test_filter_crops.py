@@ -240,3 +240,77 @@ def test_add_random_adds_labelled_boxes_to_training_crops_only(tiny):
     test_rows = crop_index.read_index(root / "r4" / "test.csv")
     assert test_rows and all(r["origin"] == "det" for r in test_rows)
     assert any(r["origin"] == "random" for r in crop_index.read_index(root / "r4" / "train.csv"))
+
+
+def _loop_jitter(box, u_shift, u_scale, shape):
+    """One --add-jitter box by the obvious arithmetic (shift, rescale, clip)."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    cx = (x1 + x2) / 2 + u_shift[0] * w
+    cy = (y1 + y2) / 2 + u_shift[1] * h
+    w, h = w * np.exp(u_scale[0]), h * np.exp(u_scale[1])
+    H, W = shape
+    out = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    return [min(max(v, 0), lim) for v, lim in zip(out, (W - 1, H - 1, W - 1, H - 1))]
+
+
+def test_jittered_boxes_match_a_loop_and_lie_mostly_in_the_hard_iou_range():
+    gt = np.array([[20.0, 15.0, 60.0, 45.0], [100.0, 80.0, 124.0, 96.0]])
+    shape = (200, 300)
+    boxes = crop_folder.jittered_boxes("scan_3_R", gt, shape, 2000, seed=4)
+    # the same draws, replayed by hand in the documented order (shift, then scale)
+    rng = np.random.default_rng([4, __import__("zlib").crc32(b"scan_3_R"), 1])
+    src = np.repeat(gt, 2000, axis=0)
+    u_shift = rng.uniform(-crop_folder.JITTER_SHIFT, crop_folder.JITTER_SHIFT, (len(src), 2))
+    u_scale = rng.uniform(-crop_folder.JITTER_LOG_SCALE, crop_folder.JITTER_LOG_SCALE,
+                          (len(src), 2))
+    loop = np.array([_loop_jitter(b, s, c, shape) for b, s, c in zip(src, u_shift, u_scale)])
+    np.testing.assert_allclose(boxes, loop, atol=1e-9)  # these boxes never leave the image
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 299).all() and (boxes[:, 3] <= 199).all()
+    # each box against its own lesion: most between 0.1 and 0.5 (the docstring's 85 %), some
+    # positives, as the IoU rule will label them
+    own = np.array([_loop_iou(b, g) for b, g in zip(boxes, src)])
+    hard = ((own >= 0.1) & (own < 0.5)).mean()
+    assert 0.75 < hard < 0.95, hard
+    assert 0.05 < (own >= 0.5).mean() < 0.25
+
+
+def test_jittered_boxes_depend_on_seed_and_image_only_and_drop_slivers():
+    gt = np.array([[10.0, 10.0, 30.0, 30.0]])
+    a = crop_folder.jittered_boxes("a", gt, (60, 90), 5, seed=0)
+    np.testing.assert_array_equal(a, crop_folder.jittered_boxes("a", gt, (60, 90), 5, seed=0))
+    assert not np.allclose(a, crop_folder.jittered_boxes("b", gt, (60, 90), 5, seed=0))
+    assert not np.allclose(a, crop_folder.jittered_boxes("a", gt, (60, 90), 5, seed=1))
+    # another stream than the random boxes of the same image
+    sizes = np.array([[20.0, 20.0]])
+    assert not np.allclose(a, crop_folder.random_boxes("a", (60, 90), sizes, 5, seed=0))
+    assert crop_folder.jittered_boxes("a", np.zeros((0, 4)), (60, 90), 5).shape == (0, 4)
+    assert crop_folder.jittered_boxes("a", gt, (60, 90), 0).shape == (0, 4)
+    # a lesion at the corner: boxes pushed out of the image are clipped, slivers dropped
+    corner = crop_folder.jittered_boxes("c", np.array([[0.0, 0.0, 3.0, 3.0]]), (60, 90), 500)
+    assert len(corner) < 500
+    assert ((corner[:, 2:] - corner[:, :2]) >= 2).all()
+
+
+def test_add_jitter_adds_labelled_boxes_to_training_crops_only(tiny):
+    root, data, splits, det = tiny
+    opts = dict(_options(), add_jitter=2, seed=5)
+    _, plain = crop_folder.build_crop_set(data, det, splits["train"], root / "j1", "train",
+                                          _options())
+    _, rows = crop_folder.build_crop_set(data, det, splits["train"], root / "j2", "train", opts)
+    jitter_rows = [r for r in rows if r["origin"] == "jitter"]
+    n_gt = sum(len(crop_folder.read_gt_boxes(data, i)) for i in splits["train"])
+    assert 0 < len(jitter_rows) <= 2 * n_gt and len(jitter_rows) == len(rows) - len(plain)
+    for r in jitter_rows:
+        box = [r["x1"], r["y1"], r["x2"], r["y2"]]
+        gt = crop_folder.read_gt_boxes(data, r["image_id"])
+        best = max([_loop_iou(box, g) for g in gt] + [0.0])
+        assert r["label"] == (1 if best >= 0.5 else -1)
+        assert r["score"] != r["score"]  # no detector score (nan), like the other extras
+    assert any(r["label"] == -1 for r in jitter_rows)
+    test_json = write_detections(data, splits["test"], {i: [] for i in splits["test"]},
+                                 root / "test_dets_j.json")
+    crop_folder.build_crop_folder(data, root / "oof.json", test_json, root / "j3", opts)
+    test_rows = crop_index.read_index(root / "j3" / "test.csv")
+    assert all(r["origin"] == "det" for r in test_rows)
+    assert any(r["origin"] == "jitter" for r in crop_index.read_index(root / "j3" / "train.csv"))

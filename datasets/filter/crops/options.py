@@ -47,6 +47,16 @@ def add_crop_arguments(parser):
                         "which a good detector leaves few of; never to test crops. On the "
                         "phantom, K=2 raised the validation AUC from 0.85/0.90 to 0.94/0.95 "
                         "(two detector runs; K=4 0.95/0.94); 0 = off (default: %(default)s)")
+    g.add_argument("--add-jitter", type=int, default=0, metavar="K",
+                   help="add K boxes per ground-truth box of the training images, each moved "
+                        "by up to half its size and rescaled, labelled by the --iou rule: "
+                        "mostly poorly placed boxes on a lesion (IoU 0.1-0.5), the false "
+                        "positives a filter trained on detections and random boxes lets "
+                        "through; never to test crops. Off by default: on the crops of 8 "
+                        "demo runs at equal iterations K=1 lowered the mean validation AUC "
+                        "(0.928 -> 0.888) and precision gain (+0.127 -> +0.112), and helped "
+                        "only filters trained 8 epochs or more (README); 0 = off (default: "
+                        "%(default)s)")
     g.add_argument("--crop-size", type=int, default=CROP_SIZE,
                    help="side of the fused crop, pixels (default: %(default)s)")
     g.add_argument("--crop-workers", type=int, default=1,
