@@ -273,12 +273,13 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
 def split_crops(args, crop_dir):
     """The training crops, split by source screenshot into train and validation indices.
 
-    Validation keeps detection crops only (no --add-gt, --add-random or --add-jitter boxes): it mirrors the
-    test crops because it picks the threshold. So the detection crops alone decide the split
-    (stratified by their labels): the same validation set with or without those extras, whose
-    crops follow their screenshot, and a screenshot without detections trains. When too few
-    screenshots have detections, every crop decides it (validation may then be empty: the
-    threshold falls back to the sign). Returns ``rows, crops, labels, train_idx, val_idx``.
+    Validation keeps detection crops only (no --add-gt, --add-random or --add-jitter boxes):
+    it mirrors the test crops because it picks the threshold. So the detection crops alone
+    decide the split (stratified by their labels): the same validation set with or without
+    those extras, whose crops follow their screenshot, and a screenshot without detections
+    trains. When too few screenshots have detections, every crop decides it (validation may
+    then be empty: the threshold falls back to the sign). Returns ``rows, crops, labels,
+    train_idx, val_idx``.
     """
     rows = crop_index.read_index(crop_dir / "train.csv")
     crops = crop_folder.load_crops(crop_dir, rows)

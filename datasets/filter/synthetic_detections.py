@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.filter.crops.folder import move_and_rescale, read_gt_boxes
 from datasets.prepared.folder import MANIFEST, manifest_by_id, read_splits
 from eval.detection import box_iou
 from eval.detection_io import write_detections_json
@@ -27,12 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def _jitter(box, rng, amount):
-    w, h = box[2] - box[0], box[3] - box[1]
-    cx = (box[0] + box[2]) / 2 + rng.uniform(-amount, amount) * w
-    cy = (box[1] + box[3]) / 2 + rng.uniform(-amount, amount) * h
-    w *= np.exp(rng.uniform(-amount, amount))
-    h *= np.exp(rng.uniform(-amount, amount))
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    shift = rng.uniform(-amount, amount, (1, 2))  # drawn before the scale, as always
+    return move_and_rescale(box, shift, rng.uniform(-amount, amount, (1, 2)))[0].tolist()
 
 
 def _clip(box, size):
@@ -136,7 +133,6 @@ def synthetic_detections_json(data_dir, ids, seed=0, truth=None, **kwargs):
     **kwargs
         Passed to :func:`synthetic_detections`.
     """
-    from datasets.filter.crops.folder import read_gt_boxes
     manifest = manifest_by_id(data_dir)
     images = {}
     for i, image_id in enumerate(ids):

@@ -55,6 +55,17 @@ def random_boxes(image_id, shape, sizes, n, seed=0):
     return np.stack([x1, y1, x1 + wh[:, 0], y1 + wh[:, 1]], axis=1)
 
 
+def move_and_rescale(boxes, shift, log_scale):
+    """``boxes`` (N, 4) with each centre moved by ``shift`` (N, 2) times the box's width and
+    height and each side multiplied by ``exp(log_scale)`` (N, 2): the jitter of --add-jitter
+    and of ``datasets.filter.synthetic_detections``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    size = boxes[:, 2:] - boxes[:, :2]
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 + shift * size
+    size = size * np.exp(log_scale)
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+
+
 #: --add-jitter: each box moved by up to this fraction of its width and height...
 JITTER_SHIFT = 0.5
 #: ...and each side rescaled by a factor between exp(-JITTER_LOG_SCALE) and its inverse.
@@ -64,10 +75,11 @@ JITTER_LOG_SCALE = 0.4
 def jittered_boxes(image_id, gt, shape, n, seed=0):
     """``n`` boxes per ground-truth box of ``gt`` (M, 4): the box moved by up to
     ``JITTER_SHIFT`` of its size along each axis and each side rescaled log-uniformly by up to
-    ``exp(JITTER_LOG_SCALE)``, clipped to the image ``shape`` (h, w); boxes narrower than 2
-    pixels after clipping are dropped. The generated crops of --add-jitter: about 85 % of
-    them overlap their lesion with an IoU between 0.1 and 0.5, the poorly placed boxes that
-    count as false positives and the background range Fast R-CNN trains its classifier on.
+    ``exp(JITTER_LOG_SCALE)`` (:func:`move_and_rescale`), clipped to the image ``shape`` (h,
+    w); boxes narrower than 2 pixels after clipping are dropped. The generated crops of
+    --add-jitter: about 85 % of them overlap their lesion with an IoU between 0.1 and 0.5, the
+    poorly placed boxes that count as false positives and the background range Fast R-CNN
+    trains its classifier on.
 
     The generator is seeded by ``seed`` and the image id (a stream other than
     :func:`random_boxes`'), so the boxes do not depend on the order or the process in which
@@ -78,12 +90,10 @@ def jittered_boxes(image_id, gt, shape, n, seed=0):
         return np.zeros((0, 4))
     rng = np.random.default_rng([int(seed), zlib.crc32(image_id.encode("utf-8")), 1])
     src = np.repeat(gt, n, axis=0)
-    size = src[:, 2:] - src[:, :2]
-    centre = (src[:, :2] + src[:, 2:]) / 2 + rng.uniform(-JITTER_SHIFT, JITTER_SHIFT,
-                                                          size.shape) * size
-    size = size * np.exp(rng.uniform(-JITTER_LOG_SCALE, JITTER_LOG_SCALE, size.shape))
+    shift = rng.uniform(-JITTER_SHIFT, JITTER_SHIFT, (len(src), 2))
+    boxes = move_and_rescale(src, shift, rng.uniform(-JITTER_LOG_SCALE, JITTER_LOG_SCALE,
+                                                     (len(src), 2)))
     h, w = shape
-    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
     boxes = np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1])
     ok = (boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)
     return boxes[ok]
