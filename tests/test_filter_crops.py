@@ -1,5 +1,6 @@
 """Fused crops: selection, IoU labels, channel layout, on-disk index, synthetic detections."""
 import json
+import zlib
 
 import cv2
 import numpy as np
@@ -259,7 +260,7 @@ def test_jittered_boxes_match_a_loop_and_lie_mostly_in_the_hard_iou_range():
     shape = (200, 300)
     boxes = crop_folder.jittered_boxes("scan_3_R", gt, shape, 2000, seed=4)
     # the same draws, replayed by hand in the documented order (shift, then scale)
-    rng = np.random.default_rng([4, __import__("zlib").crc32(b"scan_3_R"), 1])
+    rng = np.random.default_rng([4, zlib.crc32(b"scan_3_R"), 1])
     src = np.repeat(gt, 2000, axis=0)
     u_shift = rng.uniform(-crop_folder.JITTER_SHIFT, crop_folder.JITTER_SHIFT, (len(src), 2))
     u_scale = rng.uniform(-crop_folder.JITTER_LOG_SCALE, crop_folder.JITTER_LOG_SCALE,
@@ -314,3 +315,17 @@ def test_add_jitter_adds_labelled_boxes_to_training_crops_only(tiny):
     test_rows = crop_index.read_index(root / "j3" / "test.csv")
     assert all(r["origin"] == "det" for r in test_rows)
     assert any(r["origin"] == "jitter" for r in crop_index.read_index(root / "j3" / "train.csv"))
+
+
+def test_reusing_a_folder_older_than_the_extras_compares_them_as_zero(tmp_path, caplog):
+    from datasets.filter.crops.options import read_crop_options
+    opts = dict(_options(), add_random=0, add_jitter=0)
+    old = {k: v for k, v in opts.items() if k not in ("add_random", "add_jitter")}
+    (tmp_path / "crops.json").write_text(json.dumps(old))
+    assert read_crop_options(tmp_path) == dict(old, add_random=0, add_jitter=0)
+    with caplog.at_level("WARNING"):
+        crop_folder.reuse_crop_folder(tmp_path, opts)
+    assert "other options" not in caplog.text
+    with caplog.at_level("WARNING"):
+        crop_folder.reuse_crop_folder(tmp_path, dict(opts, add_jitter=1))
+    assert "add_jitter" in caplog.text and "add_random" not in caplog.text

@@ -75,9 +75,16 @@ def write_crop_options(out_dir, options):
     atomic_write_json(Path(out_dir) / "crops.json", dict(options, difference=DIFFERENCE_FORM))
 
 
+#: Training-only extra boxes added to the crop options after the first crop folders: a
+#: folder whose crops.json predates one was built without those boxes.
+EXTRAS_ADDED_LATER = {"add_random": 0, "add_jitter": 0}
+
+
 def read_crop_options(out_dir):
+    """The options of ``out_dir/crops.json`` (None without one), with the extras it predates
+    at 0, so a reused older folder is compared with the options it was really built with."""
     p = Path(out_dir) / "crops.json"
     if not p.exists():
         return None
     with open(p, encoding="utf-8") as f:
-        return json.load(f)
+        return dict(EXTRAS_ADDED_LATER, **json.load(f))
