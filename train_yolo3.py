@@ -223,7 +223,7 @@ def calibrate(data, p, ctx, args, train_ids, iters=20):
                              args.num_workers, thread=args.loader_thread)
     job_overhead = time.time() - t0
     try:
-        yolo_train.set_mode(net, "train")
+        yolo_train.set_mode(net, "train", fixed_shape=not p.random_shape)
         batches = itertools.islice(yolo_train.endless(loader), iters + 2)
         rate = budget.measure_rate(lambda b: yolo_train.train_step(net, trainer, b, ctx),
                                    ((b, b[0].shape[0]) for b in batches), warmup=2)
@@ -304,7 +304,8 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     def train_epoch(epoch):
         sampler.set_epoch(epoch)
         row = yolo_train.train_epoch(net, trainer, loader, ctx, epoch, kv.num_workers,
-                                     args.amp, progress, desc=name, ema=average)
+                                     args.amp, progress, desc=name, ema=average,
+                                     fixed_shape=not p.random_shape)
         if kv.distributed:
             # The schedule runs on the servers; trainer.learning_rate is the worker's stale
             # copy (MXNET_TRAPS 36). Report the schedule's LR at the epoch's last update.

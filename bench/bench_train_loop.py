@@ -129,7 +129,8 @@ def measure(args, data_dir):
     net = yolo.build(args.network, classes, ctx=ctx, head_scale=recipe["head_scale"])
     sched = schedules.build_schedule("constant", 1e-4, 1, 1)
     trainer = optim.make_trainer(net, sched, optimizer=recipe["optimizer"])
-    yolo_train.set_mode(net, "train")
+    # As train_yolo3.py plans it: one graph for the recipe's fixed training shape.
+    yolo_train.set_mode(net, "train", fixed_shape=not recipe["random_shape"])
     extra = ExtraAugment() if recipe["extra_augment"] else None
     transforms = data.transforms(args.data_shape, False, extra, recipe["max_expand"],
                                  crop=args.crop)

@@ -97,3 +97,44 @@ def test_train_transform_needs_a_fresh_net():
     used(mx.nd.zeros((1, 3, 64, 64)))
     with pytest.raises(ValueError, match="not enough values to unpack"):
         YOLO3DefaultTrainTransform(64, 64, used)
+
+
+def test_fixed_shape_training_graph_trains_the_same_weights(tiny_detection_data):
+    """set_mode(fixed_shape=True) plans the training graph once, with its memory
+    (static_alloc, static_shape): the same arithmetic as the dynamic graph, also when a
+    batch's padded box count changes the last input's shape (the graph is re-planned for
+    it), and across a switch to prediction and back. Tolerance: float32 rounding only."""
+    import numpy as np
+    from datasets.detector import data as dd
+    from models import optim
+    data_dir, splits = tiny_detection_data
+    classes = ["lesion"]
+    data = dd.DetectionData(data_dir, classes, lambda anchors=None: yolo.transform_net(
+        NET, classes, anchors))
+    loader = dd.train_loader(data.subset(splits["train"], 0, 64, cache=True),
+                             data.transforms(64, False, None, 1.0), 2, 0)
+    batches = [b for _, b in zip(range(3), yolo_train.endless(loader))]
+    # one more box row of padding (-1): a new shape for the graph's last input
+    batches.append(list(batches[0][:6]) + [mx.nd.concat(batches[0][6], -mx.nd.ones((2, 1, 4)),
+                                                  dim=1)])
+    weights, flags = {}, {}
+    for fixed in (False, True):
+        yolo_train.seed_all(0)
+        net = yolo.build(NET, classes, head_scale=0.25)
+        trainer = optim.make_trainer(net, None, learning_rate=1e-3, optimizer="adam")
+        for k, batch in enumerate(batches):
+            if k == 2:  # a validation pass in between re-plans both modes
+                yolo_train.set_mode(net, "predict")
+                assert dict(net._flags)["static_alloc"] is False
+                net(mx.nd.zeros((1, 3, 64, 64)))[0].wait_to_read()
+            yolo_train.set_mode(net, "train", fixed_shape=fixed)
+            flags[fixed] = dict(net._flags)
+            yolo_train.train_step(net, trainer, batch, [mx.cpu()])
+        weights[fixed] = {n: p.data().asnumpy() for n, p in
+                          net._collect_params_with_prefix().items()}
+    assert flags[True] == dict(flags[True], static_alloc=True, static_shape=True)
+    assert flags[False]["static_alloc"] is False and flags[False]["static_shape"] is False
+    assert weights[True].keys() == weights[False].keys()
+    for name, w in weights[False].items():
+        np.testing.assert_allclose(weights[True][name], w, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert any(not np.array_equal(w, 0) for w in weights[True].values())
