@@ -196,8 +196,8 @@ class _FixedBoxNet:
     def set_nms(self, **kwargs):
         self.nms = kwargs
 
-    def hybridize(self):
-        pass
+    def hybridize(self, active=True, **kwargs):  # HybridBlock's signature
+        self.hybridized = dict(kwargs, active=active)
 
     def __call__(self, x):
         n = x.shape[0]
@@ -211,6 +211,7 @@ def test_predict_maps_boxes_back_to_each_images_own_pixels(data):
     sub = data.subset(data.ids[:5])
     preds = predict(net, dd.val_loader(sub, 64, 2), [mx.cpu()], score_thresh=0.01, top_k=7)
     assert net.nms["post_nms"] == 7
+    assert net.hybridized == dict(active=True, static_alloc=False, static_shape=False)
     assert len(preds) == 5
     _, sizes = data.ground_truth(data.ids[:5], with_sizes=True)
     for sid, p in zip(data.ids[:5], preds):
