@@ -124,7 +124,7 @@ def test_fixed_shape_training_graph_trains_the_same_weights(tiny_detection_data)
         trainer = optim.make_trainer(net, None, learning_rate=1e-3, optimizer="adam")
         for k, batch in enumerate(batches):
             if k == 2:  # a validation pass in between re-plans both modes
-                yolo_train.set_mode(net, "predict")
+                yolo_train.set_mode(net, "predict", fixed_shape=fixed)  # always dynamic
                 assert dict(net._flags)["static_alloc"] is False
                 net(mx.nd.zeros((1, 3, 64, 64)))[0].wait_to_read()
             yolo_train.set_mode(net, "train", fixed_shape=fixed)
