@@ -141,3 +141,64 @@ def test_sampled_crop_uses_only_the_generator_it_is_given():
         after[2:] == np_state[2:]
     b = [sample_crop(bbox.copy(), size, rng=np.random.RandomState(7))[1] for _ in range(5)]
     assert a == b
+
+
+# ------------------------------------------------------------------ unreachable IoU ranges
+def _tight_case(k):
+    """A centred square box of a fifth to a twentieth of a square-ish image: its best IoU
+    with a drawn crop is near the bound, so a bound too tight shows."""
+    w, h = ((128, 128), (150, 128), (300, 310), (128, 140))[k % 4]
+    side = (0.2, 0.1, 0.05, 0.25)[k // 2 % 4] * min(w, h)
+    bbox = np.array([[w / 2 - side / 2, h / 2 - side / 2, w / 2 + side / 2, h / 2 + side / 2,
+                      0, 0]], np.float32)
+    return bbox, (w, h)
+
+
+@pytest.mark.parametrize("seed", range(68))
+def test_unreachable_range_has_no_fitting_crop(seed):
+    """Checked by brute force, on random boxes and image sizes and on single boxes placed so
+    that the bound is nearly tight: when ``_iou_upper_bound`` puts a minimum IoU out of reach,
+    none of 20,000 crops drawn as the sampled crop draws them fits it, and an IoU those crops
+    reach is never judged out of reach (a bound 0.7 times too small fails here)."""
+    from datasets.detector.fast_crop import _draw_crops, _iou_upper_bound, _iou_with_crops
+    rng = np.random.RandomState(seed)
+    bbox, (w, h) = _case(rng) if seed < 60 else _tight_case(seed - 60)
+    if len(bbox) == 0:
+        return
+    crops = _draw_crops(20000, w, h, 0.3, 1, 2, rng)
+    best = _iou_with_crops(np.asarray(bbox), crops).min(axis=1).max()
+    bound = _iou_upper_bound(np.asarray(bbox), w, h, 0.3, 1)
+    for min_iou in (0.1, 0.3, 0.5, 0.7, 0.9):
+        if min_iou > bound:
+            assert best < min_iou, f"seed {seed}: IoU {best} reached, judged unreachable"
+    assert bound >= 0.98 * best, f"seed {seed}: IoU {best} reached, bound {bound}"
+
+
+def test_bound_rules_out_phantom_like_ranges_and_not_reachable_ones():
+    from datasets.detector.fast_crop import _iou_upper_bound
+    small, size = DIST_CASES[0]  # a 12x10 lesion in a 128x150 image: every range out of reach
+    assert _iou_upper_bound(small, *size, 0.3, 1) < 0.1
+    large, size = DIST_CASES[2]  # a 90x105 box: every range may be reached
+    assert _iou_upper_bound(large, *size, 0.3, 1) >= 0.9
+    degenerate = np.array([[5.0, 5.0, 5.0, 9.0, 0, 0]])  # zero area: nothing judged
+    assert _iou_upper_bound(degenerate, *size, 0.3, 1) == np.inf
+    assert _iou_upper_bound(small, 128, 150, 0.3, 1, 0.5) == np.inf  # outside the argument
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_skipping_unreachable_ranges_changes_nothing(seed, monkeypatch):
+    """The sampled crop with and without the skip: the same crop, the same boxes and the
+    generator left in the same state (the skip consumes the trials' draws)."""
+    from datasets.detector import fast_crop as fc
+    rng = np.random.RandomState(seed)
+    bbox, size = _case(rng) if seed % 2 else DIST_CASES[seed // 2 % len(DIST_CASES)]
+    outs = []
+    for skip in (True, False):
+        if not skip:
+            monkeypatch.setattr(fc, "_iou_upper_bound", lambda *a: np.inf)
+        gen = np.random.RandomState(1000 + seed)
+        new, crop = sample_crop(bbox.copy(), size, rng=gen)
+        outs.append((new, crop, gen.random_sample()))
+    assert outs[0][1] == outs[1][1], f"seed {seed}"
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    assert outs[0][2] == outs[1][2], f"seed {seed}: generator left in another state"

@@ -131,6 +131,30 @@ def _draw_crops(n, w, h, min_scale, max_scale, max_aspect_ratio, rng):
     return np.stack([left, top, left + crop_w, top + crop_h], axis=1)
 
 
+def _iou_upper_bound(boxes, w, h, min_scale, max_scale, max_aspect_ratio=2):
+    """An upper bound on the smallest IoU of ``boxes`` with any crop :func:`_draw_crops` can
+    draw: a minimum IoU above it is unreachable, and its trials need not be tested.
+
+    IoU is at most ``min(a, A) / max(a, A)`` for box area ``a`` and crop area ``A``, and a
+    drawn crop's area lies in ``[w h min_scale**2 - (w + h), w h max_scale**2]`` (``w h s**2``
+    before the integer truncation of each side, which removes less than one pixel per side,
+    and ``s sqrt(ar)``, ``s / sqrt(ar)`` are at most 1 within GluonCV's aspect-ratio bounds).
+    The smallest box bound is returned with a margin of 1e-6 for float32 box areas; ``inf``
+    (nothing judged) when a box has no positive finite area, or for parameters outside
+    ``0 < min_scale <= max_scale <= 1 <= max_aspect_ratio``, where that argument fails."""
+    if not 0 < min_scale <= max_scale <= 1 <= max_aspect_ratio:
+        return np.inf
+    a = (boxes[:, 2].astype(np.float64) - boxes[:, 0]) * (boxes[:, 3].astype(np.float64)
+                                                        - boxes[:, 1])
+    if not (np.isfinite(a).all() and (a > 0).all()):
+        return np.inf
+    a_min = max(w * h * min_scale * min_scale - (w + h), 0.0)
+    a_max = w * h * max_scale * max_scale
+    small, large = a.min(), a.max()
+    upper = min(small / a_min if small < a_min else 1.0, a_max / large if large > a_max else 1.0)
+    return upper * (1 + 1e-6)
+
+
 def sample_crop_with_constraints(bbox, size, min_scale=0.3, max_scale=1, max_aspect_ratio=2,
                                  constraints=None, max_trial=50, rng=np.random):
     """A crop from the same distribution as GluonCV's ``random_crop_with_constraints``, for a
@@ -168,6 +192,7 @@ def sample_crop_with_constraints(bbox, size, min_scale=0.3, max_scale=1, max_asp
             1, w, h, min_scale, max_scale, max_aspect_ratio, rng)[0])
         return bbox, (left, top, right - left, bottom - top)
     boxes = np.asarray(bbox)
+    reachable = _iou_upper_bound(boxes, w, h, min_scale, max_scale, max_aspect_ratio)
     slots = [None] + list(constraints)  # None: the whole image
     while slots:
         limits = slots.pop(rng.randint(0, len(slots)))
@@ -176,6 +201,11 @@ def sample_crop_with_constraints(bbox, size, min_scale=0.3, max_scale=1, max_asp
         else:
             min_iou = -np.inf if limits[0] is None else limits[0]
             max_iou = np.inf if limits[1] is None else limits[1]
+            if min_iou > reachable:
+                # no trial can fit: consume its draws (so the stream stays the same) and
+                # skip the arithmetic, which was most of the loader's crop time
+                rng.random_sample((max_trial, 4))
+                continue
             crops = _draw_crops(max_trial, w, h, min_scale, max_scale, max_aspect_ratio, rng)
             iou = _iou_with_crops(boxes, crops)
             fits = (min_iou <= iou.min(axis=1)) & (iou.max(axis=1) <= max_iou)
