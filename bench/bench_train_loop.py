@@ -8,14 +8,16 @@ same ``train_step`` on batches made beforehand. Same net, input size and batch, 
 input size for both (random shapes would make the two differ in compute). The loop is
 measured loading in the training process (0), in one background thread of it (thread: the
 CPU recipe's default) and with 1 and 2 loader processes, each right after a bare
-measurement (paired, so the machine's drift cancels); the last line is the best median
-ratio.
+measurement (paired, so the machine's drift cancels); loading in the training process,
+which has no prefetch queue, is paired chunk by chunk (``--chunk`` steps of each, in turn).
+The last line is the best median ratio.
 
     python bench/bench_train_loop.py [--data DATA] [--network yolo3_mobilenet0.25_custom]
         [--recipe cpu|paper] [--data-shape S] [--batch-size B] [--iters 64]
         [--workers 0,thread,1,2] [--crop sampled|gluoncv] [--min-ratio 0.9]
 """
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -66,6 +68,13 @@ def parse_args(argv=None):
                    help="constrained crop: drawn from GluonCV's distribution (train_yolo3.py's) "
                         "or with GluonCV's exact draws, 300 crops an image (default "
                         "%(default)s)")
+    p.add_argument("--chunk", type=int, default=8,
+                   help="loading in the training process (0) is timed in chunks of this many "
+                        "steps alternating with the bare step, bare-loop then loop-bare, so "
+                        "both sides sample the same moments of a machine whose speed moves "
+                        "within seconds; 0 = whole windows like the prefetching loaders, "
+                        "whose queue would fill while the bare step is timed (default "
+                        "%(default)s)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for key in ("data_shape", "batch_size"):
@@ -100,6 +109,29 @@ def loop_rate(net, trainer, loader, ctx, warmup, iters):
         n += b[0].shape[0]
     mx.nd.waitall()
     return n / (time.time() - t0)
+
+
+def chunked_rates(net, trainer, batches, loader, ctx, warmup, iters, chunk):
+    """Bare and in-process-loading rates measured in alternating ``chunk``-step pieces (ABBA
+    order, time summed per side): a loader without a prefetch queue does no work between
+    chunks, so chunking biases neither side. Returns ``(bare, loop)`` images/s."""
+    it = yolo_train.endless(loader)
+    bare = itertools.cycle(batches[warmup:])
+    for b in batches[:warmup]:
+        yolo_train.train_step(net, trainer, b, ctx)
+        yolo_train.train_step(net, trainer, next(it), ctx)
+    seconds, images = [0.0, 0.0], [0, 0]
+    for c in range(max(1, iters // chunk)):
+        for side in ((0, 1) if c % 2 == 0 else (1, 0)):
+            mx.nd.waitall()
+            t0 = time.time()
+            for _ in range(chunk):
+                b = next(bare) if side == 0 else next(it)
+                yolo_train.train_step(net, trainer, b, ctx)
+                images[side] += b[0].shape[0]
+            mx.nd.waitall()
+            seconds[side] += time.time() - t0
+    return images[0] / seconds[0], images[1] / seconds[1]
 
 
 def main(args):
@@ -150,27 +182,41 @@ def measure(args, data_dir):
     print(f"loader alone (0 workers, no training): {n_img / (time.time() - t0):.1f} img/s")
     workers = [v.strip() if v.strip() == "thread" else int(v)
                for v in args.workers.split(",") if v.strip()]
-    bare, loops = [], {w: [] for w in workers}
+    chunked = {w for w in workers if w == 0 and args.chunk > 0}
+    bare, own_bare, loops = [], {w: [] for w in chunked}, {w: [] for w in workers}
     # Paired: each repeat times the bare step and then every loop right after it, so a
     # machine that speeds up or slows down between repeats (shared hosts do) moves both
     # sides of a ratio alike; the ratio reported is the median of the per-repeat ratios.
+    # In-process loading is paired more tightly still, chunk by chunk (chunked_rates).
     for _ in range(args.repeats):
-        bare.append(bare_rate(net, trainer, batches, ctx, args.warmup))
+        if set(workers) - chunked:
+            bare.append(bare_rate(net, trainer, batches, ctx, args.warmup))
         for w in workers:
             loader = dd.train_loader(subset, transforms, args.batch_size,
                                      0 if w == "thread" else w, thread=w == "thread")
             try:
-                loops[w].append(loop_rate(net, trainer, loader, ctx, args.warmup, args.iters))
+                if w in chunked:
+                    b, loop = chunked_rates(net, trainer, batches, loader, ctx, args.warmup,
+                                            args.iters, args.chunk)
+                    own_bare[w].append(b)
+                    loops[w].append(loop)
+                else:
+                    loops[w].append(loop_rate(net, trainer, loader, ctx, args.warmup,
+                                              args.iters))
             finally:
                 dd.close_loader(loader)
-    print(f"bare forward/backward/step: {np.median(bare):.2f} img/s "
-          f"(runs {np.round(bare, 2).tolist()})")
+    if bare:
+        print(f"bare forward/backward/step: {np.median(bare):.2f} img/s "
+              f"(runs {np.round(bare, 2).tolist()})")
     best = (0.0, None)
     for w in workers:
-        ratios = np.array(loops[w]) / np.array(bare)
+        paired = own_bare.get(w, bare)
+        ratios = np.array(loops[w]) / np.array(paired)
         med = float(np.median(ratios))
         label = "a loader thread" if w == "thread" else f"{w} worker(s)"
-        print(f"real loop, {label}: {np.median(loops[w]):.2f} img/s, ratio {med:.3f} "
+        how = f", in {args.chunk}-step chunks against bare {np.median(paired):.2f} img/s" \
+            if w in chunked else ""
+        print(f"real loop, {label}{how}: {np.median(loops[w]):.2f} img/s, ratio {med:.3f} "
               f"(runs {np.round(loops[w], 2).tolist()}, ratios {np.round(ratios, 3).tolist()})")
         if med > best[0]:
             best = (med, w)
