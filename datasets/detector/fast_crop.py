@@ -13,7 +13,8 @@ then replays the state and the draws up to the first crop that fits, as the orig
 would have stopped there (tests/test_fast_crop.py compares both on random boxes and sizes).
 That still draws 300 crops an image; :func:`sample_crop_with_constraints` draws from the
 same distribution lazily, from numpy's generator, for a few percent of the time (the CPU
-loader's default).
+loader's default); it also skips the arithmetic of an IoU range that no drawn crop can reach
+(:func:`_iou_upper_bound`; most of them, on small lesions), drawing its numbers all the same.
 """
 import math
 import random
