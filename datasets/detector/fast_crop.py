@@ -121,7 +121,11 @@ def _draw_crops(n, w, h, min_scale, max_scale, max_aspect_ratio, rng):
     ``left, top, right, bottom``. ``floor(u * m)`` stands for ``randrange(m)`` (uniform to
     within 2**-53 for image sizes), and gives 0 for an empty range, where ``randrange``
     would raise."""
-    u = rng.random_sample((n, 4))
+    return _crops_from(rng.random_sample((n, 4)), w, h, min_scale, max_scale, max_aspect_ratio)
+
+
+def _crops_from(u, w, h, min_scale, max_scale, max_aspect_ratio):
+    """The crops of :func:`_draw_crops` made from its uniforms ``u`` (``(n, 4)``)."""
     scale = min_scale + (max_scale - min_scale) * u[:, 0]
     lo = np.maximum(1 / max_aspect_ratio, scale * scale)
     aspect_ratio = lo + (np.minimum(max_aspect_ratio, 1 / (scale * scale)) - lo) * u[:, 1]
@@ -202,12 +206,11 @@ def sample_crop_with_constraints(bbox, size, min_scale=0.3, max_scale=1, max_asp
         else:
             min_iou = -np.inf if limits[0] is None else limits[0]
             max_iou = np.inf if limits[1] is None else limits[1]
+            # drawn whether or not a trial can fit, so skipping keeps the stream the same
+            u = rng.random_sample((max_trial, 4))
             if min_iou > reachable:
-                # no trial can fit: consume its draws (so the stream stays the same) and
-                # skip the arithmetic, which was most of the loader's crop time
-                rng.random_sample((max_trial, 4))
-                continue
-            crops = _draw_crops(max_trial, w, h, min_scale, max_scale, max_aspect_ratio, rng)
+                continue  # no trial can fit: skip the arithmetic (most of the crop's time)
+            crops = _crops_from(u, w, h, min_scale, max_scale, max_aspect_ratio)
             iou = _iou_with_crops(boxes, crops)
             fits = (min_iou <= iou.min(axis=1)) & (iou.max(axis=1) <= max_iou)
             if not fits.any():
