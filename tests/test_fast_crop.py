@@ -202,3 +202,38 @@ def test_skipping_unreachable_ranges_changes_nothing(seed, monkeypatch):
     assert outs[0][1] == outs[1][1], f"seed {seed}"
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     assert outs[0][2] == outs[1][2], f"seed {seed}: generator left in another state"
+
+
+# ------------------------------------------------------------------ the fused IoU test
+@pytest.mark.parametrize("seed", range(120))
+def test_fused_fit_test_is_the_reference_arithmetic(seed):
+    """``_first_fits`` (crops and IoUs from columns) against ``_crops_from`` and
+    ``_iou_with_crops`` (GluonCV's ``bbox_iou`` arithmetic): the same crops and IoUs bit for
+    bit, so the same decisions, for every IoU range and a few random ones; float32 and
+    float64 boxes, boxes outside the image, degenerate boxes, tiny images."""
+    from datasets.detector.fast_crop import (DEFAULT_CONSTRAINTS, _crops_from, _first_fits,
+                                             _iou_columns, _iou_with_crops)
+    rng = np.random.RandomState(seed)
+    if seed % 4 == 3:
+        bbox, (w, h) = _tight_case(seed // 4)
+    else:
+        bbox, (w, h) = _case(rng)
+        if seed % 5 == 0:
+            w, h = int(rng.randint(2, 12)), int(rng.randint(2, 12))  # crops of 0 px happen
+        if seed % 7 == 0 and len(bbox):
+            bbox[0, 2] = bbox[0, 0]  # a box without area
+    if len(bbox) == 0:
+        return
+    u = rng.random_sample((50, 4))
+    scale = (0.3, 1.0) if seed % 3 else (0.5, 0.9)
+    crops = _crops_from(u, w, h, *scale, 2)
+    iou = _iou_with_crops(bbox, crops)
+    got = _iou_columns(bbox, *crops.T, (crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1]))
+    np.testing.assert_array_equal(got, iou)
+    ranges = [(-np.inf if lo is None else lo, np.inf if hi is None else hi)
+              for lo, hi in DEFAULT_CONSTRAINTS] + [tuple(sorted(rng.uniform(0, 1, 2)))]
+    for lo, hi in ranges:
+        fits, sides = _first_fits(u, bbox, w, h, *scale, 2, lo, hi)
+        np.testing.assert_array_equal(np.stack(sides, axis=1), crops)
+        np.testing.assert_array_equal(fits, (lo <= iou.min(axis=1)) & (iou.max(axis=1) <= hi),
+                                      err_msg=f"range {lo}-{hi}")

@@ -278,3 +278,101 @@ def test_only_a_transform_with_targets_is_batched(net):
     plain = dd.TrainTransform(nt.NumpyYOLO3TrainTransform(YOLO3DefaultTrainTransform(96, 96)))
     assert not plain.batched
     assert not dd.train_transforms(net, [96], numpy_transform=False)[0].batched
+
+
+# ------------------------------------------------------------------ grey images, one plane
+def _grey(rng, h, w):
+    return np.repeat(rng.randint(0, 256, (h, w, 1)).astype(np.uint8), 3, axis=2)
+
+
+def test_grey_view_only_for_equal_channels():
+    rng = np.random.RandomState(0)
+    img = _grey(rng, 31, 40)
+    view = nt.grey_view(img)
+    assert nt.is_grey_view(view) and view.strides[2] == 0 and not view.flags.writeable
+    np.testing.assert_array_equal(view, img)
+    assert nt.grey_view(view) is view
+    tinted = img.copy()
+    tinted[30, 39, 2] += 1  # one channel of one pixel
+    assert nt.grey_view(tinted) is tinted and not nt.is_grey_view(tinted)
+    for other in (img[..., :1], np.dstack([img, img[..., :1]]), img[..., 0]):
+        assert nt.grey_view(other) is other
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_colour_distortion_of_one_grey_plane_equals_three(seed):
+    """Bit for bit: the colour steps on one plane (the grey image's three equal planes) give
+    the three-plane result, with the hue rotation in any place of the drawn order (it makes
+    three planes, on which the steps after it run)."""
+    rng = np.random.RandomState(seed)
+    plane = rng.uniform(-40, 300, (1, 19, 23)).astype(np.float32)
+    np.random.seed(seed)
+    random.seed(seed)
+    ops = nt.draw_color_distort()
+    three = nt.apply_color_distort(np.repeat(plane, 3, axis=0), ops)
+    one = nt.apply_color_distort(plane.copy(), ops)
+    assert len(one) == (3 if any(op == "hue" for op, _ in ops) else 1)
+    np.testing.assert_array_equal(np.broadcast_to(one, three.shape), three, err_msg=f"{ops}")
+
+
+@pytest.mark.parametrize("seed", range(48))
+def test_grey_view_draws_what_the_three_plane_image_draws(pairs, seed):
+    """The numpy transform on a grey image as one plane (``grey_view``) and as three:
+    the same image bit for bit, the same flip, boxes and targets, the generators left in
+    the same state; with and without the expand fill (a colour per plane), for both crops."""
+    rng = np.random.RandomState(500 + seed)
+    size, max_expand = (96, 128, 160)[seed % 3], (1.0, 4.0)[seed // 3 % 2]
+    crop = ("gluoncv", "sampled")[seed // 6 % 2]
+    numpy_t = pairs[(size, max_expand)][1]
+    if crop != numpy_t.crop:
+        numpy_t = pickle.loads(pickle.dumps(numpy_t))
+        numpy_t.crop = crop
+    img, label = _sample(rng)
+    img = _grey(rng, *img.shape[:2])
+    view = nt.grey_view(img)
+    assert nt.is_grey_view(view)
+    outs = [_run(numpy_t, src, label, seed) for src in (img, view)]
+    (want, state_want), (got, state_got) = outs
+    assert state_got == state_want, "generators left in another state"
+    for name, w, g in zip(("image",) + NAMES, want, got):
+        assert g.dtype == w.dtype and g.shape == w.shape, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def test_cached_grey_images_load_the_uncached_batches(detection):
+    """The loader over cached images (grey ones kept as one plane) gives, bit for bit, the
+    batches of images decoded every time, under the CPU recipe's transform and the paper's
+    (expand fill, ExtraAugment)."""
+    from datasets.detector.augment import ExtraAugment
+    net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
+    cached = detection.subset(detection.splits["train"], seed=4, max_side=128, cache=True)
+    assert all(nt.is_grey_view(img) for img, _ in cached._cache), "fixture images are grey"
+    plain = detection.subset(detection.splits["train"], seed=4, max_side=128)
+    for transforms in (dd.train_transforms(net, [128], max_expand=1.0),
+                       dd.train_transforms(net, [96], ExtraAugment(p=0.5), max_expand=4.0)):
+        runs = []
+        for sub in (cached, plain):
+            loader = dd.train_loader(sub, transforms, 4, sampler=dd.SplitSampler(len(sub),
+                                                                                  seed=3))
+            runs.append([[a.asnumpy() for a in b] for _ in range(2) for b in loader])
+        assert len(runs[0]) == len(runs[1]) > 0
+        for a, b in zip(*runs):
+            for name, x, y in zip(("image",) + NAMES, a, b):
+                np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+@pytest.mark.parametrize("low, high", [(0, 1), (-32, 32), (0.5, 1.5), (1, 4.0), (-1e-3, 2e5)])
+def test_uniform_is_numpys(low, high):
+    """``_uniform`` draws numpy's ``uniform`` scalar: the same numbers, bit for bit, and the
+    same generator state after (100,000 draws)."""
+    a, b = np.random.RandomState(7), np.random.RandomState(7)
+    want = [a.uniform(low, high) for _ in range(100000)]
+    state = np.random.get_state()
+    try:
+        np.random.set_state(b.get_state())
+        got = [nt._uniform(low, high) for _ in range(100000)]
+        after = np.random.get_state()
+    finally:
+        np.random.set_state(state)
+    assert got == want and all(type(g) is type(w) for g, w in zip(got[:5], want[:5]))
+    assert (after[1] == a.get_state()[1]).all() and after[2:] == a.get_state()[2:]

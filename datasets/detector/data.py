@@ -21,6 +21,7 @@ from mxnet import gluon, recordio
 
 # GluonCV-path wrappers, importable from here as before
 from datasets.detector.gluon_transform import FastCrop, LimitedExpand  # noqa: F401
+from datasets.detector.numpy_transform import grey_view
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,13 @@ class RecordSubset(gluon.data.Dataset):
         self._max_side = int(max_side) if max_side else None
         # Decoded (and shrunk) images kept as numpy arrays, made before any loader forks, so
         # workers share them copy-on-write: JPEG decoding and the area resize are then paid
-        # once per image instead of once per epoch.
+        # once per image instead of once per epoch. A grey image keeps one plane
+        # (numpy_transform.grey_view), which the numpy YOLO transform crops and resizes once.
         self._numpy = False  # images as numpy arrays (see ``transform``)
         self._cache = None
         if cache:
-            self._cache = [(_read_only(img.asnumpy()), np.asarray(label)) for img, label in
+            self._cache = [(grey_view(_read_only(img.asnumpy())), np.asarray(label))
+                           for img, label in
                            (self._load(i) for i in range(len(self._indices)))]
 
     def __len__(self):

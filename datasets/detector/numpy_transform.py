@@ -74,6 +74,13 @@ class _Shaped:
         self.shape = tuple(int(s) for s in shape)
 
 
+def _uniform(low, high):
+    """``np.random.uniform(low, high)`` (a scalar): the same number and generator state
+    (numpy's legacy ``random_uniform`` is ``low + (high - low) * next_double``), for a
+    sixth of the call's cost; tests/test_numpy_transform.py compares both."""
+    return low + (high - low) * np.random.random_sample()
+
+
 def draw_color_distort():
     """The draws of GluonCV's ``random_color_distort``, without touching pixels.
 
@@ -90,19 +97,19 @@ def draw_color_distort():
     ops = []
 
     def brightness():
-        if np.random.uniform(0, 1) > 0.5:
-            ops.append(("add", np.random.uniform(-_BRIGHTNESS_DELTA, _BRIGHTNESS_DELTA)))
+        if _uniform(0, 1) > 0.5:
+            ops.append(("add", _uniform(-_BRIGHTNESS_DELTA, _BRIGHTNESS_DELTA)))
 
     def contrast():
-        if np.random.uniform(0, 1) > 0.5:
-            ops.append(("mul", np.random.uniform(*_CONTRAST)))
+        if _uniform(0, 1) > 0.5:
+            ops.append(("mul", _uniform(*_CONTRAST)))
 
     def saturation():
-        if np.random.uniform(0, 1) > 0.5:
-            ops.append(("saturation", np.random.uniform(*_SATURATION)))
+        if _uniform(0, 1) > 0.5:
+            ops.append(("saturation", _uniform(*_SATURATION)))
 
     def hue():
-        if np.random.uniform(0, 1) > 0.5:
+        if _uniform(0, 1) > 0.5:
             alpha = random.uniform(-_HUE_DELTA, _HUE_DELTA)
             u, w = np.cos(alpha * np.pi), np.sin(alpha * np.pi)
             bt = np.array([[1.0, 0.0, 0.0], [0.0, u, -w], [0.0, w, u]])
@@ -122,11 +129,16 @@ def apply_color_distort(src, ops):
     in place or replaced); returns the image. GluonCV's pixel operations with MXNet's float32
     arithmetic, on channel planes (contiguous, unlike HWC's channel slices).
 
+    A ``(1, H, W)`` ``src`` stands for a grey image, three equal planes: every operation but
+    the hue rotation keeps the planes equal and runs on the one plane, and the hue rotation
+    makes the three (the values of the three-plane image, a third of the work before it).
+
     MXNet rounds a scalar operand to float32 before the operation (as numpy does for a
     Python float and a float32 array); ``mx.nd.sum`` over the channels is a Kahan sum;
     ``nd.dot`` with the 3x3 hue matrix sums the three products left to right.
     """
     for op, value in ops:
+        planes = len(src)  # plane k of the image is src[k % planes]
         if op == "add":
             src += value
         elif op == "mul":
@@ -138,7 +150,7 @@ def apply_color_distort(src, ops):
             gray = src[0] * _GREY[0]
             residual = np.zeros_like(gray)
             for k in (1, 2):
-                y = src[k] * _GREY[k]
+                y = src[k % planes] * _GREY[k]
                 y -= residual
                 t = gray + y
                 residual = t - gray
@@ -148,13 +160,31 @@ def apply_color_distort(src, ops):
             src *= value
             src += gray
         else:
-            out = np.empty_like(src)
+            out = np.empty((3,) + src.shape[1:], src.dtype)
             for j in range(3):
                 out[j] = src[0] * value[0, j]
-                out[j] += src[1] * value[1, j]
-                out[j] += src[2] * value[2, j]
+                out[j] += src[1 % planes] * value[1, j]
+                out[j] += src[2 % planes] * value[2, j]
             src = out
     return src
+
+
+def grey_view(img):
+    """``img`` (HWC uint8 numpy) as one plane broadcast to its three channels (read-only,
+    a third of the memory) when its channels are equal, as B-mode images are; else ``img``.
+    :class:`NumpyYOLO3TrainTransform` crops, distorts and resizes such an image one plane at
+    a time until the colour distortion makes three (:func:`apply_color_distort`)."""
+    if img.ndim != 3 or img.shape[2] != 3 or is_grey_view(img):
+        return img
+    if not ((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()):
+        return img
+    return np.broadcast_to(np.ascontiguousarray(img[..., :1]), img.shape)
+
+
+def is_grey_view(img):
+    """Whether ``img`` is a :func:`grey_view` (three channels sharing one plane)."""
+    return isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and \
+        img.strides[2] == 0
 
 
 class Drawn(collections.namedtuple("Drawn", "image flip bbox")):
@@ -239,7 +269,7 @@ class NumpyYOLO3TrainTransform:
 
         # random_expand: canvas (ow, oh) with the image at (ox, oy)
         ox, oy, ow, oh = 0, 0, w, h
-        if np.random.uniform(0, 1) > 0.5:
+        if _uniform(0, 1) > 0.5:
             if self.max_expand > 1:
                 ratio = random.uniform(1, self.max_expand)  # keep_ratio: one ratio
                 oh, ow = int(h * ratio), int(w * ratio)
@@ -253,9 +283,11 @@ class NumpyYOLO3TrainTransform:
         planes = self._crop(src, colour, (ox, oy), (x0, y0, cw, ch))
 
         interp = int(np.random.randint(0, 5))  # MXNet hands 0-4 to OpenCV as they are
-        x = np.empty((len(planes), self._height, self._width), np.float32)
+        x = np.empty((3, self._height, self._width), np.float32)
         for c, plane in enumerate(planes):  # per plane: the result is CHW already
             cv2.resize(plane, (self._width, self._height), dst=x[c], interpolation=interp)
+        if len(planes) == 1:  # a grey image still grey: three equal planes
+            x[1:] = x[0]
         bbox = tbbox.resize(bbox, (cw, ch), (self._width, self._height))
 
         # random_flip(px=0.5): np.random.choice draws flip_y (p = 0) then flip_x, one
@@ -284,10 +316,9 @@ class NumpyYOLO3TrainTransform:
         return x, obj, center, scale, weights, cls, np.ascontiguousarray(boxes)
 
     def _images(self, drawn):
-        x = np.stack([d.image for d in drawn])
-        flips = [k for k, d in enumerate(drawn) if d.flip]
-        if flips:
-            x[flips] = x[flips, :, :, ::-1]
+        x = np.empty((len(drawn),) + drawn[0].image.shape, np.float32)
+        for k, d in enumerate(drawn):  # stacked and mirrored in one copy
+            x[k] = d.image[:, :, ::-1] if d.flip else d.image
         x /= np.float32(255)  # to_tensor
         x -= self._mean       # normalize
         x /= self._std
@@ -296,14 +327,19 @@ class NumpyYOLO3TrainTransform:
     def _crop(self, src, colour, offset, crop):
         """``fixed_crop(expand(distort(src)), crop)`` as a float32 ``(3, h, w)`` array,
         distorting only the source pixels inside the crop (see the module docstring);
-        ``offset`` is the source image's place on the expanded canvas."""
+        ``offset`` is the source image's place on the expanded canvas. ``(1, h, w)``, the
+        value of all three planes, for a :func:`grey_view` ``src`` that the colour
+        distortion keeps grey and that needs no expand fill (a colour per plane)."""
         ox, oy = offset
         x0, y0, cw, ch = crop
         h, w = src.shape[:2]
         # the crop in source coordinates, clipped to the source
         sx0, sy0 = max(x0 - ox, 0), max(y0 - oy, 0)
         sx1, sy1 = max(min(x0 + cw - ox, w), sx0), max(min(y0 + ch - oy, h), sy0)
-        part = src[sy0:sy1, sx0:sx1].transpose(2, 0, 1).astype(np.float32, order="C")
+        if is_grey_view(src):
+            part = src[np.newaxis, sy0:sy1, sx0:sx1, 0].astype(np.float32)
+        else:
+            part = src[sy0:sy1, sx0:sx1].transpose(2, 0, 1).astype(np.float32, order="C")
         part = apply_color_distort(part, colour)
         if part.shape[1:] == (ch, cw):
             return part
