@@ -174,6 +174,29 @@ def test_remove_ink_leaves_no_red_and_keeps_the_rest(quality):
     assert diff < 40
 
 
+@pytest.mark.parametrize("quality", [75, 90, 95])
+@pytest.mark.parametrize("thickness", [1, 3])
+def test_remove_ink_leaves_no_colour_on_a_grey_scene(quality, thickness):
+    """JPEG codes colour in 16 x 16 blocks: red ink tints the whole block around a stroke.
+    On a grey scene, after the ink is painted out, no pixel keeps a tint (a faint colour
+    frame around every box would mark where a doctor drew: the ring of 8 px left one), and
+    the luma outside the painted strokes is the screenshot's own."""
+    rng = np.random.default_rng(quality + thickness)
+    scene = grey_image(rng, 300, 420)
+    boxes = random_boxes(rng, 4, 420, 300, gap=20)
+    img = jpeg(draw(scene, boxes, red(rng), thickness), quality)
+    clean, n = remove_ink(img)
+    assert n > 0
+    c = clean.astype(int)
+    tinted = (c[..., 0] != c[..., 1]) | (c[..., 1] != c[..., 2])
+    assert not tinted.any(), f"{int(tinted.sum())} tinted pixels left"
+    ink = (cr_channel(img) > 138).astype(np.uint8)
+    filled = cv2.dilate(ink, np.ones((3, 3), np.uint8)).astype(bool)
+    luma = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(int)
+    kept = cv2.cvtColor(clean, cv2.COLOR_BGR2GRAY).astype(int)
+    assert np.abs(kept - luma)[~filled].max() <= 1
+
+
 def test_filled_strokes_keep_the_speckle_texture():
     """Diffusion inpainting (cv2.inpaint) leaves a smooth frame where the box was, itself a
     cue; the mirrored fill keeps the scene's texture in the band."""
