@@ -38,7 +38,9 @@ paths).
 All pixel operations but the resize act on each pixel alone, and the expand fill is not
 colour-distorted, so the colour distortion runs only on the part of the source image the
 crop keeps, placed on a crop-sized canvas of fill: the same values as distorting,
-expanding and cropping the whole image, for a fraction of the pixels.
+expanding and cropping the whole image, for a fraction of the pixels. A grey image cached
+as one plane (:func:`grey_view`, B-mode images) is cropped, distorted and resized as that
+one plane until the hue rotation or the expand fill makes three: the same values again.
 
 :class:`TrainBatchify` is GluonCV's train batchify for the numpy samples, and finishes drawn
 ones.
