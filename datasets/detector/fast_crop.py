@@ -126,14 +126,22 @@ def _draw_crops(n, w, h, min_scale, max_scale, max_aspect_ratio, rng):
 
 def _crops_from(u, w, h, min_scale, max_scale, max_aspect_ratio):
     """The crops of :func:`_draw_crops` made from its uniforms ``u`` (``(n, 4)``)."""
+    left, top, crop_w, crop_h = _crop_sides(u, w, h, min_scale, max_scale, max_aspect_ratio)
+    return np.stack([left, top, left + crop_w, top + crop_h], axis=1)
+
+
+def _crop_sides(u, w, h, min_scale, max_scale, max_aspect_ratio):
+    """``left, top, width, height`` (``(n,)`` int64 columns) of the crops made from ``u``, as
+    GluonCV draws one (see :func:`_draw_crops`)."""
     scale = min_scale + (max_scale - min_scale) * u[:, 0]
     lo = np.maximum(1 / max_aspect_ratio, scale * scale)
     aspect_ratio = lo + (np.minimum(max_aspect_ratio, 1 / (scale * scale)) - lo) * u[:, 1]
-    crop_h = (h * scale / np.sqrt(aspect_ratio)).astype(np.int64)
-    crop_w = (w * scale * np.sqrt(aspect_ratio)).astype(np.int64)
+    root = np.sqrt(aspect_ratio)
+    crop_h = (h * scale / root).astype(np.int64)
+    crop_w = (w * scale * root).astype(np.int64)
     top = (u[:, 2] * (int(h) - crop_h)).astype(np.int64)
     left = (u[:, 3] * (int(w) - crop_w)).astype(np.int64)
-    return np.stack([left, top, left + crop_w, top + crop_h], axis=1)
+    return left, top, crop_w, crop_h
 
 
 def _first_fits(u, boxes, w, h, min_scale, max_scale, max_aspect_ratio, min_iou, max_iou):
@@ -143,14 +151,7 @@ def _first_fits(u, boxes, w, h, min_scale, max_scale, max_aspect_ratio, min_iou,
     boxes' dtype, integer crop areas, the rest float64), in a third fewer array operations on
     ``(trials, boxes)`` columns instead of ``(trials, boxes, 2)`` blocks.
     tests/test_fast_crop.py compares IoUs, decisions and crops bit for bit."""
-    scale = min_scale + (max_scale - min_scale) * u[:, 0]
-    lo = np.maximum(1 / max_aspect_ratio, scale * scale)
-    aspect_ratio = lo + (np.minimum(max_aspect_ratio, 1 / (scale * scale)) - lo) * u[:, 1]
-    root = np.sqrt(aspect_ratio)
-    crop_h = (h * scale / root).astype(np.int64)
-    crop_w = (w * scale * root).astype(np.int64)
-    top = (u[:, 2] * (int(h) - crop_h)).astype(np.int64)
-    left = (u[:, 3] * (int(w) - crop_w)).astype(np.int64)
+    left, top, crop_w, crop_h = _crop_sides(u, w, h, min_scale, max_scale, max_aspect_ratio)
     right, bottom = left + crop_w, top + crop_h
     iou = _iou_columns(boxes, left, top, right, bottom, crop_w * crop_h)
     fits = (min_iou <= iou.min(axis=1)) & (iou.max(axis=1) <= max_iou)
