@@ -36,8 +36,8 @@ import train_filter
 import train_yolo3
 from datasets.phantom import generator as phantom
 from datasets.prepared import classes as class_names
-from datasets.prepared.folder import read_splits
-from eval import detection, plots, report, two_stage
+from datasets.prepared.folder import manifest_by_id, read_splits
+from eval import bootstrap, detection, plots, report, two_stage
 from infra import runs
 from models import filter_threshold
 
@@ -153,12 +153,13 @@ SWEEP_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir, rule="recall",
-                       keep_recall=0.95, f1_threshold=None):
+                       keep_recall=0.95, f1_threshold=None, seed=0):
     """Detector alone vs detector + filter on the test split (thresholds fixed beforehand),
     at the operating point and swept over detector thresholds (the filter's threshold at
     each chosen by its ``rule`` on validation crops); with ``f1_threshold`` (the best F1 on
     out-of-fold detections), also the detector alone there: the single-stage reference the
-    two-stage pipeline has to beat."""
+    two-stage pipeline has to beat. ``intervals``: how far the test numbers move when the
+    test groups are resampled (eval.bootstrap, resampling seed ``seed``)."""
     import json
     splits = read_splits(data_dir)
     ann = Path(data_dir) / "Annotations"
@@ -171,9 +172,20 @@ def evaluate_two_stage(data_dir, det_dir, filter_dir, classes, plots_dir, rule="
     det_threshold, offset = model["score_threshold"], model["offset"]
     with open(Path(filter_dir) / "filter.json", encoding="utf-8") as f:
         filter_spec = json.load(f)
-    scores = two_stage.attach_filter_scores(det_test, _read_csv(Path(filter_dir) / "test_scores.csv"))
+    test_rows = _read_csv(Path(filter_dir) / "test_scores.csv")
+    scores = two_stage.attach_filter_scores(det_test, test_rows)
     out = two_stage.compare(gt_test, det_test, scores, filter_spec["threshold"], det_threshold,
                             classes, offset=offset)
+    group_of = {i: row["group"] for i, row in manifest_by_id(data_dir).items()}
+    test_set = bootstrap.TestSet(gt_test, det_test, out["two_stage_detections"], det_threshold,
+                                 len(classes), offset=offset, group_of=group_of, crops=test_rows)
+    out["intervals"] = None
+    if test_set.n_groups >= 2:
+        out["intervals"] = bootstrap.intervals(test_set, seed=seed)
+        log.info("\n".join(bootstrap.format_lines(out["intervals"], set(bootstrap.PAIRED_METRICS)
+                                                   | {"detector_map_voc12", "filter_auc"})))
+    else:
+        log.warning("%d test group(s): no bootstrap intervals", test_set.n_groups)
     pr_png = plots.plot_pr_curves(out["curves"], Path(plots_dir) / "pr_two_stage.png",
                                   title="Test split: detector alone vs detector + filter")
     out["detector"]["score_threshold"] = float(det_threshold)
@@ -274,7 +286,7 @@ def run_stages(run, args, cfg, t0):
     classes = class_names.data_classes(data_dir)
     e2e = evaluate_two_stage(data_dir, det_dir, run.dir / "filter", classes, run.dir / "plots",
                              filt.get("threshold_rule") or "recall", filt.get("keep_recall"),
-                             det.get("oof_f1_threshold"))
+                             det.get("oof_f1_threshold"), args.seed)
 
     return {
         "profile": cfg,
@@ -287,6 +299,7 @@ def run_stages(run, args, cfg, t0):
         "detector_best_f1": e2e.get("detector_best_f1"),
         "recall_by": e2e["recall_by"],
         "two_stage_sweep": e2e["sweep"],
+        "intervals": e2e["intervals"],
         "budget": {"minutes": cfg["minutes"], "detector_minutes": det_minutes,
                    "detector_epochs": det.get("epochs"), "filter_minutes": filter_minutes,
                    "filter_epochs": filt.get("epochs_run")},

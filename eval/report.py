@@ -30,7 +30,18 @@ FILTER_ROWS = (("test_auc", "test ROC AUC", "ratio"), ("test_f1", "test F1", "ra
                ("n_train_pos", "train positives", "int"), ("n_train_neg", "train negatives", "int"),
                ("n_test_pos", "test positives", "int"), ("n_test_neg", "test negatives", "int"))
 KNOWN = {"detector", "two_stage", "filter", "cv", "cv_summary", "elapsed_s", "plots", "title",
-         "recall_by", "two_stage_sweep"}
+         "recall_by", "two_stage_sweep", "intervals"}
+#: (metric of eval.bootstrap, label, signed) rows of the intervals section, in reading order.
+INTERVAL_ROWS = (("detector_map_voc12", "detector only: mAP VOC12", False),
+                 ("two_stage_map_voc12", "detector + filter: mAP VOC12", False),
+                 ("detector_precision", "detector only: precision", False),
+                 ("two_stage_precision", "detector + filter: precision", False),
+                 ("precision_gain", "precision gain (paired)", True),
+                 ("detector_recall", "detector only: recall", False),
+                 ("two_stage_recall", "detector + filter: recall", False),
+                 ("recall_ratio", "recall ratio (paired)", False),
+                 ("f1_gain", "F1 gain (paired)", True),
+                 ("filter_auc", "filter: test ROC AUC", False))
 RECALL_BY = (("contrast", "lesion contrast (1 - grey / contralateral grey)"),
              ("size", "lesion size (square root of the box area, px)"))
 
@@ -124,6 +135,12 @@ def format_summary_table(summary):
     fthr = _get(summary.get("filter"), "threshold")
     if _num(thr) is not None or _num(fthr) is not None:
         out.append(f"(detector score threshold {fmt(thr)}, filter threshold {fmt(fthr)})")
+    gains = [r for r in interval_rows(summary) if "paired" in r[0] or "AUC" in r[0]]
+    if gains:
+        level = _num(_get(summary.get("intervals"), "level")) or 0.95
+        out.append(f"({100 * level:.0f} % intervals over test groups: " + "; ".join(
+            f"{label.replace(' (paired)', '')} {v} [{lo}, {hi}]" for label, v, lo, hi in gains)
+            + ")")
     return "\n".join(out)
 
 
@@ -245,6 +262,44 @@ def _section_sweep(summary):
                      table), ""]
 
 
+def _interval_cell(v, signed):
+    f = _num(v)
+    return DASH if f is None else f"{f:+.3f}" if signed else f"{f:.3f}"
+
+
+def interval_rows(summary):
+    """``[label, value, low, high]`` rows of ``summary["intervals"]`` (eval.bootstrap)."""
+    ci = summary.get("intervals") if isinstance(summary, dict) else None
+    metrics = _get(ci, "metrics")
+    if not isinstance(metrics, dict):
+        return []
+    return [[label] + [_interval_cell(_get(metrics[k], x), signed)
+                       for x in ("value", "low", "high")]
+            for k, label, signed in INTERVAL_ROWS if isinstance(metrics.get(k), dict)]
+
+
+def _section_intervals(summary):
+    rows = interval_rows(summary)
+    if not rows:
+        return []
+    ci = summary["intervals"]
+    level = _num(ci.get("level"))
+    pct = f"{100 * level:.0f} %" if level is not None else "confidence"
+    fallback = sorted(k for k, m in ci["metrics"].items()
+                      if isinstance(m, dict) and m.get("method") not in (None, ci.get("method")))
+    return [f"## How far the test numbers could move ({pct} intervals)", "",
+            f"The test split resampled by group ({fmt(ci.get('n_groups'), 'int')} groups: "
+            f"screenshots, or patients with --groups; {fmt(ci.get('n_images'), 'int')} images), "
+            f"{fmt(ci.get('n_resamples'), 'int')} times with seed {fmt(ci.get('seed'), 'int')}, "
+            f"{fmt(ci.get('method'), 'text')} intervals; both stages are scored on the same "
+            "resampled images, so the gains and the ratio are paired. They say how much the "
+            "numbers depend on which images were drawn for testing, not how much they vary "
+            "with the training seed.", "",
+            md_table(["", "value", "low", "high"], rows), ""] + (
+        [f"Percentile interval where {fmt(ci.get('method'), 'text')} is undefined: "
+         f"{', '.join(fallback)}.", ""] if fallback else [])
+
+
 def _section_filter(summary):
     f = summary.get("filter")
     if not isinstance(f, dict):
@@ -328,7 +383,7 @@ def render_report(summary, run_dir=None, title=None):
         facts.append(f"elapsed {_duration(summary['elapsed_s'])}")
     if facts:
         out += [", ".join(facts).capitalize() + ".", ""]
-    for section in (_section_stages(summary), _section_cv(summary),
+    for section in (_section_stages(summary), _section_intervals(summary), _section_cv(summary),
                     _section_sweep(summary), _section_recall_by(summary),
                     _section_filter(summary),
                     _section_plots(summary, run_dir), _section_other(summary)):

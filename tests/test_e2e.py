@@ -62,6 +62,21 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
     assert det_summary["oof_f1_threshold"] >= det_summary["oof_threshold"]  # F2 favours recall
     assert ref["recall"] <= summary["detector"]["recall"]
     assert "best-F1 threshold (reference)" in report
+    # bootstrap intervals over the test groups, centred on the numbers reported above
+    ci = summary["intervals"]
+    assert ci["n_images"] == summary["data"]["test"] and ci["n_groups"] >= 2
+    m = ci["metrics"]
+    for stage in ("detector", "two_stage"):
+        for k in ("precision", "recall", "f1"):
+            assert m[f"{stage}_{k}"]["value"] == pytest.approx(summary[stage][k], abs=1e-12)
+        assert m[f"{stage}_map_voc12"]["value"] == pytest.approx(
+            summary[stage]["test_map_voc12"], abs=1e-12)
+    assert m["precision_gain"]["value"] == pytest.approx(
+        summary["two_stage"]["precision"] - summary["detector"]["precision"], abs=1e-12)
+    if summary["filter"]["test_auc"] is not None and m["filter_auc"]["value"] is not None:
+        # test_scores.csv holds the scores to 6 digits
+        assert m["filter_auc"]["value"] == pytest.approx(summary["filter"]["test_auc"], abs=1e-4)
+    assert "How far the test numbers could move" in report
     for rel in ("raw/truth.json", "data/splits.json", "data/records/all.rec",
                 "detector/cv_results.csv", "detector/cv_summary.csv", "detector/model.json",
                 "detector/oof_detections.json", "detector/test_detections.json",

@@ -33,6 +33,16 @@ def full_summary(seed=0):
         "cv": cv, "cv_summary": cv_summary, "elapsed_s": 754.2,
         "plots": {"cv_map": "plots/cv.png", "pr_test": "plots/pr.png"},
         "seed": 3,
+        "intervals": {"method": "BCa", "level": 0.95, "n_resamples": 2000, "seed": 3,
+                      "n_groups": 31, "n_images": 40, "metrics": {
+                          "detector_map_voc12": {"value": 0.812, "low": 0.7431, "high": 0.8679,
+                                                 "method": "BCa"},
+                          "precision_gain": {"value": 0.1234, "low": 0.0561, "high": 0.2049,
+                                             "method": "BCa"},
+                          "recall_ratio": {"value": 0.95, "low": 0.9, "high": 1.0,
+                                           "method": "percentile"},
+                          "filter_auc": {"value": 0.91, "low": None, "high": None,
+                                         "method": "BCa"}}},
     }
 
 
@@ -61,6 +71,13 @@ def test_report_shows_every_known_value(tmp_path):
     assert "12 min 34 s" in md
     assert "| seed | 3 |" in md  # unknown keys are not lost
     assert "1.25" in md and "-0.12" in md
+    # the bootstrap intervals: signed gains, plain values, a dash where undefined, the fallback
+    assert "How far the test numbers could move (95 % intervals)" in md
+    assert "| precision gain (paired) | +0.123 | +0.056 | +0.205 |" in md
+    assert "| detector only: mAP VOC12 | 0.812 | 0.743 | 0.868 |" in md
+    assert "| filter: test ROC AUC | 0.910 | – | – |" in md
+    assert "31 groups" in md and "Percentile interval where BCa is undefined: recall_ratio." in md
+    assert "intervals.metrics" not in md  # not repeated under "Other values"
 
 
 def test_summary_table_rows():
@@ -71,6 +88,9 @@ def test_summary_table_rows():
     assert f"{100 * s['detector']['test_map_voc12']:.2f}%" in det
     assert f"{s['two_stage']['f1']:.3f}" in two and "0.5" in two
     assert "FP / image" in lines[0]
+    assert lines[-1] == ("(95 % intervals over test groups: precision gain +0.123 [+0.056, "
+                         "+0.205]; recall ratio 0.950 [0.900, 1.000]; filter: test ROC AUC "
+                         "0.910 [–, –])")
     empty = report.format_summary_table({})
     assert "detector only" in empty and "%" not in empty  # all dashes, no crash
 
