@@ -249,7 +249,7 @@ def run_stages(run, args, cfg, t0):
         raw_dir = Path(args.raw)
     else:
         raw_dir = run.dir / "raw"
-        phantom.generate(raw_dir, cfg["num"], seed=args.seed)
+        phantom.generate(raw_dir, cfg["num"], seed=args.seed, progress=not args.no_progress)
     prep = prepare_data.main(prepare_data.parse_args(
         ["--raw", str(raw_dir), "--out", str(data_dir), "--folds", str(cfg["folds"]),
          "--test-frac", str(cfg["test_frac"]), "--seed", seed]

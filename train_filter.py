@@ -270,6 +270,27 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
     return plan
 
 
+def budget_replanner(run, args, plan, trainer, iters_per_epoch, t_start):
+    """``fit``'s ``replan`` under ``--time-budget``: after each epoch the epochs left must end
+    by the budget less the scoring after them (``models.budget.epochs_within``); a cut
+    rebuilds the LR schedule for the new total, so the LR still anneals by the end, and is
+    recorded (``derived.time_budget.epochs_cut_to``) for a resumed run."""
+    deadline = t_start + args.time_budget * 60.0 - float(plan["after_s"])
+
+    def replan(done, total, seconds):
+        new = budget.epochs_within(deadline, time.time(), done, total, seconds)
+        if new < total:
+            log.warning("time budget: the filter trains %d of the planned %d epochs (epoch %d "
+                        "took %.1f s, planned %.1f s)", new, plan["epochs"], done, seconds,
+                        plan["seconds_per_epoch"])
+            trainer.optimizer.lr_scheduler = schedules.build_schedule(
+                **schedules.schedule_kwargs(args), iters_per_epoch=iters_per_epoch, epochs=new)
+            plan["epochs_cut_to"] = new
+            runs.record_derived(run, {"time_budget": plan})
+        return new
+    return replan
+
+
 def split_crops(args, crop_dir):
     """The training crops, split by source screenshot into train and validation indices.
 
@@ -334,11 +355,12 @@ def main(args):
                                   "augment": repr(augment)})
         log.info("crops: %s; %d samples/epoch, %d iterations/epoch", counts, len(sampler),
                  iters_per_epoch)
+        plan = None
         if args.time_budget is not None:
             plan = run.read_json("args.json", {}).get("derived", {}).get("time_budget") or \
                 plan_budget(run, args, ctxs, loader, len(sampler), len(val_idx), crop_dir,
                             t_start)
-            args.epochs = plan["epochs"]
+            args.epochs = plan.get("epochs_cut_to", plan["epochs"])
 
         net = filter_net.build(args.pretrained, args.init_params, args.dropout, ctxs, args.seed)
         net.hybridize()
@@ -372,7 +394,9 @@ def main(args):
         # was undefined at every epoch: one class in validation).
         result = fit(run, net, trainer, args.epochs, train_epoch, validate, "val_auc",
                      resume=bool(args.resume), extra_state={"seed": args.seed}, ema=average,
-                     keep=args.snapshots)
+                     keep=args.snapshots,
+                     replan=None if plan is None else budget_replanner(
+                         run, args, plan, trainer, iters_per_epoch, t_start))
         model = filter_net.load_members(result["members"], args.dropout, ctxs)
         summary = evaluate(run, model, ctxs, crop_dir, rows, val_idx, val_crops, val_labels,
                            args)

@@ -287,6 +287,7 @@ def _section_intervals(summary):
     pct = f"{100 * level:.0f} %" if level is not None else "confidence"
     fallback = sorted(k for k, m in ci["metrics"].items()
                       if isinstance(m, dict) and m.get("method") not in (None, ci.get("method")))
+    cv_line = _cv_against_interval(summary)
     return [f"## How far the test numbers could move ({pct} intervals)", "",
             f"The test split resampled by group ({fmt(ci.get('n_groups'), 'int')} groups: "
             f"screenshots, or patients with --groups; {fmt(ci.get('n_images'), 'int')} images), "
@@ -297,7 +298,20 @@ def _section_intervals(summary):
             "with the training seed.", "",
             md_table(["", "value", "low", "high"], rows), ""] + (
         [f"Percentile interval where {fmt(ci.get('method'), 'text')} is undefined: "
-         f"{', '.join(fallback)}.", ""] if fallback else [])
+         f"{', '.join(fallback)}.", ""] if fallback else []) + ([cv_line, ""] if cv_line else [])
+
+
+def _cv_against_interval(summary):
+    """Where the cross-validation mean falls against the test mAP's interval: does CV predict
+    the test score as closely as the test split can tell?"""
+    cv = _num(_get(summary.get("detector"), "cv_map_mean"))
+    m = _get(_get(summary.get("intervals"), "metrics"), "detector_map_voc12")
+    low, high = _num(_get(m, "low")), _num(_get(m, "high"))
+    if cv is None or low is None or high is None:
+        return None
+    where = ("inside" if low <= cv <= high else "below" if cv < low else "above")
+    return (f"The cross-validation mean mAP VOC12, {fmt(cv, 'pct')}, lies {where} the test "
+            f"mAP's interval ({fmt(low, 'pct')} – {fmt(high, 'pct')}).")
 
 
 def _section_filter(summary):

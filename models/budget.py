@@ -183,6 +183,36 @@ def replan_epochs(plan, done_epochs, last_started_at=None, now=None, floor=REPLA
     return max(int(math.ceil(floor * planned)), min(planned, epochs))
 
 
+def epochs_within(deadline, now, epochs_done, epochs, last_epoch_s):
+    """The epoch count of a running job that still ends by ``deadline``.
+
+    A filter's plan comes from a few seconds of calibration; its epochs then also validate,
+    checkpoint and share a machine that can slow down for minutes (a demo's filter once
+    planned 25 s per epoch and ran 29-45 s: it ended 21 s past its budget, the demo 3 s past
+    its 15 minutes). After each epoch the epochs left are fitted again at the pace of the
+    last one, its wall clock with validation and checkpoints. The count is only ever cut,
+    never raised, and never below the epochs already run: a steady machine keeps the plan.
+
+    Parameters
+    ----------
+    deadline, now : float
+        ``time.time()`` values: when the epochs must be over, and now.
+    epochs_done, epochs : int
+        Epochs run so far and the current total.
+    last_epoch_s : float
+        Wall seconds of the last epoch.
+
+    Returns
+    -------
+    int
+        The new total, ``epochs_done <= total <= epochs``.
+    """
+    if epochs_done >= epochs:
+        return epochs
+    fit = epochs_done + int(math.floor(max(0.0, deadline - now) / max(last_epoch_s, 1e-9)))
+    return max(epochs_done, min(epochs, fit))
+
+
 class JobReplanner:
     """Before each job of a plan (sequential jobs, in their order): its epochs from
     :func:`replan_epochs`, kept in ``plan["job_epochs"]`` (job name -> epochs) and handed to

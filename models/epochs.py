@@ -51,7 +51,8 @@ class _Best:
 
 
 def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=False,
-        mode="max", val_interval=1, extra_state=None, ema=None, diverged_ok=False, keep=1):
+        mode="max", val_interval=1, extra_state=None, ema=None, diverged_ok=False, keep=1,
+        replan=None):
     """Run epochs ``start .. epochs-1``, recording and checkpointing each.
 
     Parameters
@@ -85,6 +86,11 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
     keep : int
         With ``metric``, also keep the ``keep`` best epochs (``checkpoints/top_EEE.params``,
         ``top.json``): the members of a snapshot ensemble. 1 keeps the best epoch alone.
+    replan : callable(epochs_done, epochs, seconds) -> int, optional
+        Called after each recorded epoch with the epochs recorded so far, the current total
+        and that epoch's wall seconds; returns the total from then on (a time budget cuts
+        the run when its epochs run slower than planned: ``models.budget.epochs_within``).
+        A total below the epochs done, or above the current one, is an error.
 
     Returns
     -------
@@ -109,7 +115,9 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
                     best_epoch=best.epoch, **more)
 
     epochs_run, diverged = 0, None
-    for epoch in range(start, epochs):
+    epoch = start - 1
+    while epoch + 1 < epochs:
+        epoch += 1
         t0 = time.time()
         if pending is None:
             row = {"epoch": epoch}
@@ -141,6 +149,11 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
         epochs_run += 1
         log.info("epoch %d/%d %s", epoch + 1, epochs,
                  " ".join(f"{k}={_short(v)}" for k, v in row.items() if k != "epoch"))
+        if replan is not None:
+            total = int(replan(epoch + 1, epochs, row["seconds"]))
+            if not epoch + 1 <= total <= epochs:
+                raise ValueError(f"replan gave {total} epochs after {epoch + 1} of {epochs}")
+            epochs = total
     model = None if diverged else _model(ckpt, net, metric, best, ema)
     top = ckpt.load_top() if keep > 1 and best.epoch >= 0 else []  # a best epoch needs metric
     return {"best_epoch": best.epoch, "best_metric": best.value, "epochs_run": epochs_run,

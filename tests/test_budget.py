@@ -100,3 +100,20 @@ def test_replanner_records_each_job_once(monkeypatch):
     assert plan["job_started_at"] == {"set0_fold0": 1001.0, "set0_fold1": 1001.0 + 25 * 1.5}
     assert budget.job_epochs(plan, "set0_fold1") == second
     assert budget.job_epochs(plan, "set0_fold4") == 10
+
+
+def test_epochs_within_keeps_a_steady_plan_and_cuts_a_slow_one():
+    # 10 epochs planned, 4 run, 60 s left: at 10 s an epoch the plan holds
+    assert budget.epochs_within(deadline=160.0, now=100.0, epochs_done=4, epochs=10,
+                                last_epoch_s=10.0) == 10
+    # at 15 s an epoch only 4 more fit: 8 in all
+    assert budget.epochs_within(160.0, 100.0, 4, 10, 15.0) == 8
+    # 59 s left at 15 s an epoch: 3 more (floor), never rounded up past the deadline
+    assert budget.epochs_within(159.0, 100.0, 4, 10, 15.0) == 7
+
+
+def test_epochs_within_never_below_the_epochs_run_nor_above_the_plan():
+    assert budget.epochs_within(100.0, 130.0, 4, 10, 10.0) == 4   # past the deadline: stop
+    assert budget.epochs_within(1e9, 0.0, 4, 10, 10.0) == 10      # plenty of time: no rise
+    assert budget.epochs_within(100.0, 0.0, 10, 10, 10.0) == 10   # done: unchanged
+    assert budget.epochs_within(100.0, 0.0, 3, 10, 0.0) == 10     # an instant epoch

@@ -64,7 +64,7 @@ def test_rows_newer_than_checkpoint_are_dropped(tmp_path):
 
 def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric="val_loss",
          nan_metric=False, diverge_at=None, diverged_ok=False, crash_in_training=None, keep=1,
-         values=None):
+         values=None, replan=None):
     """fit() on the linear model, recording which epochs were trained and validated."""
     run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
     trained, validated = [], []
@@ -92,7 +92,7 @@ def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric
 
     out = epoch_loop.fit(run, net, trainer, epochs, train_epoch, validate, metric,
                          resume=resume is not None, mode="min", diverged_ok=diverged_ok,
-                         keep=keep)
+                         keep=keep, replan=replan)
     return run, net, out, trained, validated
 
 
@@ -223,3 +223,28 @@ def test_snapshots_survive_a_run_stopped_in_validation(tmp_path):
             np.testing.assert_array_equal(wa[k].asnumpy(), wb[k].asnumpy())
     assert sorted(f.name for f in (crashed / "checkpoints").glob("top_*.params")) == \
         sorted(m.name for m in ref["members"])
+
+
+def test_replan_cuts_the_run_after_the_epoch_it_returns(tmp_path):
+    """A time budget's cut: the epochs after it never run, the last one kept is validated
+    and the model follows; the replan sees each recorded epoch with its wall seconds."""
+    seen = []
+
+    def replan(done, total, seconds):
+        seen.append((done, total, seconds >= 0))
+        return 3 if done == 2 else total
+
+    run, _, out, trained, validated = _fit(tmp_path, "cut", epochs=6, replan=replan)
+    assert trained == validated == [0, 1, 2]
+    assert [int(r["epoch"]) for r in run.metrics.rows()] == [0, 1, 2]
+    assert seen == [(1, 6, True), (2, 6, True), (3, 3, True)]
+    assert out["epochs_run"] == 3 and out["model"] is not None
+    steady, _, out2, trained2, _ = _fit(tmp_path, "steady", epochs=4,
+                                        replan=lambda done, total, s: total)
+    assert trained2 == [0, 1, 2, 3] and out2["epochs_run"] == 4
+
+
+@pytest.mark.parametrize("bad", [0, 7])
+def test_replan_outside_the_epochs_run_and_the_plan_is_an_error(tmp_path, bad):
+    with pytest.raises(ValueError, match="replan gave"):
+        _fit(tmp_path, f"bad{bad}", epochs=6, replan=lambda done, total, s: bad)

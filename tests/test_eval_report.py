@@ -78,6 +78,13 @@ def test_report_shows_every_known_value(tmp_path):
     assert "| filter: test ROC AUC | 0.910 | – | – |" in md
     assert "31 groups" in md and "Percentile interval where BCa is undefined: recall_ratio." in md
     assert "intervals.metrics" not in md  # not repeated under "Other values"
+    cv = s["detector"]["cv_map_mean"]
+    where = "inside" if 0.7431 <= cv <= 0.8679 else "below" if cv < 0.7431 else "above"
+    assert (f"The cross-validation mean mAP VOC12, {100 * cv:.2f}%, lies {where} the test mAP's "
+            f"interval (74.31% – 86.79%).") in md
+    for cv, where in ((0.70, "below"), (0.80, "inside"), (0.90, "above")):
+        s["detector"]["cv_map_mean"] = cv
+        assert f"{100 * cv:.2f}%, lies {where} the test" in report.render_report(s)
 
 
 def test_summary_table_rows():

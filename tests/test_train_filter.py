@@ -342,3 +342,37 @@ def test_val_frac_outside_the_unit_interval_is_refused(val_frac, tiny_set, first
     args.val_frac = val_frac
     with pytest.raises(ValueError, match="--val-frac must be in"):
         train_filter.split_crops(args, first_run[0] / "crops")
+
+
+def test_a_budget_cut_anneals_the_lr_by_the_new_end_and_survives_resume(first_run, tiny_set,
+                                                                        monkeypatch):
+    """--time-budget: when the epochs run slower than planned, the count is cut after an
+    epoch (here forced to 2), the LR schedule is rebuilt for the cut count, so the last epoch
+    ends at the annealed LR, and the cut is recorded, so a resumed run does not train on."""
+    from models import schedules
+    root, data, oof, test = tiny_set
+    crops = str(first_run[0] / "crops")
+    monkeypatch.setattr(train_filter.budget, "epochs_within",
+                        lambda deadline, now, done, total, seconds: min(total, 2))
+    args = train_filter.parse_args(_argv(root, data, "cut", "--crops", crops,
+                                         "--time-budget", "3", "--lr-mode", "cosine"))
+    out = train_filter.main(args)
+    run_dir = root / "runs" / "cut"
+    derived = json.loads((run_dir / "args.json").read_text())["derived"]
+    plan, iters = derived["time_budget"], derived["iters_per_epoch"]
+    assert plan["epochs"] > 2 and plan["epochs_cut_to"] == 2 and out["epochs_run"] == 2
+    rows = runs.MetricsCSV(run_dir / "metrics.csv").rows()
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    kw = schedules.schedule_kwargs(args)
+    cut = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=2)
+    planned = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=plan["epochs"])
+    # the LR after each epoch's last update: the planned schedule's after the first (the cut
+    # comes after it), the cut schedule's after the second
+    assert float(rows[0]["lr"]) == pytest.approx(planned(iters), rel=1e-5)
+    assert float(rows[1]["lr"]) == pytest.approx(cut(2 * iters), rel=1e-5)
+    assert cut(2 * iters) < 0.1 * planned(2 * iters)
+    monkeypatch.undo()
+    again = train_filter.main(train_filter.parse_args(
+        ["--data", str(data), "--crops", crops, "--resume", str(run_dir)]))
+    assert again["epochs_run"] == 0
+    assert [int(r["epoch"]) for r in runs.MetricsCSV(run_dir / "metrics.csv").rows()] == [0, 1]
