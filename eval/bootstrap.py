@@ -23,7 +23,6 @@ because eval/ does without scipy (README "Import rules"). BCa by default; a metr
 interval is undefined (the same value in every resample, say) gets the percentile interval and
 says so.
 """
-import logging
 import warnings
 from statistics import NormalDist
 
@@ -32,7 +31,6 @@ import numpy as np
 from eval.detection import _match_tables
 from eval.detection_io import table_from_detections, table_from_ground_truth
 
-log = logging.getLogger(__name__)
 _NORMAL = NormalDist()
 
 #: Resamples of the test groups. At 2,000, on a seed-0 demo's test split (56 groups), five
@@ -93,7 +91,6 @@ class DetectionSet:
         d_img = np.repeat(np.arange(n_img), dr_t.counts)
         positive = ~gt_t.extra
         scores = dr_t.extra
-        self.n_images = n_img
         # per class: the evaluator's ranking (score descending, ties in table order) of the
         # detections not matched to a difficult box, and each image's positives
         self.classes = []
@@ -176,7 +173,8 @@ def weighted_auc(weights, labels, scores):
 
 class TestSet:
     """The two stages (and optionally the filter's crops) on one test split, as one
-    statistic of resampled group codes for :func:`scipy.stats.bootstrap`."""
+    vectorised statistic of resampled group codes (:meth:`statistic`, which
+    :func:`scipy.stats.bootstrap` also accepts)."""
 
     def __init__(self, gt, det, kept, det_threshold, n_classes, *, offset, iou=0.5,
                  group_of=None, crops=None):
@@ -200,13 +198,10 @@ class TestSet:
                           "score": np.array([float(r["filter_score"]) for r in crops])}
             self.names.append("filter_auc")
 
-    def image_weights(self, group_w):
-        return np.asarray(group_w)[:, self.codes]
-
     def values(self, group_w):
         """All metrics for each row of group weights ``(rows, n_groups)``: (metrics, rows)
         in :attr:`names` order."""
-        w = self.image_weights(group_w)
+        w = np.asarray(group_w)[:, self.codes]  # each image weighs what its group does
         per = {s: d.metrics(w) for s, d in self.stages.items()}
         out = {f"{s}_{m}": per[s][m] for s in STAGES for m in STAGE_METRICS}
         det, two = per["detector"], per["two_stage"]
@@ -231,7 +226,7 @@ class TestSet:
 
     def point(self):
         """The metrics of the test split itself (every group once)."""
-        return dict(zip(self.names, self.values(np.ones((1, self.n_groups)))[:, 0]))
+        return dict(zip(self.names, self.statistic(np.arange(self.n_groups))))
 
 
 def _draws(rng, n_groups, n_resamples, batch):

@@ -42,6 +42,8 @@ INTERVAL_ROWS = (("detector_map_voc12", "detector only: mAP VOC12", False),
                  ("recall_ratio", "recall ratio (paired)", False),
                  ("f1_gain", "F1 gain (paired)", True),
                  ("filter_auc", "filter: test ROC AUC", False))
+#: The intervals the console table ends with: what the filter changes, and its AUC.
+CONSOLE_INTERVALS = ("precision_gain", "recall_ratio", "f1_gain", "filter_auc")
 RECALL_BY = (("contrast", "lesion contrast (1 - grey / contralateral grey)"),
              ("size", "lesion size (square root of the box area, px)"))
 
@@ -135,7 +137,7 @@ def format_summary_table(summary):
     fthr = _get(summary.get("filter"), "threshold")
     if _num(thr) is not None or _num(fthr) is not None:
         out.append(f"(detector score threshold {fmt(thr)}, filter threshold {fmt(fthr)})")
-    gains = [r for r in interval_rows(summary) if "paired" in r[0] or "AUC" in r[0]]
+    gains = interval_rows(summary, CONSOLE_INTERVALS)
     if gains:
         level = _num(_get(summary.get("intervals"), "level")) or 0.95
         out.append(f"({100 * level:.0f} % intervals over test groups: " + "; ".join(
@@ -267,15 +269,17 @@ def _interval_cell(v, signed):
     return DASH if f is None else f"{f:+.3f}" if signed else f"{f:.3f}"
 
 
-def interval_rows(summary):
-    """``[label, value, low, high]`` rows of ``summary["intervals"]`` (eval.bootstrap)."""
+def interval_rows(summary, keys=None):
+    """``[label, value, low, high]`` rows of ``summary["intervals"]`` (eval.bootstrap),
+    those of the metrics ``keys`` only when given."""
     ci = summary.get("intervals") if isinstance(summary, dict) else None
     metrics = _get(ci, "metrics")
     if not isinstance(metrics, dict):
         return []
     return [[label] + [_interval_cell(_get(metrics[k], x), signed)
                        for x in ("value", "low", "high")]
-            for k, label, signed in INTERVAL_ROWS if isinstance(metrics.get(k), dict)]
+            for k, label, signed in INTERVAL_ROWS
+            if isinstance(metrics.get(k), dict) and (keys is None or k in keys)]
 
 
 def _section_intervals(summary):
