@@ -262,6 +262,12 @@ def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, mo
     from models import budget
     monkeypatch.setattr(budget, "replan_epochs",
                         lambda plan, done, last=None, now=None: plan["epochs"] - len(done))
+    # The plan itself from fixed rates and budget, not from this machine's measured speed
+    # and the seconds spent before planning (a slow or busy CPU bought 1 epoch and failed)
+    plan_detector = budget.plan_detector
+    fixed = {"train_images_per_s": 2.0, "predict_images_per_s": 10.0, "job_overhead_s": 1.0}
+    monkeypatch.setattr(budget, "plan_detector", lambda budget_s, rates, *a: plan_detector(
+        40.0, {**rates, **fixed}, *a))
     argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
             "--name", "tb", *[a for a in TINY if a != "--no-job-processes"], "--job-processes"]
     summary = train_yolo3.main(train_yolo3.parse_args(argv))
