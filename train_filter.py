@@ -272,23 +272,16 @@ def plan_budget(run, args, ctxs, loader, n_epoch, n_val, crop_dir, t_start):
 
 def budget_replanner(run, args, plan, trainer, iters_per_epoch, t_start):
     """``fit``'s ``replan`` under ``--time-budget``: after each epoch the epochs left must end
-    by the budget less the scoring after them (``models.budget.epochs_within``); a cut
+    by the budget less the scoring after them (``models.budget.cut_to_deadline``); a cut
     rebuilds the LR schedule for the new total, so the LR still anneals by the end, and is
     recorded (``derived.time_budget.epochs_cut_to``) for a resumed run."""
-    deadline = t_start + args.time_budget * 60.0 - float(plan["after_s"])
-
-    def replan(done, total, seconds):
-        new = budget.epochs_within(deadline, time.time(), done, total, seconds)
-        if new < total:
-            log.warning("time budget: the filter trains %d of the planned %d epochs (epoch %d "
-                        "took %.1f s, planned %.1f s)", new, plan["epochs"], done, seconds,
-                        plan["seconds_per_epoch"])
-            trainer.optimizer.lr_scheduler = schedules.build_schedule(
-                **schedules.schedule_kwargs(args), iters_per_epoch=iters_per_epoch, epochs=new)
-            plan["epochs_cut_to"] = new
-            runs.record_derived(run, {"time_budget": plan})
-        return new
-    return replan
+    def on_cut(new):
+        trainer.optimizer.lr_scheduler = schedules.build_schedule(
+            **schedules.schedule_kwargs(args), iters_per_epoch=iters_per_epoch, epochs=new)
+        plan["epochs_cut_to"] = new
+        runs.record_derived(run, {"time_budget": plan})
+    return budget.cut_to_deadline(t_start + args.time_budget * 60.0 - float(plan["after_s"]),
+                                  on_cut, "the filter", plan)
 
 
 def split_crops(args, crop_dir):

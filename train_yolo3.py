@@ -29,6 +29,7 @@ if kv_server.is_server():  # a dist kvstore server or scheduler: serve, then exi
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import itertools  # noqa: E402
+import math  # noqa: E402
 import logging  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -158,13 +159,36 @@ def main(args):
             if plan is None:
                 return params[s]
             epochs = replan(name) if replan else budget.job_epochs(plan, name)
-            if epochs == params[s].epochs:
-                return params[s]
-            p = copy.copy(params[s])
-            p.epochs = epochs
+            return params[s] if epochs == params[s].epochs else with_epochs(params[s], epochs)
+
+        def with_epochs(p, epochs):
+            q = copy.copy(p)
+            q.epochs = epochs
             if short_warmup:
-                p.warmup_epochs = min(p.warmup_epochs, epochs / 2.0)
-            return p
+                q.warmup_epochs = min(q.warmup_epochs, epochs / 2.0)
+            return q
+
+        def final_cut(p):
+            """The retrained final model trains fewer epochs when its own ran slower than the
+            plan allows (``models.budget.cut_to_deadline``): under a plan this process made
+            (a resumed run's clock began earlier: it reads the cut back from job_epochs),
+            for sequential jobs on one worker. Fold jobs are re-planned between jobs only,
+            so that a fold's epochs are fixed before it starts."""
+            if replan is None:
+                return None
+            deadline = plan["planned_at"] + plan["budget_s"] - plan["after_s"]
+
+            def cut(trainer, iters_per_epoch):
+                def on_cut(new):
+                    trainer.optimizer.lr_scheduler = schedules.build_schedule(
+                        **schedules.schedule_kwargs(with_epochs(p, new)),
+                        iters_per_epoch=iters_per_epoch, epochs=new)
+                    plan.setdefault("cut_in_job", {})["final"] = {"from": p.epochs, "to": new}
+                    plan["job_epochs"]["final"] = new
+                    runs.record_derived(run, {"time_budget": plan})
+                return budget.cut_to_deadline(deadline, on_cut, "the final model", plan,
+                                              math.ceil(budget.PACE_SHARE * p.epochs))
+            return cut
 
         def fold_job(s, k):
             name = jobs.job_name((s, k))
@@ -180,7 +204,7 @@ def main(args):
                                   before_start=replan)
             for s, k in cv_jobs:
                 results[s, k] = fold_job(s, k)  # done jobs are read back, not retrained
-        return finish(run, args, sets, params, data, ctx, kv, results, job_params)
+        return finish(run, args, sets, params, data, ctx, kv, results, job_params, final_cut)
 
 
 def job_processes(args, kv, n_cv_jobs):
@@ -282,13 +306,15 @@ def build_job(name, p, data, ctx, kv, args, train_ids, seed):
         "schedule": schedules.schedule_kwargs(p)}
 
 
-def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0):
+def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0, cut=None):
     """Train one model (a set x fold, or the retrained final one); returns its result dict.
 
     Rank 0 records and checkpoints through ``models.epochs.fit`` (resuming from the job's
     last checkpoint); other dist workers only step. The model is the last epoch's weight
     average, ``checkpoints/model.params``; with ``val_ids`` it predicts them
-    (``val_detections.json``) and its score there is the job's result.
+    (``val_detections.json``) and its score there is the job's result. ``cut(trainer,
+    iters_per_epoch)``: ``fit``'s ``replan`` (a time budget's cut inside the job); the
+    result's ``epochs`` are those trained.
     """
     job = run.subrun(name) if kv.rank == 0 else None
     if job is not None and (job.dir / "done.json").exists():
@@ -331,9 +357,13 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
             return None
         out = fit(job, net, trainer, p.epochs, train_epoch, validate, None, resume=True,
                   val_interval=args.val_interval, extra_state={"seed": seed, "job": name},
-                  ema=average, diverged_ok=gt is not None)  # a diverged fold is a CV result
+                  ema=average, diverged_ok=gt is not None,  # a diverged fold is a CV result
+                  replan=cut(trainer, info["iters_per_epoch"]) if cut else None)
     finally:
         dd.close_loader(loader)
+    if out["epochs"] != p.epochs:  # cut by the time budget
+        p = copy.copy(p)
+        p.epochs = out["epochs"]
     result = dict(detector_cv.job_record(name, p, out["history"], out["diverged"]),
                   seconds=time.time() - t0, **info)
     if out["diverged"]:
@@ -353,9 +383,10 @@ def train_job(run, name, p, data, ctx, kv, args, train_ids, val_ids=None, seed=0
     return result
 
 
-def finish(run, args, sets, params, data, ctx, kv, results, job_params=None):
+def finish(run, args, sets, params, data, ctx, kv, results, job_params=None, final_cut=None):
     """CV tables, out-of-fold detections, the final model, its test predictions, summary.
-    ``job_params(set, name)``: a job's options (default ``params[set]``)."""
+    ``job_params(set, name)``: a job's options (default ``params[set]``); ``final_cut(p)``:
+    the retrained final model's ``train_job`` ``cut`` for options ``p`` (or None)."""
     job_params = job_params or (lambda s, name: params[s])
     summary = {"run": str(run.dir), "sets": [grid.set_label(s) for s in sets], "offset": OFFSET}
     best, n_folds = 0, len(data.splits["folds"])
@@ -370,8 +401,9 @@ def finish(run, args, sets, params, data, ctx, kv, results, job_params=None):
     p = params[best]
     final_model = args.final_model if results else "retrain"
     if final_model == "retrain":
-        final = train_job(run, "final", job_params(best, "final"), data, ctx, kv, args,
-                          data.splits["train"], seed=args.seed * 1000 + 999)
+        fp = job_params(best, "final")
+        final = train_job(run, "final", fp, data, ctx, kv, args, data.splits["train"],
+                          seed=args.seed * 1000 + 999, cut=final_cut(fp) if final_cut else None)
         if kv.rank > 0:
             return {"rank": kv.rank}
         members = ["final/checkpoints/model.params"]

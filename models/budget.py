@@ -11,6 +11,7 @@ passing it back as ``--epochs`` reproduces the run on any machine.
 """
 import logging
 import math
+import statistics
 import time
 
 import mxnet as mx
@@ -134,6 +135,9 @@ def plan_detector(budget_s, rates, splits, n_cv_jobs, final_only, retrain, val_i
     return plan
 
 
+#: The share of a job's planned epochs whose mean pace decides a cut inside the job.
+PACE_SHARE = 0.1
+
 #: A re-planned job keeps at least this share of the planned epochs (a fold cut further
 #: would score a model of another kind, not a noisier estimate of the same one).
 REPLAN_FLOOR = 0.5
@@ -213,6 +217,35 @@ def epochs_within(deadline, now, epochs_done, epochs, last_epoch_s):
     return max(epochs_done, min(epochs, fit))
 
 
+def cut_to_deadline(deadline, on_cut, what, plan, window=1, clock=time.time):
+    """``models.epochs.fit``'s ``replan`` for a job that must end by ``deadline``
+    (``time.time()``): after each epoch, :func:`epochs_within` at the median pace of the last
+    ``window`` epochs (no cut before ``window`` have run). A cut calls ``on_cut(new_total)``
+    before training goes on: the caller rebuilds its LR schedule for the new total, so the LR
+    still anneals by the end, and records the count for a resumed run. ``what`` names the job
+    in the warning; ``plan`` is its budget's plan; ``clock``: ``time.time`` (for tests).
+
+    ``window``: a cut is never undone, so the pace it reads must not be one slow epoch among
+    hundreds of short ones (a detector's epochs of a few seconds move by a third on a shared
+    machine): the window's median ignores a few, and a slowdown that lasts shows once it
+    fills half the window. A job of a few long epochs (the filter) reads the last one."""
+    seconds = []
+
+    def replan(done, total, epoch_s):
+        seconds.append(epoch_s)
+        if len(seconds) < window:
+            return total
+        pace = statistics.median(seconds[-window:])
+        new = epochs_within(deadline, clock(), done, total, pace)
+        if new < total:
+            log.warning("time budget: %s trains %d of the planned %d epochs (its last %d "
+                        "epoch(s) took a median %.1f s, planned %.1f s)", what, new,
+                        plan["epochs"], window, pace, plan["seconds_per_epoch"])
+            on_cut(new)
+        return new
+    return replan
+
+
 class JobReplanner:
     """Before each job of a plan (sequential jobs, in their order): its epochs from
     :func:`replan_epochs`, kept in ``plan["job_epochs"]`` (job name -> epochs) and handed to
@@ -255,7 +288,10 @@ def add_time_budget_argument(group, what, replanned=False):
                             "as --epochs" + (
                                 ". Jobs run one at a time are re-planned before each (fewer "
                                 "epochs, at least half, when the jobs before ran slower than "
-                                "the plan's safety share allows; job_epochs records them)"
+                                "the plan's safety share allows; job_epochs records them); "
+                                "a retrained final model is also cut after an epoch when "
+                                "the epochs left would end past the budget at the pace of "
+                                "its last tenth (cut_in_job records it)"
                                 if replanned else ""))
 
 

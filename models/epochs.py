@@ -96,7 +96,8 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
     -------
     dict
         ``best_epoch``, ``best_metric``, ``epochs_run`` (rows written in this call),
-        ``history`` (all rows), ``diverged`` (the error message or None) and ``model``: the
+        ``history`` (all rows), ``epochs`` (the total, after any ``replan`` cut),
+        ``diverged`` (the error message or None) and ``model``: the
         params file of the run's model (None when diverged) -- ``best.params`` when a best
         epoch was kept, ``last.params`` when ``metric`` was undefined at every epoch (one
         class in validation), ``model.params`` (the last epoch, averaged) without ``metric``;
@@ -157,7 +158,8 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
     model = None if diverged else _model(ckpt, net, metric, best, ema)
     top = ckpt.load_top() if keep > 1 and best.epoch >= 0 else []  # a best epoch needs metric
     return {"best_epoch": best.epoch, "best_metric": best.value, "epochs_run": epochs_run,
-            "history": run.metrics.rows(), "diverged": diverged, "model": model,
+            "history": run.metrics.rows(), "epochs": epochs, "diverged": diverged,
+            "model": model,
             "members": [] if model is None else
             [ckpt.dir / t["params"] for t in top] or [model],
             "member_epochs": [t["epoch"] for t in top] or

@@ -112,6 +112,40 @@ def test_epochs_within_keeps_a_steady_plan_and_cuts_a_slow_one():
     assert budget.epochs_within(159.0, 100.0, 4, 10, 15.0) == 7
 
 
+def _drive_cut(epoch_seconds, window, deadline=110.0):
+    """Run ``cut_to_deadline`` as ``models.epochs.fit`` does over epochs of the given wall
+    seconds (a simulated clock); returns the epochs trained, the end time and the cuts."""
+    clock, cuts, done = [0.0], [], [0]
+    replan = budget.cut_to_deadline(deadline, lambda new: cuts.append((done[0], new)), "job",
+                                    {"epochs": 100, "seconds_per_epoch": 1.0}, window,
+                                    clock=lambda: clock[0])
+    total = 100
+    while done[0] < total:
+        clock[0] += epoch_seconds[done[0]]
+        done[0] += 1
+        total = replan(done[0], total, epoch_seconds[done[0] - 1])
+    return total, clock[0], cuts
+
+
+def test_cut_to_deadline_ignores_a_slow_epoch_and_cuts_a_lasting_slowdown():
+    """100 planned epochs of 1 s, 110 s to the deadline. One epoch of 3 s fits the slack: a
+    window of 10 epochs keeps the plan where the last epoch alone would cut 30 epochs. A
+    slowdown to 1.5 s from epoch 50 on is cut once it fills half the window, and the run
+    ends by the deadline; epochs of 5 s from the start are cut only after the window."""
+    spike = [1.0] * 100
+    spike[50] = 3.0
+    assert _drive_cut(spike, 10) == (100, 102.0, [])
+    total, end, cuts = _drive_cut(spike, 1)
+    assert total == 70 and cuts == [(51, 70)]
+    slow = [1.0] * 50 + [1.5] * 50
+    total, end, cuts = _drive_cut(slow, 10)
+    assert cuts[0][0] == 55 and cuts[-1][1] == total == 90 and end <= 110.0
+    total, end, cuts = _drive_cut(slow, 101)  # a window longer than the run: never cut
+    assert (total, cuts) == (100, [])
+    total, end, cuts = _drive_cut([5.0] * 100, 10)
+    assert cuts[0][0] == 10 and end <= 110.0
+
+
 def test_epochs_within_never_below_the_epochs_run_nor_above_the_plan():
     assert budget.epochs_within(100.0, 130.0, 4, 10, 10.0) == 4   # past the deadline: stop
     assert budget.epochs_within(1e9, 0.0, 4, 10, 10.0) == 10      # plenty of time: no rise

@@ -285,6 +285,47 @@ def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, mo
     assert len(list(run.glob("set0_fold*/console.txt"))) == 2  # each fold in its process
 
 
+def test_a_budget_cut_inside_the_final_model_anneals_its_lr_and_survives_resume(
+        data_dir, tmp_path, monkeypatch):
+    """--only final --time-budget: when the final model's epochs run slower than its plan
+    allows, its count is cut after an epoch (models.budget.epochs_within, here forced to 2),
+    its LR schedule is rebuilt for the cut count, so the last epoch ends annealed, and the
+    cut is recorded: every record says 2 epochs, and a resumed run trains no further."""
+    from models import budget, schedules
+    plan_detector = budget.plan_detector
+    fixed = {"train_images_per_s": 2.0, "predict_images_per_s": 10.0, "job_overhead_s": 1.0}
+    monkeypatch.setattr(budget, "plan_detector", lambda budget_s, rates, *a: plan_detector(
+        40.0, {**rates, **fixed}, *a))
+    monkeypatch.setattr(budget, "epochs_within",
+                        lambda deadline, now, done, total, seconds: min(total, 2))
+    argv = ["--data", str(data_dir), "--only", "final", "--time-budget", "1", "--out",
+            str(tmp_path), "--name", "cut", *TINY]
+    summary = train_yolo3.main(train_yolo3.parse_args(argv))
+    run = tmp_path / "cut"
+    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    assert plan["epochs"] > 2 and plan["job_epochs"] == {"final": 2}
+    assert plan["cut_in_job"] == {"final": {"from": plan["epochs"], "to": 2}}
+    done = json.loads((run / "final" / "done.json").read_text())
+    assert done["epochs"] == summary["final_epochs"] == 2
+    rows = _csv(run / "final" / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    iters, kw = done["iters_per_epoch"], done["schedule"]
+    planned = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=plan["epochs"])
+    cut = schedules.build_schedule(**dict(kw, warmup_epochs=min(kw["warmup_epochs"], 1.0)),
+                                   iters_per_epoch=iters, epochs=2)
+    # the LR after each epoch's last update: the plan's after the first (the cut comes after
+    # it), the cut schedule's after the second
+    assert float(rows[0]["lr"]) == pytest.approx(planned(iters), rel=1e-5)
+    assert float(rows[1]["lr"]) == pytest.approx(cut(2 * iters), rel=1e-5)
+    assert cut(2 * iters) < 0.25 * planned(2 * iters)  # 4 iterations: one step from the end
+    monkeypatch.undo()
+    (run / "final" / "done.json").unlink()  # make the resumed run rebuild the job
+    again = train_yolo3.main(train_yolo3.parse_args(
+        ["--resume", str(run), "--progress", "off", "--gpus", ""]))
+    assert len(_csv(run / "final" / "metrics.csv")) == 2
+    assert again["final_epochs"] == 2 and again["param_digest"] == summary["param_digest"]
+
+
 def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
     """Augmentation is seeded per item (seed, epoch, index): the same model loading in the
     training process, in its loader thread (the CPU recipe's default) or in 1 loader
