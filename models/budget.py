@@ -135,7 +135,7 @@ def plan_detector(budget_s, rates, splits, n_cv_jobs, final_only, retrain, val_i
     return plan
 
 
-#: The share of a job's planned epochs whose mean pace decides a cut inside the job.
+#: The share of a job's planned epochs whose median pace decides a cut inside the job.
 PACE_SHARE = 0.1
 
 #: A re-planned job keeps at least this share of the planned epochs (a fold cut further
