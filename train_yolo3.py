@@ -176,18 +176,16 @@ def main(args):
             so that a fold's epochs are fixed before it starts."""
             if replan is None:
                 return None
-            deadline = plan["planned_at"] + plan["budget_s"] - plan["after_s"]
 
             def cut(trainer, iters_per_epoch):
                 def on_cut(new):
                     trainer.optimizer.lr_scheduler = schedules.build_schedule(
                         **schedules.schedule_kwargs(with_epochs(p, new)),
                         iters_per_epoch=iters_per_epoch, epochs=new)
-                    plan.setdefault("cut_in_job", {})["final"] = {"from": p.epochs, "to": new}
-                    plan["job_epochs"]["final"] = new
-                    runs.record_derived(run, {"time_budget": plan})
-                return budget.cut_to_deadline(deadline, on_cut, "the final model", plan,
-                                              math.ceil(budget.PACE_SHARE * p.epochs))
+                    replan.cut_in_job("final", new)
+                window = math.ceil(budget.PACE_SHARE * p.epochs)
+                return budget.cut_to_deadline(budget.plan_deadline(plan), on_cut,
+                                              "the final model", plan, window)
             return cut
 
         def fold_job(s, k):

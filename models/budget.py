@@ -182,9 +182,15 @@ def replan_epochs(plan, done_epochs, last_started_at=None, now=None, floor=REPLA
         raise ValueError(f"the plan has {plan['jobs']} job(s) and {len(done_epochs)} ran")
     now = time.time() if now is None else now
     pace = max(1.0, (now - float(last_started_at)) / (fixed + done_epochs[-1] * spe))
-    left = float(plan["budget_s"]) - float(plan["after_s"]) - (now - float(plan["planned_at"]))
+    left = plan_deadline(plan) - now
     epochs = int(math.floor((left / jobs_left / pace - fixed) / spe))
     return max(int(math.ceil(floor * planned)), min(planned, epochs))
+
+
+def plan_deadline(plan):
+    """``time.time()`` by which a plan's jobs must end: ``budget_s`` from ``planned_at``,
+    less the work after them (``after_s``)."""
+    return float(plan["planned_at"]) + float(plan["budget_s"]) - float(plan["after_s"])
 
 
 def epochs_within(deadline, now, epochs_done, epochs, last_epoch_s):
@@ -271,6 +277,15 @@ class JobReplanner:
                         "ran slower than calibrated)", name, counts[name], self.plan["epochs"])
         self._record(self.plan)
         return counts[name]
+
+    def cut_in_job(self, name, epochs):
+        """Job ``name``, running, now trains ``epochs`` (a cut by :func:`cut_to_deadline`):
+        its recorded count, with the count it started with (``plan["cut_in_job"]``), so a
+        resumed run trains no further."""
+        counts = self.plan["job_epochs"]
+        self.plan.setdefault("cut_in_job", {}).setdefault(name, {"from": counts[name]})
+        self.plan["cut_in_job"][name]["to"] = counts[name] = epochs
+        self._record(self.plan)
 
 
 def job_epochs(plan, name):
