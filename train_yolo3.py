@@ -129,14 +129,18 @@ def main(args):
         params = [grid.apply_set(args, dict(s, grid_overrides=s)) for s in sets]
         cv_jobs = [(s, k) for s in range(len(sets)) for k in range(len(folds))]
         plan, replan = None, None
+
+        def record_plan(q):
+            runs.record_derived(run, {"time_budget": q})
+
         if args.time_budget is not None:
             plan = (stored or {}).get("derived", {}).get("time_budget")  # resumed or a child
             if plan is None:
                 plan = plan_budget(run, args, params, data, ctx, job, len(cv_jobs), t_start,
                                    kv)
                 if args.folds_parallel <= 1 and not kv.distributed:  # sequential jobs
-                    replan = budget.JobReplanner(plan, lambda q: runs.record_derived(
-                        run, {"time_budget": q}))
+                    replan = budget.JobReplanner(plan, record_plan, reload=lambda: run.read_json(
+                        "args.json", {}).get("derived", {}).get("time_budget"))
             for p in params:
                 p.epochs = plan["epochs"]
         # a short run keeps half its epochs out of warm-up; a resumed run or a job child
@@ -168,30 +172,42 @@ def main(args):
                 q.warmup_epochs = min(q.warmup_epochs, epochs / 2.0)
             return q
 
-        def final_cut(p):
-            """The retrained final model trains fewer epochs when its own ran slower than the
-            plan allows (``models.budget.cut_to_deadline``): under a plan this process made
-            (a resumed run's clock began earlier: it reads the cut back from job_epochs),
-            for sequential jobs on one worker. Fold jobs are re-planned between jobs only,
-            so that a fold's epochs are fixed before it starts."""
-            if replan is None:
+        def job_cut(name, p):
+            """A job trains fewer epochs when its own ran slower than its share of the budget
+            allows (``models.budget.cut_to_deadline``, by the deadline its ``JobReplanner``
+            set: an equal share of the time left for it and each job after it, the whole rest
+            for the last): so a slow stretch is paid for by the job it slows, not by the last
+            fold. Only under a plan this process made, or in a job child its parent gave a
+            ``--job-deadline`` (a resumed run's clock began earlier: it reads the cuts back
+            from job_epochs); for sequential jobs on one worker. A fold keeps at least half
+            its planned epochs (``models.budget.REPLAN_FLOOR``), as between folds."""
+            deadline = replan.deadlines.get(name) if replan else args.job_deadline
+            if deadline is None:
                 return None
+            recorder = replan or budget.JobReplanner(plan, record_plan)
+            floor = 0 if name == "final" else math.ceil(budget.REPLAN_FLOOR * plan["epochs"])
 
             def cut(trainer, iters_per_epoch):
                 def on_cut(new):
                     trainer.optimizer.lr_scheduler = schedules.build_schedule(
                         **schedules.schedule_kwargs(with_epochs(p, new)),
                         iters_per_epoch=iters_per_epoch, epochs=new)
-                    replan.cut_in_job("final", new)
+                    recorder.cut_in_job(name, new)
                 window = math.ceil(budget.PACE_SHARE * p.epochs)
-                return budget.cut_to_deadline(budget.plan_deadline(plan), on_cut,
-                                              "the final model", plan, window)
+                return budget.cut_to_deadline(deadline, on_cut, name, plan, window,
+                                              floor=floor)
             return cut
 
         def fold_job(s, k):
             name = jobs.job_name((s, k))
-            return train_job(run, name, job_params(s, name), data, ctx, kv, args,
-                             folds[k]["train"], folds[k]["val"], seed=args.seed * 1000 + k)
+            p = job_params(s, name)
+            return train_job(run, name, p, data, ctx, kv, args, folds[k]["train"],
+                             folds[k]["val"], seed=args.seed * 1000 + k, cut=job_cut(name, p))
+
+        def start_child(name):
+            """Before a job child starts: its epochs, and the deadline it is cut by."""
+            replan(name)
+            return ["--job-deadline", repr(replan.deadlines[name])]
 
         if isinstance(job, tuple):
             return fold_job(*job)
@@ -199,10 +215,11 @@ def main(args):
         if job is None:
             if args.folds_parallel > 1 or job_processes(args, kv, len(cv_jobs)):
                 jobs.run_parallel(os.path.abspath(__file__), run, args, cv_jobs,
-                                  before_start=replan)
+                                  before_start=start_child if replan else None)
             for s, k in cv_jobs:
                 results[s, k] = fold_job(s, k)  # done jobs are read back, not retrained
-        return finish(run, args, sets, params, data, ctx, kv, results, job_params, final_cut)
+        return finish(run, args, sets, params, data, ctx, kv, results, job_params,
+                      lambda p: job_cut("final", p))
 
 
 def job_processes(args, kv, n_cv_jobs):

@@ -223,13 +223,14 @@ def epochs_within(deadline, now, epochs_done, epochs, last_epoch_s):
     return max(epochs_done, min(epochs, fit))
 
 
-def cut_to_deadline(deadline, on_cut, what, plan, window=1, clock=time.time):
+def cut_to_deadline(deadline, on_cut, what, plan, window=1, clock=time.time, floor=0):
     """``models.epochs.fit``'s ``replan`` for a job that must end by ``deadline``
     (``time.time()``): after each epoch, :func:`epochs_within` at the median pace of the last
-    ``window`` epochs (no cut before ``window`` have run). A cut calls ``on_cut(new_total)``
-    before training goes on: the caller rebuilds its LR schedule for the new total, so the LR
-    still anneals by the end, and records the count for a resumed run. ``what`` names the job
-    in the warning; ``plan`` is its budget's plan; ``clock``: ``time.time`` (for tests).
+    ``window`` epochs (no cut before ``window`` have run), never below ``floor`` epochs. A cut
+    calls ``on_cut(new_total)`` before training goes on: the caller rebuilds its LR schedule
+    for the new total, so the LR still anneals by the end, and records the count for a resumed
+    run. ``what`` names the job in the warning; ``plan`` is its budget's plan; ``clock``:
+    ``time.time`` (for tests).
 
     ``window``: a cut is never undone, so the pace it reads must not be one slow epoch among
     hundreds of short ones (a detector's epochs of a few seconds move by a third on a shared
@@ -242,7 +243,7 @@ def cut_to_deadline(deadline, on_cut, what, plan, window=1, clock=time.time):
         if len(seconds) < window:
             return total
         pace = statistics.median(seconds[-window:])
-        new = epochs_within(deadline, clock(), done, total, pace)
+        new = max(min(total, int(floor)), epochs_within(deadline, clock(), done, total, pace))
         if new < total:
             log.warning("time budget: %s trains %d of the planned %d epochs (its last %d "
                         "epoch(s) took a median %.1f s, planned %.1f s)", what, new,
@@ -252,18 +253,37 @@ def cut_to_deadline(deadline, on_cut, what, plan, window=1, clock=time.time):
     return replan
 
 
+def job_deadline(plan, jobs_started, now):
+    """``time.time()`` by which a job starting ``now`` must end, when ``jobs_started`` of the
+    plan's jobs started before it: an equal share of the time left to the plan's deadline
+    (:func:`plan_deadline`) for it and each job after it, the share :func:`replan_epochs`
+    sizes its epochs for. The last job's deadline is the plan's."""
+    jobs_left = int(plan["jobs"]) - int(jobs_started)
+    if jobs_left < 1:
+        raise ValueError(f"the plan has {plan['jobs']} job(s) and {jobs_started} started")
+    return now + (plan_deadline(plan) - now) / jobs_left
+
+
 class JobReplanner:
     """Before each job of a plan (sequential jobs, in their order): its epochs from
     :func:`replan_epochs`, kept in ``plan["job_epochs"]`` (job name -> epochs) and handed to
     ``record(plan)`` before the job starts, so that a job child or a resumed run reads them
-    back, with its start (``plan["job_started_at"]``). A job asked for again gets its
-    recorded count."""
+    back, with its start (``plan["job_started_at"]``) and the deadline a cut inside it keeps
+    (``deadlines``, :func:`job_deadline`). A job asked for again gets its recorded count.
 
-    def __init__(self, plan, record):
+    A job cut inside itself records its count with :meth:`cut_in_job`; a job child does so in
+    a replanner of its own over the record, and ``reload()`` (the recorded plan, or None)
+    brings those cuts back here before the next job is planned or the plan recorded again, so
+    the pace of a cut job is read against the epochs it trained and no record is lost."""
+
+    def __init__(self, plan, record, reload=None):
         self.plan = plan
+        self.deadlines = {}
         self._record = record
+        self._reload = reload
 
     def __call__(self, name):
+        self._sync()
         counts = self.plan.setdefault("job_epochs", {})
         starts = self.plan.setdefault("job_started_at", {})
         if name in counts:
@@ -271,6 +291,7 @@ class JobReplanner:
         now = time.time()
         counts[name] = replan_epochs(self.plan, list(counts.values()),
                                      max(starts.values()) if starts else None, now)
+        self.deadlines[name] = job_deadline(self.plan, len(starts), now)
         starts[name] = now
         if counts[name] < self.plan["epochs"]:
             log.warning("time budget: %s trains %d of the planned %d epochs (the jobs before it "
@@ -282,10 +303,26 @@ class JobReplanner:
         """Job ``name``, running, now trains ``epochs`` (a cut by :func:`cut_to_deadline`):
         its recorded count, with the count it started with (``plan["cut_in_job"]``), so a
         resumed run trains no further."""
+        self._sync()
         counts = self.plan["job_epochs"]
         self.plan.setdefault("cut_in_job", {}).setdefault(name, {"from": counts[name]})
         self.plan["cut_in_job"][name]["to"] = counts[name] = epochs
         self._record(self.plan)
+
+    def _sync(self):
+        stored = self._reload() if self._reload is not None else None
+        if not stored:
+            return
+        counts = self.plan.setdefault("job_epochs", {})
+        for name, epochs in (stored.get("job_epochs") or {}).items():
+            if name in counts:  # counts are only ever cut: the lower one is the newer
+                counts[name] = min(int(counts[name]), int(epochs))
+        cuts = self.plan.setdefault("cut_in_job", {})
+        for name, cut in (stored.get("cut_in_job") or {}).items():
+            if name not in cuts or int(cut["to"]) < int(cuts[name]["to"]):
+                cuts[name] = cut
+        if not cuts:
+            del self.plan["cut_in_job"]
 
 
 def job_epochs(plan, name):
@@ -303,10 +340,10 @@ def add_time_budget_argument(group, what, replanned=False):
                             "as --epochs" + (
                                 ". Jobs run one at a time are re-planned before each (fewer "
                                 "epochs, at least half, when the jobs before ran slower than "
-                                "the plan's safety share allows; job_epochs records them); "
-                                "a retrained final model is also cut after an epoch when "
-                                "the epochs left would end past the budget at the pace of "
-                                "its last tenth (cut_in_job records it)"
+                                "the plan's safety share allows; job_epochs records them), "
+                                "and cut after an epoch when the epochs left would end past "
+                                "the job's share of the time left at the pace of its last "
+                                "tenth (cut_in_job records it; a fold keeps at least half)"
                                 if replanned else ""))
 
 

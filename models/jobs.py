@@ -19,7 +19,8 @@ from infra import runs
 
 
 def add_job_arguments(parser):
-    """Declare --folds-parallel, --job-processes, --fold-threads and --only."""
+    """Declare --folds-parallel, --job-processes, --fold-threads, --only (and a job child's
+    --job-deadline)."""
     g = parser.add_argument_group("parallelism")
     g.add_argument("--folds-parallel", type=int, default=1,
                    help="train this many set x fold jobs at once, one process and one "
@@ -39,6 +40,9 @@ def add_job_arguments(parser):
     g.add_argument("--only", default=None, metavar="JOB",
                    help="train one job and stop: 'S:K' (set S, fold K) or 'final'; used by "
                         "--folds-parallel and with a dist kvstore (one model per launch)")
+    # A job child's share of a time budget (time.time() it must end by), from the parent's
+    # models.budget.JobReplanner: not a user option, so not in --help.
+    g.add_argument("--job-deadline", type=float, default=None, help=argparse.SUPPRESS)
     return g
 
 
@@ -64,7 +68,8 @@ def run_parallel(script, run, args, cv_jobs, before_start=None):
     """Train the CV jobs of ``run`` that have no ``done.json`` yet in child processes of
     ``script``, ``args.folds_parallel`` at a time (``--gpus``, ``--fold-threads``); each
     writes its console output to ``<job>/console.txt``. ``before_start(job name)`` runs
-    just before each child starts (the time budget's re-planning)."""
+    just before each child starts (the time budget's re-planning); a list it returns is added
+    to the child's command line."""
     todo = [j for j in cv_jobs if not (run.dir / job_name(j) / "done.json").exists()]
     thread = "--loader-thread" if args.loader_thread else "--no-loader-thread"
     commands = [(job_name(j), [sys.executable, script, "--data", args.data,
@@ -92,7 +97,8 @@ def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5,
         ``OMP_NUM_THREADS`` = ``threads`` or CPUs // ``parallel``.
     log : logging.Logger, optional
     before_start : callable, optional
-        Called with a command's name just before its child starts.
+        Called with a command's name just before its child starts; the arguments it returns
+        (a list, or None) are appended to the child's ``argv``.
 
     Raises
     ------
@@ -106,9 +112,9 @@ def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5,
     while pending or running:
         while pending and free:
             (name, argv, console_path), slot = pending.pop(0), free.pop(0)
-            if before_start is not None:
-                before_start(name)
-            argv = list(argv) + ["--gpus", gpu_ids[slot % len(gpu_ids)] if gpu_ids else ""]
+            extra = (before_start(name) if before_start is not None else None) or []
+            argv = list(argv) + list(extra) + [
+                "--gpus", gpu_ids[slot % len(gpu_ids)] if gpu_ids else ""]
             env = dict(os.environ) if gpu_ids else dict(os.environ, OMP_NUM_THREADS=str(threads))
             console = open(console_path, "ab")
             proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, env=env)

@@ -5,6 +5,7 @@ chosen one), folds in parallel processes, resuming a run killed with SIGKILL (re
 model), the time budget, loader workers that do not change the model (find_lr: test_find_lr)."""
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -240,10 +241,16 @@ def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):
     plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
     assert plan["epochs"] >= 1 and plan["minutes"] == 1.0
     assert plan["planned_s"] <= plan["budget_s"]
-    # every fold model trains its recorded epochs, schedule included: the plan's for the
-    # first, re-planned for a later one when the first ran slower than calibrated (at these
-    # sizes it does: checkpoints and validation every epoch of 2 iterations)
-    assert plan["job_epochs"]["set0_fold0"] == plan["epochs"] == summary["epochs"]
+    # every fold model trains its recorded epochs, schedule included: the first starts with
+    # the plan's, a later one re-planned when the first ran slower than calibrated, and each
+    # is cut inside itself when it runs slower than its share allows (at these sizes they
+    # do: checkpoints and validation every epoch of 2 iterations), to no fewer than half
+    assert summary["epochs"] == plan["epochs"]
+    cuts = plan.get("cut_in_job", {})
+    assert cuts.get("set0_fold0", {}).get("from", plan["epochs"]) == plan["epochs"]
+    for name, cut in cuts.items():
+        assert plan["job_epochs"][name] == cut["to"] < cut["from"]
+        assert cut["to"] >= math.ceil(0.5 * plan["epochs"]) or name == "final"
     for k in (0, 1):
         rows = _csv(run / f"set0_fold{k}" / "metrics.csv")
         assert len(rows) == plan["job_epochs"][f"set0_fold{k}"] == summary["fold_epochs"][k]
@@ -283,6 +290,47 @@ def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, mo
     assert [int(r["epochs"]) for r in _csv(run / "cv_results.csv")] == [e, e - 1]
     assert summary["fold_epochs"] == [e, e - 1] and summary["epochs"] == e
     assert len(list(run.glob("set0_fold*/console.txt"))) == 2  # each fold in its process
+
+
+def test_a_fold_child_is_cut_by_its_deadline_and_the_parent_keeps_its_record(
+        data_dir, tmp_path, monkeypatch):
+    """A fold that runs past the deadline its parent gave it (models.budget.job_deadline,
+    here made already past for fold 1) is cut inside its own process (the recipe's job
+    processes) to the floor, half the planned epochs; its LR schedule is rebuilt, so the
+    cut count ends annealed; the cut is in every record, the parent's included."""
+    from models import budget, schedules
+    plan_detector = budget.plan_detector
+    fixed = {"train_images_per_s": 2.0, "predict_images_per_s": 10.0, "job_overhead_s": 1.0}
+    monkeypatch.setattr(budget, "plan_detector", lambda budget_s, rates, *a: plan_detector(
+        40.0, {**rates, **fixed}, *a))
+    job_deadline = budget.job_deadline
+    monkeypatch.setattr(budget, "job_deadline", lambda plan, started, now: now if started
+                        else job_deadline(plan, started, now))
+    argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
+            "--name", "cut", *[a for a in TINY if a != "--no-job-processes"],
+            "--job-processes"]
+    summary = train_yolo3.main(train_yolo3.parse_args(argv))
+    run = tmp_path / "cut"
+    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    e = plan["epochs"]
+    half = math.ceil(e / 2)
+    assert e >= 3 and half < e
+    assert plan["job_epochs"] == {"set0_fold0": e, "set0_fold1": half}
+    assert plan["cut_in_job"] == {"set0_fold1": {"from": e, "to": half}}
+    rows = _csv(run / "set0_fold1" / "metrics.csv")
+    assert len(rows) == half
+    done = json.loads((run / "set0_fold1" / "done.json").read_text())
+    assert done["epochs"] == half
+    iters, kw = done["iters_per_epoch"], done["schedule"]
+    planned = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=e)
+    cut = schedules.build_schedule(**dict(kw, warmup_epochs=min(kw["warmup_epochs"], half / 2)),
+                                   iters_per_epoch=iters, epochs=half)
+    # the last epoch ends on the cut schedule, well below where the plan's would be
+    assert float(rows[-1]["lr"]) == pytest.approx(cut(half * iters), rel=1e-5)
+    assert cut(half * iters) < 0.5 * planned(half * iters)
+    assert len(_csv(run / "set0_fold0" / "metrics.csv")) == e
+    assert summary["fold_epochs"] == [e, half]
+    assert "set0_fold1 trains" in (run / "set0_fold1" / "log.txt").read_text()
 
 
 def test_a_budget_cut_inside_the_final_model_anneals_its_lr_and_survives_resume(
