@@ -29,7 +29,6 @@ if kv_server.is_server():  # a dist kvstore server or scheduler: serve, then exi
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import itertools  # noqa: E402
-import math  # noqa: E402
 import logging  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -180,12 +179,11 @@ def main(args):
             fold. Only under a plan this process made, or in a job child its parent gave a
             ``--job-deadline`` (a resumed run's clock began earlier: it reads the cuts back
             from job_epochs); for sequential jobs on one worker. A fold keeps at least half
-            its planned epochs (``models.budget.REPLAN_FLOOR``), as between folds."""
+            its planned epochs (``models.budget.floor_epochs``), as between folds."""
             deadline = replan.deadlines.get(name) if replan else args.job_deadline
             if deadline is None:
                 return None
             recorder = replan or budget.JobReplanner(plan, record_plan)
-            floor = 0 if name == "final" else math.ceil(budget.REPLAN_FLOOR * plan["epochs"])
 
             def cut(trainer, iters_per_epoch):
                 def on_cut(new):
@@ -193,9 +191,8 @@ def main(args):
                         **schedules.schedule_kwargs(with_epochs(p, new)),
                         iters_per_epoch=iters_per_epoch, epochs=new)
                     recorder.cut_in_job(name, new)
-                window = math.ceil(budget.PACE_SHARE * p.epochs)
-                return budget.cut_to_deadline(deadline, on_cut, name, plan, window,
-                                              floor=floor)
+                return budget.cut_job(deadline, on_cut, name, plan, p.epochs,
+                                      floored=name != "final")
             return cut
 
         def fold_job(s, k):

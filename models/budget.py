@@ -184,7 +184,13 @@ def replan_epochs(plan, done_epochs, last_started_at=None, now=None, floor=REPLA
     pace = max(1.0, (now - float(last_started_at)) / (fixed + done_epochs[-1] * spe))
     left = plan_deadline(plan) - now
     epochs = int(math.floor((left / jobs_left / pace - fixed) / spe))
-    return max(int(math.ceil(floor * planned)), min(planned, epochs))
+    return max(floor_epochs(plan, floor), min(planned, epochs))
+
+
+def floor_epochs(plan, floor=REPLAN_FLOOR):
+    """The fewest epochs a fold of ``plan`` trains when re-planned or cut: ``floor`` of the
+    plan's count, rounded up."""
+    return int(math.ceil(floor * int(plan["epochs"])))
 
 
 def plan_deadline(plan):
@@ -251,6 +257,15 @@ def cut_to_deadline(deadline, on_cut, what, plan, window=1, clock=time.time, flo
             on_cut(new)
         return new
     return replan
+
+
+def cut_job(deadline, on_cut, name, plan, epochs, floored=True, clock=time.time):
+    """:func:`cut_to_deadline` for job ``name`` of ``plan`` that started with ``epochs``: at
+    the median pace of its last :data:`PACE_SHARE` of them, never below
+    :func:`floor_epochs` when ``floored`` (a fold; a final model, whose budget is the
+    contract, has no floor)."""
+    return cut_to_deadline(deadline, on_cut, name, plan, math.ceil(PACE_SHARE * epochs), clock,
+                           floor_epochs(plan) if floored else 0)
 
 
 def job_deadline(plan, jobs_started, now):

@@ -1,4 +1,6 @@
 """models/budget.py: epochs from a time budget."""
+import json
+
 import pytest
 
 from models import budget
@@ -156,22 +158,19 @@ def test_epochs_within_never_below_the_epochs_run_nor_above_the_plan():
 def _run_jobs_cut(plan, paces, monkeypatch, cut=True):
     """Sequential jobs of ``plan`` as train_yolo3 runs them under a budget: each re-planned
     before it starts (``JobReplanner``) and, with ``cut``, cut inside itself by the deadline
-    its replanner set (``cut_to_deadline``, a window of a tenth of the planned epochs, a
-    floor of half). Job k runs ``paces[k]`` x the planned seconds. Returns each job's epochs,
+    its replanner set (``cut_job``, as train_yolo3 cuts a fold). Job k runs ``paces[k]`` x the planned seconds. Returns each job's epochs,
     each job's end and deadline, and the clock at the end."""
     clock = [plan["planned_at"] + 1.0]
     monkeypatch.setattr(budget.time, "time", lambda: clock[0])
     replan = budget.JobReplanner(plan, lambda q: None)
-    fixed, spe, planned = plan["per_job_fixed_s"], plan["seconds_per_epoch"], plan["epochs"]
+    fixed, spe = plan["per_job_fixed_s"], plan["seconds_per_epoch"]
     epochs, ends, deadlines = [], [], []
     for k, pace in enumerate(paces):
         name = f"set0_fold{k}"
         total = replan(name)
         deadlines.append(replan.deadlines[name])
-        step = budget.cut_to_deadline(
-            replan.deadlines[name], lambda new, n=name: replan.cut_in_job(n, new), name, plan,
-            window=-(-planned // 10), clock=lambda: clock[0], floor=-(-planned // 2)) \
-            if cut else None
+        step = budget.cut_job(replan.deadlines[name], lambda new, n=name: replan.cut_in_job(
+            n, new), name, plan, total, clock=lambda: clock[0]) if cut else None
         clock[0] += pace * fixed
         done = 0
         while done < total:
@@ -237,5 +236,4 @@ def test_replanner_takes_back_a_job_childs_cut_before_planning_and_recording(mon
 
 
 def json_copy(d):
-    import json
     return json.loads(json.dumps(d))
