@@ -184,15 +184,30 @@ def main(args):
             if deadline is None:
                 return None
             recorder = replan or budget.JobReplanner(plan, record_plan)
+            # The plan's first job (nothing started before it) may raise the plan's epochs.
+            first = list(plan.get("job_started_at") or {}) == [name] and \
+                "raised_in_job" not in plan
 
             def cut(trainer, iters_per_epoch):
-                def on_cut(new):
+                def reschedule(new):
                     trainer.optimizer.lr_scheduler = schedules.build_schedule(
                         **schedules.schedule_kwargs(with_epochs(p, new)),
                         iters_per_epoch=iters_per_epoch, epochs=new)
+
+                def on_cut(new):
+                    reschedule(new)
                     recorder.cut_in_job(name, new)
-                return budget.cut_job(deadline, on_cut, name, plan, p.epochs,
-                                      floored=name != "final")
+
+                def on_raise(new, seconds_per_epoch):
+                    reschedule(new)
+                    recorder.raise_in_job(name, new, seconds_per_epoch)
+
+                def make_cut(epochs):
+                    return budget.cut_job(deadline, on_cut, name, plan, epochs,
+                                          floored=name != "final")
+                if first:
+                    return budget.first_job_replan(plan, p.epochs, on_raise, make_cut, name)
+                return make_cut(p.epochs)
             return cut
 
         def fold_job(s, k):
@@ -215,6 +230,11 @@ def main(args):
                                   before_start=start_child if replan else None)
             for s, k in cv_jobs:
                 results[s, k] = fold_job(s, k)  # done jobs are read back, not retrained
+            if replan:  # a first fold that raised the plan did so in its own process
+                replan.sync()
+            if plan is not None:
+                for p in params:
+                    p.epochs = plan["epochs"]
         return finish(run, args, sets, params, data, ctx, kv, results, job_params,
                       lambda p: job_cut("final", p))
 

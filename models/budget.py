@@ -6,8 +6,10 @@ EPYC), so a fixed epoch count is not a contract a CPU user can rely on. As Ultra
 the training and prediction rates of this machine, and every job gets the same number of
 epochs, chosen so that all of them, their validations and the predictions after training fit
 into the budget. The schedule is then built for that many epochs, so the learning rate still
-anneals by the end. The count is fixed once, before training, and recorded in the run folder:
-passing it back as ``--epochs`` reproduces the run on any machine.
+anneals by the end. The first job's first epochs check the calibration, and raise the count
+when it under-read the machine (:func:`first_job_replan`); after that a count is only cut,
+when the machine slows down. Every count is recorded in the run folder: passing it back as
+``--epochs`` reproduces the run on any machine.
 """
 import logging
 import math
@@ -268,6 +270,70 @@ def cut_job(deadline, on_cut, name, plan, epochs, floored=True, clock=time.time)
                            floor_epochs(plan) if floored else 0)
 
 
+#: The first job raises its plan's epochs when its own pace buys at least this many times
+#: the planned count. Calibrations of the same machine and data read 0.8-1.3x the pace its
+#: folds then kept; a raise corrects the reading further out (a demo's read 28.5 images/s
+#: where its folds trained at 56-61, and bought 13 epochs a fold for a CV 0.21 under test).
+RAISE_MIN = 1.25
+
+#: Epochs whose median pace decides a raise: the first job's first ones, at least this many.
+RAISE_WINDOW_MIN = 3
+
+
+def raised_epochs(plan, epoch_s):
+    """Epochs per job ``plan`` would have bought had its calibration read the pace its first
+    job keeps: ``epoch_s`` seconds per epoch (training; an epoch that validated only makes it
+    longer) in place of the calibrated training seconds, the rest of the plan's arithmetic
+    (:func:`epochs_for_budget`: safety share, per-job costs, validations, the work after
+    the jobs) unchanged."""
+    train_s = float(plan["train_images"]) / float(plan["train_images_per_s"])
+    per_epoch = float(plan["seconds_per_epoch"]) - train_s + float(epoch_s)
+    available = float(plan["safety"]) * (float(plan["budget_s"]) - float(plan["after_s"])) \
+        / max(1, int(plan["jobs"])) - float(plan["per_job_fixed_s"])
+    return max(0, int(math.floor(available / per_epoch))), per_epoch
+
+
+def raise_window(epochs):
+    """The epochs of a first job of ``epochs`` whose median pace decides a raise: its first
+    :data:`PACE_SHARE`, at least :data:`RAISE_WINDOW_MIN`."""
+    return max(RAISE_WINDOW_MIN, math.ceil(PACE_SHARE * epochs))
+
+
+def first_job_replan(plan, epochs, on_raise, make_cut, what="the first job"):
+    """``models.epochs.fit``'s ``replan`` for the first job of ``plan``, which starts with
+    ``epochs``: once its first :func:`raise_window` epochs have run, the plan's count is
+    raised to :func:`raised_epochs` at their median pace when that buys at least
+    :data:`RAISE_MIN` x the job's count; every epoch also goes to the cut
+    ``make_cut(total)`` builds for a job of ``total`` epochs (None: no cut), rebuilt for a
+    raised total.
+
+    A calibration is a few seconds of a machine whose speed moves by a third within minutes;
+    the plan is only ever cut after it, so a reading taken in a slow moment left the time it
+    under-read unused (Ultralytics' ``time=`` re-estimates its epochs after every epoch, up
+    and down). The first job's first epochs are a longer measure of the real work; a raise
+    happens once, early, where the rebuilt LR schedule has barely moved, so every job of the
+    plan trains the raised count and the folds stay comparable. ``on_raise(total,
+    seconds_per_epoch)`` rebuilds the caller's LR schedule and records the new plan."""
+    seconds, window = [], raise_window(epochs)
+    state = {"cut": make_cut(epochs)}
+
+    def replan(done, total, epoch_s):
+        seconds.append(epoch_s)
+        if len(seconds) == window:
+            pace = statistics.median(seconds)
+            new, per_epoch = raised_epochs(plan, pace)
+            if new >= RAISE_MIN * total:
+                log.warning("time budget: %s and every job after it train %d epochs, not the "
+                            "planned %d (its first %d epochs took a median %.2f s, the "
+                            "calibration planned %.2f s of training)", what, new, total, window,
+                            pace, float(plan["train_images"]) / plan["train_images_per_s"])
+                on_raise(new, per_epoch)
+                state["cut"] = make_cut(new)
+                return new
+        return state["cut"](done, total, epoch_s) if state["cut"] else total
+    return replan
+
+
 def job_deadline(plan, jobs_started, now):
     """``time.time()`` by which a job starting ``now`` must end, when ``jobs_started`` of the
     plan's jobs started before it: an equal share of the time left to the plan's deadline
@@ -286,10 +352,12 @@ class JobReplanner:
     back, with its start (``plan["job_started_at"]``) and the deadline a cut inside it keeps
     (``deadlines``, :func:`job_deadline`). A job asked for again gets its recorded count.
 
-    A job cut inside itself records its count with :meth:`cut_in_job`; a job child does so in
-    a replanner of its own over the record, and ``reload()`` (the recorded plan, or None)
-    brings those cuts back here before the next job is planned or the plan recorded again, so
-    the pace of a cut job is read against the epochs it trained and no record is lost."""
+    A job cut inside itself records its count with :meth:`cut_in_job`, a first job that
+    raises the plan with :meth:`raise_in_job`; a job child does so in a replanner of its own
+    over the record, and ``reload()`` (the recorded plan, or None) brings those changes back
+    here (:meth:`sync`) before the next job is planned or the plan recorded again, so the
+    pace of a cut job is read against the epochs it trained, the jobs after a raise train
+    the raised count, and no record is lost."""
 
     def __init__(self, plan, record, reload=None):
         self.plan = plan
@@ -298,7 +366,7 @@ class JobReplanner:
         self._reload = reload
 
     def __call__(self, name):
-        self._sync()
+        self.sync()
         counts = self.plan.setdefault("job_epochs", {})
         starts = self.plan.setdefault("job_started_at", {})
         if name in counts:
@@ -318,20 +386,42 @@ class JobReplanner:
         """Job ``name``, running, now trains ``epochs`` (a cut by :func:`cut_to_deadline`):
         its recorded count, with the count it started with (``plan["cut_in_job"]``), so a
         resumed run trains no further."""
-        self._sync()
+        self.sync()
         counts = self.plan["job_epochs"]
         self.plan.setdefault("cut_in_job", {}).setdefault(name, {"from": counts[name]})
         self.plan["cut_in_job"][name]["to"] = counts[name] = epochs
         self._record(self.plan)
 
-    def _sync(self):
+    def raise_in_job(self, name, epochs, seconds_per_epoch):
+        """The plan's first job ``name``, running, raised the plan to ``epochs`` a job at
+        ``seconds_per_epoch`` (:func:`first_job_replan`): the plan's count and pace from now
+        on, its record (``plan["raised_in_job"]``, with the calibrated ones) and the job's
+        count, so the jobs after it and a resumed run train the raised count."""
+        self.sync()
+        self.plan["raised_in_job"] = {
+            "job": name, "from": int(self.plan["epochs"]), "to": int(epochs),
+            "calibrated_seconds_per_epoch": float(self.plan["seconds_per_epoch"]),
+            "seconds_per_epoch": float(seconds_per_epoch)}
+        self.plan["epochs"] = self.plan.setdefault("job_epochs", {})[name] = int(epochs)
+        self.plan["seconds_per_epoch"] = float(seconds_per_epoch)
+        self._record(self.plan)
+
+    def sync(self):
+        """Take back what job children recorded (``reload()``): their cuts, and a first
+        job's raise with the plan's count and pace after it."""
         stored = self._reload() if self._reload is not None else None
         if not stored:
             return
         counts = self.plan.setdefault("job_epochs", {})
+        raised = stored.get("raised_in_job")
         for name, epochs in (stored.get("job_epochs") or {}).items():
-            if name in counts:  # counts are only ever cut: the lower one is the newer
+            if raised and name == raised["job"]:  # raised, then maybe cut: the child's count
+                counts[name] = int(epochs)
+            elif name in counts:  # counts are otherwise only cut: the lower one is the newer
                 counts[name] = min(int(counts[name]), int(epochs))
+        if raised:
+            self.plan.update(raised_in_job=raised, epochs=int(stored["epochs"]),
+                             seconds_per_epoch=float(stored["seconds_per_epoch"]))
         cuts = self.plan.setdefault("cut_in_job", {})
         for name, cut in (stored.get("cut_in_job") or {}).items():
             if name not in cuts or int(cut["to"]) < int(cuts[name]["to"]):

@@ -89,14 +89,15 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
     replan : callable(epochs_done, epochs, seconds) -> int, optional
         Called after each recorded epoch with the epochs recorded so far, the current total
         and that epoch's wall seconds; returns the total from then on (a time budget cuts
-        the run when its epochs run slower than planned: ``models.budget.epochs_within``).
-        A total below the epochs done, or above the current one, is an error.
+        the run when its epochs run slower than planned, ``models.budget.epochs_within``,
+        and its first job raises it when they run much faster,
+        ``models.budget.first_job_replan``). A total below the epochs done is an error.
 
     Returns
     -------
     dict
         ``best_epoch``, ``best_metric``, ``epochs_run`` (rows written in this call),
-        ``history`` (all rows), ``epochs`` (the total, after any ``replan`` cut),
+        ``history`` (all rows), ``epochs`` (the total, after any ``replan``),
         ``diverged`` (the error message or None) and ``model``: the
         params file of the run's model (None when diverged) -- ``best.params`` when a best
         epoch was kept, ``last.params`` when ``metric`` was undefined at every epoch (one
@@ -152,7 +153,7 @@ def fit(run, net, trainer, epochs, train_epoch, validate, metric=None, resume=Fa
                  " ".join(f"{k}={_short(v)}" for k, v in row.items() if k != "epoch"))
         if replan is not None:
             total = int(replan(epoch + 1, epochs, row["seconds"]))
-            if not epoch + 1 <= total <= epochs:
+            if total < epoch + 1:
                 raise ValueError(f"replan gave {total} epochs after {epoch + 1} of {epochs}")
             epochs = total
     model = None if diverged else _model(ckpt, net, metric, best, ema)

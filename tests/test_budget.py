@@ -237,3 +237,98 @@ def test_replanner_takes_back_a_job_childs_cut_before_planning_and_recording(mon
 
 def json_copy(d):
     return json.loads(json.dumps(d))
+
+
+def test_raised_epochs_are_the_plan_at_the_measured_pace():
+    """A first job's raise re-does the plan's arithmetic with its measured training seconds
+    per epoch: the count a calibration that read the true rate would have bought."""
+    args = dict(budget_s=900.0, train_images=200, val_images=50, predict_rate=40.0,
+                val_interval=5, jobs=5, after_s=30.0, job_overhead_s=3.0)
+    under_read = budget.epochs_for_budget(train_rate=25.0, **args)
+    true = budget.epochs_for_budget(train_rate=60.0, **args)
+    epochs, per_epoch = budget.raised_epochs(under_read, 200 / 60.0)
+    assert (epochs, per_epoch) == (true["epochs"], pytest.approx(true["seconds_per_epoch"]))
+    assert epochs > 2 * under_read["epochs"]
+    # read at the calibrated pace, the plan stands
+    assert budget.raised_epochs(under_read, 200 / 25.0)[0] == under_read["epochs"]
+
+
+def _run_first_raised(plan, epoch_s, monkeypatch):
+    """The jobs of ``plan`` as train_yolo3 runs them, the first through
+    ``first_job_replan`` (its cut from ``cut_job``), every epoch taking ``epoch_s``; returns
+    each job's epochs, the clock at the end, the raises seen and the record."""
+    clock = [plan["planned_at"] + 1.0]
+    monkeypatch.setattr(budget.time, "time", lambda: clock[0])
+    stored, raises = {}, []
+    replan = budget.JobReplanner(plan, lambda q: stored.update(json_copy(q)))
+    epochs = []
+    for k in range(plan["jobs"]):
+        name = f"set0_fold{k}"
+        total = replan(name)
+
+        def make_cut(e, n=name):
+            return budget.cut_job(replan.deadlines[n], lambda new: replan.cut_in_job(n, new),
+                                  n, plan, e, clock=lambda: clock[0])
+        step = budget.first_job_replan(
+            plan, total, lambda new, spe, n=name: (raises.append(new),
+                                                  replan.raise_in_job(n, new, spe)),
+            make_cut, name) if k == 0 else make_cut(total)
+        clock[0] += plan["per_job_fixed_s"]
+        done = 0
+        while done < total:
+            clock[0] += epoch_s
+            done += 1
+            total = step(done, total, epoch_s)
+        epochs.append(done)
+    return epochs, clock[0], raises, stored
+
+
+def test_a_first_job_raises_a_plan_that_under_read_the_machine(monkeypatch):
+    """A calibration taken in a slow moment (a demo's read 28.5 images/s where its folds
+    then trained at 56-61) plans too few epochs, and a plan that is only ever cut leaves
+    the rest of the budget unused. The first job's first epochs raise it: every job trains
+    the raised count, and they end inside the budget, using most of it. A calibration that
+    read the pace, or one within RAISE_MIN of it, keeps its plan."""
+    plan = _plan(epochs=10, spe=2.0, fixed=5.0)  # jobs' training: 5 x (5 + 10 x 2) s
+    true_s = 2.0 / 2.3
+    epochs, end, raises, stored = _run_first_raised(dict(plan), true_s, monkeypatch)
+    expected = budget.raised_epochs(plan, true_s)[0]
+    assert expected >= 2 * plan["epochs"]
+    assert raises == [expected] and epochs == [expected] * plan["jobs"]
+    assert end <= budget.plan_deadline(plan)
+    used = (end - plan["planned_at"]) / (budget.plan_deadline(plan) - plan["planned_at"])
+    assert used > 0.8
+    assert stored["raised_in_job"]["job"] == "set0_fold0"
+    assert stored["raised_in_job"]["from"] == plan["epochs"]
+    assert stored["epochs"] == expected and stored["job_epochs"]["set0_fold4"] == expected
+    # the same plan run without the raise ends early, at a fraction of the budget
+    before, end_before = _run_jobs(dict(plan), [1 / 2.3] * plan["jobs"])
+    assert before == [plan["epochs"]] * plan["jobs"]
+    assert (end_before - plan["planned_at"]) < 0.5 * (end - plan["planned_at"])
+    for pace in (1.0, 1.0 / (0.99 * budget.RAISE_MIN)):  # the plan's pace; not quite enough
+        steady, _, raises, _ = _run_first_raised(dict(plan), 2.0 * pace, monkeypatch)
+        assert raises == [] and steady == [plan["epochs"]] * plan["jobs"]
+
+
+def test_replanner_takes_back_a_job_childs_raise_and_its_cut(monkeypatch):
+    """A first fold run as a job child raises the plan in the record; the parent's
+    replanner adopts the raised count and pace before the next job (the child's count wins
+    over the parent's lower one), and a cut after the raise is the child's too."""
+    plan = _plan()
+    stored = {}
+    clock = [1001.0]
+    monkeypatch.setattr(budget.time, "time", lambda: clock[0])
+    parent = budget.JobReplanner(plan, lambda q: stored.update(json_copy(q)),
+                                 reload=lambda: json_copy(stored))
+    assert parent("set0_fold0") == 10
+    child = budget.JobReplanner(json_copy(stored), lambda q: stored.update(json_copy(q)))
+    child.raise_in_job("set0_fold0", 25, 0.8)
+    child.cut_in_job("set0_fold0", 24)
+    clock[0] = 1001.0 + 5.0 + 24 * 0.8
+    assert parent("set0_fold1") == 25
+    assert stored["epochs"] == 25 and stored["seconds_per_epoch"] == 0.8
+    assert stored["job_epochs"] == {"set0_fold0": 24, "set0_fold1": 25}
+    assert stored["raised_in_job"] == {"job": "set0_fold0", "from": 10, "to": 25,
+                                       "calibrated_seconds_per_epoch": 2.0,
+                                       "seconds_per_epoch": 0.8}
+    assert stored["cut_in_job"] == {"set0_fold0": {"from": 25, "to": 24}}

@@ -64,7 +64,7 @@ def test_rows_newer_than_checkpoint_are_dropped(tmp_path):
 
 def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric="val_loss",
          nan_metric=False, diverge_at=None, diverged_ok=False, crash_in_training=None, keep=1,
-         values=None, replan=None):
+         values=None, replan=None, val_interval=1):
     """fit() on the linear model, recording which epochs were trained and validated."""
     run, net, trainer, x, y, loss_fn = _setup(tmp_path, name, resume)
     trained, validated = [], []
@@ -92,7 +92,7 @@ def _fit(tmp_path, name, epochs=4, resume=None, crash_in_validation=None, metric
 
     out = epoch_loop.fit(run, net, trainer, epochs, train_epoch, validate, metric,
                          resume=resume is not None, mode="min", diverged_ok=diverged_ok,
-                         keep=keep, replan=replan)
+                         keep=keep, replan=replan, val_interval=val_interval)
     return run, net, out, trained, validated
 
 
@@ -244,7 +244,18 @@ def test_replan_cuts_the_run_after_the_epoch_it_returns(tmp_path):
     assert trained2 == [0, 1, 2, 3] and out2["epochs_run"] == 4
 
 
-@pytest.mark.parametrize("bad", [0, 7])
-def test_replan_outside_the_epochs_run_and_the_plan_is_an_error(tmp_path, bad):
+@pytest.mark.parametrize("bad", [0, 1])
+def test_replan_below_the_epochs_run_is_an_error(tmp_path, bad):
     with pytest.raises(ValueError, match="replan gave"):
-        _fit(tmp_path, f"bad{bad}", epochs=6, replan=lambda done, total, s: bad)
+        _fit(tmp_path, f"bad{bad}", epochs=6,
+             replan=lambda done, total, s: bad if done == 2 else total)
+
+
+def test_replan_raises_the_run_after_the_epoch_it_returns(tmp_path):
+    """A time budget's raise (the first job of a plan that under-read its machine): the
+    epochs after it run, up to the new total, and the last of them is validated."""
+    run, _, out, trained, validated = _fit(
+        tmp_path, "raised", epochs=3, val_interval=100,
+        replan=lambda done, total, s: 5 if done == 1 else total)
+    assert trained == [0, 1, 2, 3, 4] and validated == [4]
+    assert out["epochs"] == 5 and out["epochs_run"] == 5

@@ -261,6 +261,17 @@ def test_time_budget_sizes_every_job_and_records_the_plan(data_dir, tmp_path):
                                                  *TINY]))
 
 
+def _budget_run_in_job_processes(data_dir, tmp_path, name):
+    """train_yolo3.py --time-budget 0.25 on TINY settings, each fold in its own process;
+    returns the summary, the run folder and its recorded plan."""
+    argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
+            "--name", name, *[a for a in TINY if a != "--no-job-processes"],
+            "--job-processes"]
+    summary = train_yolo3.main(train_yolo3.parse_args(argv))
+    run = tmp_path / name
+    return summary, run, json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+
+
 def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, monkeypatch):
     """A fold the budget re-plans (models.budget.replan_epochs, here made to cut fold 1 by
     one epoch) trains that many epochs in its own process (the recipe's job processes: it
@@ -275,11 +286,7 @@ def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, mo
     fixed = {"train_images_per_s": 2.0, "predict_images_per_s": 10.0, "job_overhead_s": 1.0}
     monkeypatch.setattr(budget, "plan_detector", lambda budget_s, rates, *a: plan_detector(
         40.0, {**rates, **fixed}, *a))
-    argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
-            "--name", "tb", *[a for a in TINY if a != "--no-job-processes"], "--job-processes"]
-    summary = train_yolo3.main(train_yolo3.parse_args(argv))
-    run = tmp_path / "tb"
-    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    summary, run, plan = _budget_run_in_job_processes(data_dir, tmp_path, "tb")
     e = plan["epochs"]
     assert e >= 2
     assert plan["job_epochs"] == {"set0_fold0": e, "set0_fold1": e - 1}
@@ -306,12 +313,7 @@ def test_a_fold_child_is_cut_by_its_deadline_and_the_parent_keeps_its_record(
     job_deadline = budget.job_deadline
     monkeypatch.setattr(budget, "job_deadline", lambda plan, started, now: now if started
                         else job_deadline(plan, started, now))
-    argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
-            "--name", "cut", *[a for a in TINY if a != "--no-job-processes"],
-            "--job-processes"]
-    summary = train_yolo3.main(train_yolo3.parse_args(argv))
-    run = tmp_path / "cut"
-    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    summary, run, plan = _budget_run_in_job_processes(data_dir, tmp_path, "cut")
     e = plan["epochs"]
     half = math.ceil(e / 2)
     assert e >= 3 and half < e
@@ -331,6 +333,45 @@ def test_a_fold_child_is_cut_by_its_deadline_and_the_parent_keeps_its_record(
     assert len(_csv(run / "set0_fold0" / "metrics.csv")) == e
     assert summary["fold_epochs"] == [e, half]
     assert "set0_fold1 trains" in (run / "set0_fold1" / "log.txt").read_text()
+
+
+def test_a_first_fold_child_raises_the_plan_for_every_fold(data_dir, tmp_path, monkeypatch):
+    """A plan from a calibration that under-read the machine: the first fold, in its own
+    process, measures its first epochs (models.budget.first_job_replan) and raises its own
+    count, LR schedule included, and the plan's; the parent adopts the raise, the next fold
+    trains the raised count, and every record says so. The plan is made up so that the count
+    a raise buys does not depend on this machine's speed: 40 s of training and 80 s of
+    validation an epoch planned, 550 s a job; at 80 + x s an epoch, 6 epochs for any
+    x < 11 s (and no deadline within reach)."""
+    from models import budget, schedules
+    monkeypatch.setattr(budget, "plan_detector", lambda *a: budget.epochs_for_budget(
+        1410.0, 4, 0.1, val_images=8, predict_rate=0.1, jobs=2, after_s=10.0))
+    summary, run, plan = _budget_run_in_job_processes(data_dir, tmp_path, "raised")
+    raised = plan["raised_in_job"]
+    e, r = raised["from"], raised["to"]
+    assert (e, r) == (4, 6) and budget.raise_window(e) < e and r >= budget.RAISE_MIN * e
+    assert raised["job"] == "set0_fold0"
+    assert plan["epochs"] == r and plan["seconds_per_epoch"] == raised["seconds_per_epoch"]
+    assert plan["job_epochs"] == {"set0_fold0": r, "set0_fold1": r}
+    assert "cut_in_job" not in plan
+    assert summary["fold_epochs"] == [r, r] and summary["epochs"] == r
+    for k in (0, 1):
+        done = json.loads((run / f"set0_fold{k}" / "done.json").read_text())
+        rows = _csv(run / f"set0_fold{k}" / "metrics.csv")
+        assert done["epochs"] == len(rows) == r
+        iters, kw = done["iters_per_epoch"], done["schedule"]
+        full = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=r)
+        assert float(rows[-1]["lr"]) == pytest.approx(full(r * iters), rel=1e-5)
+    # fold 0 trained its first epochs on the planned schedule, the rest on the raised one
+    done = json.loads((run / "set0_fold0" / "done.json").read_text())
+    iters, kw = done["iters_per_epoch"], done["schedule"]
+    planned = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=e)
+    full = schedules.build_schedule(**kw, iters_per_epoch=iters, epochs=r)
+    rows = _csv(run / "set0_fold0" / "metrics.csv")
+    raise_at = budget.raise_window(e)
+    assert float(rows[raise_at - 1]["lr"]) == pytest.approx(planned(raise_at * iters), rel=1e-5)
+    assert planned(raise_at * iters) < 0.9 * full(raise_at * iters)
+    assert "every job after it train" in (run / "set0_fold0" / "log.txt").read_text()
 
 
 def test_a_budget_cut_inside_the_final_model_anneals_its_lr_and_survives_resume(
