@@ -81,7 +81,7 @@ def build_parser():
                         "alone). On the phantom, 3 against 1 raised the validation AUC "
                         "measured on screenshots the epochs were not chosen on at each of six "
                         "runs (0.919 to 0.930 and 0.898 to 0.911, means of two sets of three; "
-                        "README) (default: %(default)s)")
+                        "docs/EXPERIMENTS.md) (default: %(default)s)")
     g.add_argument("--val-frac", type=float, default=0.2,
                    help="validation fraction of the training crops, grouped by source "
                         "screenshot (default: %(default)s)")

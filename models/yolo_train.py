@@ -26,8 +26,8 @@ NMS_TOPK = 400
 #: IoU at which the fold ensemble fuses boxes (weighted box fusion): the members' own NMS IoU,
 #: so boxes any one member would suppress as one lesion are one lesion for the ensemble too.
 #: ensemble_boxes' 0.55 left a second, fused box on 4-20 test lesions per demo run (a
-#: duplicate, a false positive at both stages: 13 runs, README), against 0-3 of ~900 in the
-#: members' out-of-fold detections the operating threshold is chosen on.
+#: duplicate, a false positive at both stages: 13 runs, docs/EXPERIMENTS.md), against 0-3 of
+#: ~900 in the members' out-of-fold detections the operating threshold is chosen on.
 FUSION_IOU = NMS_THRESH
 
 

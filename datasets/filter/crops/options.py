@@ -55,8 +55,8 @@ def add_crop_arguments(parser):
                         "through; never to test crops. Off by default: on the crops of 8 "
                         "demo runs at equal iterations K=1 lowered the mean validation AUC "
                         "(0.928 -> 0.888) and precision gain (+0.127 -> +0.112), and helped "
-                        "only filters trained 8 epochs or more (README); 0 = off (default: "
-                        "%(default)s)")
+                        "only filters trained 8 epochs or more (docs/EXPERIMENTS.md); 0 = off "
+                        "(default: %(default)s)")
     g.add_argument("--crop-size", type=int, default=CROP_SIZE,
                    help="side of the fused crop, pixels (default: %(default)s)")
     g.add_argument("--crop-workers", type=int, default=1,
