@@ -81,8 +81,7 @@ def epochs_for_budget(budget_s, train_images, train_rate, val_images=0, predict_
     val_s = val_images / predict_rate if val_images else 0.0
     per_epoch = train_images / train_rate + val_s / max(1, val_interval)
     per_job_fixed = job_overhead_s + val_s
-    available = safety * (budget_s - after_s) / max(1, jobs) - per_job_fixed
-    epochs = int(math.floor(available / per_epoch)) if available > 0 else 0
+    epochs = _epochs_per_job(budget_s, after_s, jobs, per_job_fixed, per_epoch, safety)
     if epochs < min_epochs:
         need = (after_s + jobs * (per_job_fixed + min_epochs * per_epoch) / safety) / 60.0
         raise ValueError(f"--time-budget {budget_s / 60:.1f} min buys {epochs} epoch(s) per job "
@@ -95,6 +94,13 @@ def epochs_for_budget(budget_s, train_images, train_rate, val_images=0, predict_
             "budget_s": budget_s, "jobs": jobs, "train_images": train_images,
             "train_images_per_s": train_rate, "val_images": val_images,
             "predict_images_per_s": predict_rate, "after_s": after_s, "safety": safety}
+
+
+def _epochs_per_job(budget_s, after_s, jobs, per_job_fixed, per_epoch, safety):
+    """Epochs of ``per_epoch`` seconds each of ``jobs`` jobs fits in ``safety`` of
+    ``budget_s`` less ``after_s``, each job also costing ``per_job_fixed``."""
+    available = safety * (budget_s - after_s) / max(1, jobs) - per_job_fixed
+    return int(math.floor(available / per_epoch)) if available > 0 else 0
 
 
 def plan_detector(budget_s, rates, splits, n_cv_jobs, final_only, retrain, val_interval):
@@ -286,11 +292,15 @@ def raised_epochs(plan, epoch_s):
     longer) in place of the calibrated training seconds, the rest of the plan's arithmetic
     (:func:`epochs_for_budget`: safety share, per-job costs, validations, the work after
     the jobs) unchanged."""
-    train_s = float(plan["train_images"]) / float(plan["train_images_per_s"])
-    per_epoch = float(plan["seconds_per_epoch"]) - train_s + float(epoch_s)
-    available = float(plan["safety"]) * (float(plan["budget_s"]) - float(plan["after_s"])) \
-        / max(1, int(plan["jobs"])) - float(plan["per_job_fixed_s"])
-    return max(0, int(math.floor(available / per_epoch))), per_epoch
+    per_epoch = float(plan["seconds_per_epoch"]) - _train_seconds(plan) + float(epoch_s)
+    return _epochs_per_job(float(plan["budget_s"]), float(plan["after_s"]), int(plan["jobs"]),
+                           float(plan["per_job_fixed_s"]), per_epoch,
+                           float(plan["safety"])), per_epoch
+
+
+def _train_seconds(plan):
+    """The training seconds of one epoch as ``plan``'s calibration read them."""
+    return float(plan["train_images"]) / float(plan["train_images_per_s"])
 
 
 def raise_window(epochs):
@@ -303,9 +313,8 @@ def first_job_replan(plan, epochs, on_raise, make_cut, what="the first job"):
     """``models.epochs.fit``'s ``replan`` for the first job of ``plan``, which starts with
     ``epochs``: once its first :func:`raise_window` epochs have run, the plan's count is
     raised to :func:`raised_epochs` at their median pace when that buys at least
-    :data:`RAISE_MIN` x the job's count; every epoch also goes to the cut
-    ``make_cut(total)`` builds for a job of ``total`` epochs (None: no cut), rebuilt for a
-    raised total.
+    :data:`RAISE_MIN` x the job's count; every epoch also goes to the cut (a ``replan``)
+    ``make_cut(total)`` builds for a job of ``total`` epochs, rebuilt for a raised total.
 
     A calibration is a few seconds of a machine whose speed moves by a third within minutes;
     the plan is only ever cut after it, so a reading taken in a slow moment left the time it
@@ -315,7 +324,7 @@ def first_job_replan(plan, epochs, on_raise, make_cut, what="the first job"):
     plan trains the raised count and the folds stay comparable. ``on_raise(total,
     seconds_per_epoch)`` rebuilds the caller's LR schedule and records the new plan."""
     seconds, window = [], raise_window(epochs)
-    state = {"cut": make_cut(epochs)}
+    cut = [make_cut(epochs)]
 
     def replan(done, total, epoch_s):
         seconds.append(epoch_s)
@@ -326,11 +335,11 @@ def first_job_replan(plan, epochs, on_raise, make_cut, what="the first job"):
                 log.warning("time budget: %s and every job after it train %d epochs, not the "
                             "planned %d (its first %d epochs took a median %.2f s, the "
                             "calibration planned %.2f s of training)", what, new, total, window,
-                            pace, float(plan["train_images"]) / plan["train_images_per_s"])
+                            pace, _train_seconds(plan))
                 on_raise(new, per_epoch)
-                state["cut"] = make_cut(new)
+                cut[0] = make_cut(new)
                 return new
-        return state["cut"](done, total, epoch_s) if state["cut"] else total
+        return cut[0](done, total, epoch_s)
     return replan
 
 
