@@ -1,8 +1,9 @@
 """OpenMP defaults for MXNet's CPU kernels, set on import, before anything imports mxnet:
 libgomp reads them once, when ``libmxnet.so`` loads. A variable the user set is kept.
 
-- ``OMP_NUM_THREADS`` = the core count: MXNet on x86 uses half the cores when it is unset
-  (1 of 2 on the CI box).
+- ``OMP_NUM_THREADS`` = the CPUs this process may use (``infra.cpus.usable_cpus``: the
+  affinity mask and a cgroup quota, not the host's count): MXNet on x86 uses half the cores
+  when it is unset (1 of 2 on the CI box).
 - ``OMP_WAIT_POLICY=ACTIVE`` with ``GOMP_SPINCOUNT=300000`` (both, and only when the user set
   neither). The spin count is libgomp's default, so an idle thread still sleeps after the
   same few milliseconds; what changes is the throttled case, when libgomp manages more
@@ -19,6 +20,7 @@ libgomp reads them once, when ``libmxnet.so`` loads. A variable the user set is 
 import os
 
 from infra import denormals  # noqa: F401  (flush denormals before mxnet starts its threads)
+from infra.cpus import usable_cpus
 
 #: Set together, and only when the user set neither.
 SPIN = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
@@ -27,7 +29,7 @@ SPIN = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
 def set_defaults(environ=None, cpus=None):
     """Fill in ``environ`` (default ``os.environ``) as the module docstring says; returns it."""
     environ = os.environ if environ is None else environ
-    environ.setdefault("OMP_NUM_THREADS", str(cpus or os.cpu_count() or 1))
+    environ.setdefault("OMP_NUM_THREADS", str(cpus or usable_cpus()))
     if not any(k in environ for k in SPIN):
         environ.update(SPIN)
     return environ

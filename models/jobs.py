@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from infra import runs
+from infra.cpus import usable_cpus
 
 
 def add_job_arguments(parser):
@@ -106,7 +107,7 @@ def run_processes(commands, parallel, gpus="", threads=0, log=None, poll_s=0.5,
         Some children failed (after all have ended); names them and their exit codes.
     """
     gpu_ids = [g for g in (gpus or "").split(",") if g.strip()]
-    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
+    threads = threads or max(1, usable_cpus() // parallel)
     pending, running, failed = list(commands), [], []
     free = list(range(parallel))
     while pending or running:
