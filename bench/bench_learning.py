@@ -44,6 +44,7 @@ import train_yolo3  # noqa: E402
 from datasets.prepared import classes as class_names  # noqa: E402
 from datasets.detector import data as dd  # noqa: E402
 from eval import detection as det_eval  # noqa: E402
+from infra.cpus import usable_cpus  # noqa: E402
 from infra.runs import MetricsCSV  # noqa: E402
 from models import schedules, yolo, yolo_train  # noqa: E402
 
@@ -89,7 +90,7 @@ def versions():
     return (f"python {platform.python_version()}, mxnet {mx.__version__}, gluoncv "
             f"{importlib.metadata.version('gluoncv')}, numpy {np.__version__}, opencv "
             f"{cv2.__version__}; cpu "
-            f"{cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+            f"{cpu}, {os.cpu_count()} cores ({usable_cpus()} usable), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
 
 
 def make_phantom_data(work, kind, num, seed):

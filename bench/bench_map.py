@@ -415,6 +415,8 @@ def _check_same(outs, root, cartucho_dir):
 def main(args):
     if args.run_baseline or args.run_floor:
         return _run_child(args)
+    sys.path.insert(0, ROOT)
+    from infra.cpus import usable_cpus
     py = sys.executable
     tmp = os.path.abspath(args.tmp)
     baseline = ("Cartucho/mAP main.py as shipped: " + os.path.abspath(args.cartucho_main)
@@ -425,7 +427,7 @@ def main(args):
           f"inverted={args.inverted} extra_class={args.extra_class or None} classes={CLASSES}")
     print(f"baseline: {baseline}; temporary files under {tmp} ({_fs_type(tmp)})")
     print(f"python {platform.python_version()} numpy {np.__version__} on {platform.machine()}, "
-          f"{os.cpu_count()} cpus")
+          f"{os.cpu_count()} cpus ({usable_cpus()} usable)")
     if args.cartucho_main and args.offset != 1:
         sys.exit("main.py always adds 1 to widths and heights: use --offset 1 with it")
     root = args.keep or tempfile.mkdtemp(prefix="bench_map_", dir=tmp)
@@ -473,7 +475,7 @@ def main(args):
         detection._evaluate_tables(gt_t, dr_t, classes, 0.5, args.offset, "stable")
         t2 = time.perf_counter()
         load = os.getloadavg()[0]
-        print(f"load average (1 min) {load:.2f} on {os.cpu_count()} cpus: wall times of a "
+        print(f"load average (1 min) {load:.2f} on {usable_cpus()} usable cpus: wall times of a "
               f"shared machine vary; CPU seconds (user + system) vary less")
         for name, label in (("floor", "floor (read every file)"), ("cli", "cli"),
                             ("baseline", "baseline")):

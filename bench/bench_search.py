@@ -27,6 +27,7 @@ import skimage
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.filter import similar  # noqa: E402
+from infra.cpus import usable_cpus  # noqa: E402
 
 
 def make_half(base, rng, shift=(0, 0), crop=(0, 0)):
@@ -114,7 +115,7 @@ def main(args):
     for f in feats:
         similar.check_pair(f)
     print(f"python {platform.python_version()}  numpy {np.__version__}  opencv {cv2.__version__}"
-          f"  scikit-image {skimage.__version__}  cpus {os.cpu_count()}")
+          f"  scikit-image {skimage.__version__}  cpus {os.cpu_count()} ({usable_cpus()} usable)")
     print(f"cases {args.cases}  seed {args.seed}  halves ~500x450  boxes 25-90 px  context 0.5"
           f"  radius 24-32 px  stride 4  fast repeat {args.repeat}")
     cases = make_cases(args.cases, args.seed)

@@ -32,6 +32,7 @@ import mxnet as mx  # noqa: E402
 from datasets.detector import data as dd  # noqa: E402
 from datasets.detector.augment import ExtraAugment  # noqa: E402
 from datasets.prepared.classes import data_classes  # noqa: E402
+from infra.cpus import usable_cpus  # noqa: E402
 from models import optim, recipes, schedules, yolo, yolo_train  # noqa: E402
 
 
@@ -136,7 +137,7 @@ def chunked_rates(net, trainer, batches, loader, ctx, warmup, iters, chunk):
 
 def main(args):
     yolo_train.seed_all(args.seed)
-    print(f"mxnet {mx.__version__}, cpus {os.cpu_count()}, OMP_NUM_THREADS="
+    print(f"mxnet {mx.__version__}, cpus {os.cpu_count()} ({usable_cpus()} usable), OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
           f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}, max side "
           f"{args.max_side}, recipe {args.recipe}, crop {args.crop}")

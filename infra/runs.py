@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from infra.atomic import atomic_write_json, atomic_write_text
-from infra.cpus import usable_cpus
+from infra.cpus import cgroup_quota, usable_cpus
 
 LOGGER_NAME = "run"
 _PACKAGES = ("mxnet", "mxnet-cu112", "gluoncv", "numpy", "opencv-python", "scikit-image",
@@ -94,6 +94,7 @@ def environment():
         "host": platform.node(),
         "cpus": os.cpu_count(),
         "cpus_usable": usable_cpus(),
+        "cpu_quota": cgroup_quota(),  # CPUs a cgroup quota allows (None: no quota)
         "cpu_model": cpu_model(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "speed_variables": {k: os.environ.get(k) for k in SPEED_VARIABLES},

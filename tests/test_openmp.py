@@ -87,14 +87,114 @@ def test_the_thread_count_follows_the_affinity_mask_not_the_host():
     (None, None, None),                  # no cgroup files at all
     ("garbage", ("x", "y"), None),
 ])
-def test_cgroup_quota_reads_v2_then_v1(tmp_path, v2, v1, expected):
-    files = {"v2_max": tmp_path / "cpu.max", "v1_quota": tmp_path / "quota",
-             "v1_period": tmp_path / "period"}
+def test_cgroup_quota_reads_v2_and_v1_at_the_mount(tmp_path, v2, v1, expected):
+    """A container's own cgroup (a cgroup namespace): /proc/self/cgroup says "/"."""
+    proc = tmp_path / "proc_self_cgroup"
+    proc.write_text("1:cpu,cpuacct:/\n0::/\n")
     if v2 is not None:
-        files["v2_max"].write_text(v2 + "\n")
+        (tmp_path / "cpu.max").write_text(v2 + "\n")
     if v1 is not None:
-        files["v1_quota"].write_text(v1[0] + "\n")
-        files["v1_period"].write_text(v1[1] + "\n")
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(v1[0] + "\n")
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(v1[1] + "\n")
+    files = {"root": tmp_path, "proc_cgroup": proc}
     assert cpus.cgroup_quota(**files) == expected
     usable = cpus.usable_cpus(**files)
     assert usable == max(1, min(len(os.sched_getaffinity(0)), expected or 10 ** 6))
+
+
+def _cgroup_tree(root, quotas, v1=False):
+    """Directories under ``root`` with a quota each (``{"a/b": "100000 100000"}``, v2
+    ``cpu.max`` format; v1: written as cfs_quota_us / cfs_period_us under root/cpu)."""
+    for rel, quota in quotas.items():
+        d = (root / "cpu" if v1 else root) / rel
+        d.mkdir(parents=True, exist_ok=True)
+        if quota is None:
+            continue
+        if v1:
+            q, period = quota.split()
+            (d / "cpu.cfs_quota_us").write_text(("-1" if q == "max" else q) + "\n")
+            (d / "cpu.cfs_period_us").write_text(period + "\n")
+        else:
+            (d / "cpu.max").write_text(quota + "\n")
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["v2", "v1"])
+@pytest.mark.parametrize("quotas, own, expected", [
+    # a systemd slice's CPUQuota=100% on the process's own cgroup, none above it
+    ({".": None, "work.slice": "max 100000", "work.slice/job": "100000 100000"},
+     "/work.slice/job", 1),
+    # a parent's quota caps a child that has none (or a larger one)
+    ({".": None, "work.slice": "200000 100000", "work.slice/job": "max 100000"},
+     "/work.slice/job", 2),
+    ({".": None, "a": "100000 100000", "a/b": "400000 100000", "a/b/c": "300000 100000"},
+     "/a/b/c", 1),
+    # a sibling's quota is not ours
+    ({".": None, "other": "100000 100000", "mine": "max 100000"}, "/mine", None),
+    # a container without a cgroup namespace: the host path is not mounted here, and the
+    # mount's root is the container's own cgroup
+    ({".": "100000 100000"}, "/docker/0123abcd", 1),
+])
+def test_cgroup_quota_is_the_smallest_on_the_path_from_the_own_cgroup(tmp_path, v1, quotas,
+                                                                        own, expected):
+    _cgroup_tree(tmp_path, quotas, v1)
+    proc = tmp_path / "proc_self_cgroup"
+    proc.write_text(f"4:memory:/elsewhere\n2:cpu,cpuacct:{own}\n0::/\n" if v1
+                    else f"0::{own}\n")
+    assert cpus.cgroup_quota(root=tmp_path, proc_cgroup=proc) == expected
+
+
+def test_cgroup_paths_are_read_from_proc_self_cgroup(tmp_path):
+    proc = tmp_path / "cgroup"
+    proc.write_text("12:pids:/x\n3:cpu,cpuacct:/user.slice/job\n1:name=systemd:/y\n"
+                    "0::/user.slice/job\n")
+    assert cpus.own_cgroups(proc) == {"v1": "/user.slice/job", "v2": "/user.slice/job"}
+    assert cpus.own_cgroups(tmp_path / "missing") == {}
+
+
+def _new_cgroup_with_one_cpu():
+    """A fresh cgroup below this process's hierarchy root with a quota of one CPU, or None
+    when this machine does not let us make one (not root, no writable cpu controller)."""
+    root = Path("/sys/fs/cgroup")
+    name = f"omp-test-{os.getpid()}"
+    v2 = (root / "cgroup.controllers").exists()
+    parent = root if v2 else root / "cpu"
+    try:
+        if v2 and "cpu" not in (root / "cgroup.subtree_control").read_text().split():
+            return None
+        d = parent / name
+        d.mkdir()
+    except OSError:
+        return None
+    try:
+        if v2:
+            (d / "cpu.max").write_text("100000 100000")
+        else:
+            (d / "cpu.cfs_period_us").write_text("100000")
+            (d / "cpu.cfs_quota_us").write_text("100000")
+    except OSError:
+        d.rmdir()
+        return None
+    return d
+
+
+def test_the_thread_count_follows_a_cgroup_quota_below_the_mount_root():
+    """A process moved into a cgroup of its own with a one-CPU quota (what a systemd slice's
+    CPUQuota=100% or a batch system's job cgroup makes) gets a one-thread team, where reading
+    the quota at the mount's root alone saw none and gave one thread per host CPU."""
+    d = _new_cgroup_with_one_cpu()
+    if d is None:
+        pytest.skip("cannot create a cgroup with a CPU quota here (needs root and a "
+                    "writable cpu controller)")
+    try:
+        code = ("import sys; open(%r, 'w').write('0'); sys.path.insert(0, %r); "
+                "from infra import openmp; import os; "
+                "print(os.environ['OMP_NUM_THREADS'], open('/proc/self/cgroup').read())"
+                % (str(d / "cgroup.procs"), str(ROOT)))
+        env = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split()[0] == "1", out.stdout
+    finally:
+        d.rmdir()  # the child has ended, so the cgroup is empty
