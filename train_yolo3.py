@@ -259,6 +259,15 @@ def plan_budget(run, args, params, data, ctx, job, n_cv_jobs, t_start, kv):
                                 args.val_interval)
     plan.update(minutes=args.time_budget, calibration_s=rates["seconds"],
                 planned_at=planned_at)
+    if job is None and args.folds_parallel > 1 and n_cv_jobs > 1:
+        # Lanes are not planned: sequential jobs at this process's rate (README F0/F1).
+        plan["folds_parallel_unplanned"] = args.folds_parallel
+        run.log.warning("time budget: --folds-parallel %d: the CV jobs are planned as if "
+                        "trained one at a time at the rate measured here, and are neither "
+                        "re-planned nor cut; they end early where %d processes side by side "
+                        "are faster than one, and can overrun the budget where they are "
+                        "slower (two processes sharing one core's hyperthreads)",
+                        args.folds_parallel, args.folds_parallel)
     runs.record_derived(run, {"time_budget": plan})
     return plan
 

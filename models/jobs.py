@@ -25,7 +25,9 @@ def add_job_arguments(parser):
     g = parser.add_argument_group("parallelism")
     g.add_argument("--folds-parallel", type=int, default=1,
                    help="train this many set x fold jobs at once, one process and one "
-                        "device (--gpus entry) each (default %(default)s)")
+                        "device (--gpus entry) each. Under --time-budget the jobs are "
+                        "planned as if trained one at a time and are neither re-planned nor "
+                        "cut (a warning says so) (default %(default)s)")
     g.add_argument("--job-processes", action=argparse.BooleanOptionalAction, default=None,
                    help="train the set x fold jobs one at a time in child processes, even "
                         "with --folds-parallel 1 (a few seconds each to start). On a 2-core "

@@ -272,6 +272,20 @@ def _budget_run_in_job_processes(data_dir, tmp_path, name):
     return summary, run, json.loads((run / "args.json").read_text())["derived"]["time_budget"]
 
 
+def test_parallel_folds_under_a_budget_say_they_are_not_planned(data_dir, tmp_path):
+    """--folds-parallel with --time-budget: planned as sequential jobs, never re-planned or
+    cut (no job_started_at, no deadline), and the run folder and its log say so."""
+    argv = ["--data", str(data_dir), "--time-budget", "0.25", "--out", str(tmp_path),
+            "--name", "par", "--folds-parallel", "2", "--fold-threads", "1", *TINY]
+    summary = train_yolo3.main(train_yolo3.parse_args(argv))
+    run = tmp_path / "par"
+    plan = json.loads((run / "args.json").read_text())["derived"]["time_budget"]
+    assert plan["folds_parallel_unplanned"] == 2
+    assert "job_started_at" not in plan and "cut_in_job" not in plan
+    assert summary["fold_epochs"] == [plan["epochs"]] * 2
+    assert "neither re-planned nor cut" in (run / "log.txt").read_text()
+
+
 def test_time_budget_replans_later_folds_and_records_them(data_dir, tmp_path, monkeypatch):
     """A fold the budget re-plans (models.budget.replan_epochs, here made to cut fold 1 by
     one epoch) trains that many epochs in its own process (the recipe's job processes: it
