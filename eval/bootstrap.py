@@ -43,8 +43,12 @@ LEVEL = 0.95
 BATCH = 200
 STAGES = ("detector", "two_stage")
 #: Metrics per stage, then the paired ones (two-stage against detector alone).
+#: ``fp_removed_share``: the share of the detector's false positives the filter removed
+#: (nan without any). A precision gain cannot exceed 1 - the detector's precision, so behind a
+#: precise detector it reads small however well the filter works; this share does not.
 STAGE_METRICS = ("map_voc12", "map_voc07", "precision", "recall", "f1", "fp_per_image")
-PAIRED_METRICS = ("precision_gain", "recall_ratio", "f1_gain", "map_voc12_gain")
+PAIRED_METRICS = ("precision_gain", "recall_ratio", "f1_gain", "map_voc12_gain",
+                  "fp_removed_share")
 
 
 def group_codes(image_ids, group_of=None):
@@ -211,6 +215,9 @@ class TestSet:
                                            np.nan)
         out["f1_gain"] = two["f1"] - det["f1"]
         out["map_voc12_gain"] = two["map_voc12"] - det["map_voc12"]
+        with np.errstate(divide="ignore", invalid="ignore"):  # per image over the same images
+            out["fp_removed_share"] = np.where(det["fp_per_image"] > 0, 1.0 - two[
+                "fp_per_image"] / det["fp_per_image"], np.nan)
         if self.crops is not None:
             out["filter_auc"] = weighted_auc(w[:, self.crops["image"]], self.crops["label"],
                                              self.crops["score"])

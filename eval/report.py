@@ -40,10 +40,12 @@ INTERVAL_ROWS = (("detector_map_voc12", "detector only: mAP VOC12", False),
                  ("detector_recall", "detector only: recall", False),
                  ("two_stage_recall", "detector + filter: recall", False),
                  ("recall_ratio", "recall ratio (paired)", False),
+                 ("fp_removed_share", "false positives removed (paired)", False),
                  ("f1_gain", "F1 gain (paired)", True),
                  ("filter_auc", "filter: test ROC AUC", False))
 #: The intervals the console table ends with: what the filter changes, and its AUC.
-CONSOLE_INTERVALS = ("precision_gain", "recall_ratio", "f1_gain", "filter_auc")
+CONSOLE_INTERVALS = ("precision_gain", "recall_ratio", "fp_removed_share", "f1_gain",
+                     "filter_auc")
 RECALL_BY = (("contrast", "lesion contrast (1 - grey / contralateral grey)"),
              ("size", "lesion size (square root of the box area, px)"))
 

@@ -49,10 +49,11 @@ def _slow_metrics(case, image_weights):
     """The metrics of one resample, scored as a test set of renamed copies."""
     gt, det, kept, crops, _ = case
     g, d, s = _copies(gt, image_weights), _copies(det, image_weights), _copies(kept, image_weights)
-    out = {}
+    out, fp = {}, {}
     for stage, dd in (("detector", d), ("two_stage", s)):
         res = detection.evaluate(g, dd, CLASSES, offset=1)
         op = detection.operating_point(g, dd, DET_THRESHOLD, offset=1)
+        fp[stage] = op["fp"]
         out.update({f"{stage}_map_voc12": res["map_voc12"], f"{stage}_map_voc07": res["map_voc07"],
                     **{f"{stage}_{k}": op[k] for k in ("precision", "recall", "f1",
                                                         "fp_per_image")}})
@@ -61,6 +62,7 @@ def _slow_metrics(case, image_weights):
                            if out["detector_recall"] > 0 else np.nan)
     out["f1_gain"] = out["two_stage_f1"] - out["detector_f1"]
     out["map_voc12_gain"] = out["two_stage_map_voc12"] - out["detector_map_voc12"]
+    out["fp_removed_share"] = 1.0 - fp["two_stage"] / fp["detector"] if fp["detector"] else np.nan
     rows = [r for r in crops for _ in range(int(image_weights[r["image_id"]]))]
     labels = [r["label"] for r in rows]
     out["filter_auc"] = (roc_auc_score(labels, [r["filter_score"] for r in rows])
