@@ -90,7 +90,8 @@ def versions():
     return (f"python {platform.python_version()}, mxnet {mx.__version__}, gluoncv "
             f"{importlib.metadata.version('gluoncv')}, numpy {np.__version__}, opencv "
             f"{cv2.__version__}; cpu "
-            f"{cpu}, {os.cpu_count()} cores ({usable_cpus()} usable), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+            f"{cpu}, {os.cpu_count()} cores ({usable_cpus()} usable), "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
 
 
 def make_phantom_data(work, kind, num, seed):

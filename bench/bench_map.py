@@ -467,7 +467,6 @@ def main(args):
         med = {k: statistics.median(v) for k, v in times.items()}
         med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
         # where the CLI's time goes, in this process (imports are not counted)
-        sys.path.insert(0, ROOT)
         from eval import detection
         t0 = time.perf_counter()
         gt_t, dr_t, classes = detection._read_cartucho_tables(gt_dir, dr_dir)
@@ -475,7 +474,7 @@ def main(args):
         detection._evaluate_tables(gt_t, dr_t, classes, 0.5, args.offset, "stable")
         t2 = time.perf_counter()
         load = os.getloadavg()[0]
-        print(f"load average (1 min) {load:.2f} on {usable_cpus()} usable cpus: wall times of a "
+        print(f"load average (1 min) {load:.2f} on {os.cpu_count()} cpus: wall times of a "
               f"shared machine vary; CPU seconds (user + system) vary less")
         for name, label in (("floor", "floor (read every file)"), ("cli", "cli"),
                             ("baseline", "baseline")):

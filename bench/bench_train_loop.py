@@ -137,8 +137,8 @@ def chunked_rates(net, trainer, batches, loader, ctx, warmup, iters, chunk):
 
 def main(args):
     yolo_train.seed_all(args.seed)
-    print(f"mxnet {mx.__version__}, cpus {os.cpu_count()} ({usable_cpus()} usable), OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
+    print(f"mxnet {mx.__version__}, cpus {os.cpu_count()} ({usable_cpus()} usable), "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, network {args.network}, shape "
           f"{args.data_shape}, batch {args.batch_size}, iters {args.iters}, max side "
           f"{args.max_side}, recipe {args.recipe}, crop {args.crop}")
     if args.data is not None:
