@@ -37,7 +37,7 @@ import train_yolo3
 from datasets.phantom import generator as phantom
 from datasets.prepared import classes as class_names
 from datasets.prepared.folder import manifest_by_id, read_splits
-from eval import bootstrap, detection, plots, report, two_stage
+from eval import acceptance, bootstrap, detection, plots, report, two_stage
 from infra import runs
 from models import filter_threshold
 
@@ -232,10 +232,16 @@ def main(args):
     cfg = profile(args)
     with runs.start("demo", args, derived={"profile": cfg}) as run:
         summary = run_stages(run, args, cfg, t0)
+        # the README's lines, with the CPU they ran on: a run elsewhere carries its own verdict
+        summary["acceptance"] = acceptance.judge(summary, run.read_json("env.json", {}))
         run.finish(summary)
     report.write_report(run.dir, summary, title="Two-stage strain detection: demo on phantoms")
     table = report.format_summary_table(summary)
     print(table, flush=True)
+    judged = summary["acceptance"]
+    print("\n".join(filter(None, [acceptance.format_lines(judged["lines"]),
+                                  judged["precision_note"], judged["cpu"],
+                                  f"the README's lines: {judged['verdict']}"])), flush=True)
     return summary
 
 

@@ -30,7 +30,7 @@ FILTER_ROWS = (("test_auc", "test ROC AUC", "ratio"), ("test_f1", "test F1", "ra
                ("n_train_pos", "train positives", "int"), ("n_train_neg", "train negatives", "int"),
                ("n_test_pos", "test positives", "int"), ("n_test_neg", "test negatives", "int"))
 KNOWN = {"detector", "two_stage", "filter", "cv", "cv_summary", "elapsed_s", "plots", "title",
-         "recall_by", "two_stage_sweep", "intervals"}
+         "recall_by", "two_stage_sweep", "intervals", "acceptance"}
 #: (metric of eval.bootstrap, label, signed) rows of the intervals section, in reading order.
 INTERVAL_ROWS = (("detector_map_voc12", "detector only: mAP VOC12", False),
                  ("two_stage_map_voc12", "detector + filter: mAP VOC12", False),
@@ -50,7 +50,7 @@ RECALL_BY = (("contrast", "lesion contrast (1 - grey / contralateral grey)"),
              ("size", "lesion size (square root of the box area, px)"))
 
 
-def _num(v):
+def finite_number(v):
     """float(v) or None for missing, non-numeric or non-finite values."""
     if isinstance(v, bool) or v is None:
         return None
@@ -68,7 +68,7 @@ def fmt(v, kind="num"):
         if v is None or v == "" or (isinstance(v, float) and not math.isfinite(v)):
             return DASH
         return str(v)
-    f = _num(v)
+    f = finite_number(v)
     if f is None:
         return DASH if not isinstance(v, str) or not v else v
     if kind == "pct":
@@ -85,9 +85,9 @@ def _get(d, key):
 
 
 def _mean_std(mean, std, kind="pct"):
-    if _num(mean) is None:
+    if finite_number(mean) is None:
         return DASH
-    return fmt(mean, kind) + (f" ± {fmt(std, kind)}" if _num(std) is not None else "")
+    return fmt(mean, kind) + (f" ± {fmt(std, kind)}" if finite_number(std) is not None else "")
 
 
 def _params(p):
@@ -102,7 +102,7 @@ def _params(p):
 
 
 def _duration(seconds):
-    s = _num(seconds)
+    s = finite_number(seconds)
     if s is None:
         return DASH
     m, sec = divmod(int(round(s)), 60)
@@ -137,11 +137,11 @@ def format_summary_table(summary):
     out = [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
     thr = _get(summary.get("detector"), "score_threshold")
     fthr = _get(summary.get("filter"), "threshold")
-    if _num(thr) is not None or _num(fthr) is not None:
+    if finite_number(thr) is not None or finite_number(fthr) is not None:
         out.append(f"(detector score threshold {fmt(thr)}, filter threshold {fmt(fthr)})")
     gains = interval_rows(summary, CONSOLE_INTERVALS)
     if gains:
-        level = _num(_get(summary.get("intervals"), "level")) or 0.95
+        level = finite_number(_get(summary.get("intervals"), "level")) or 0.95
         out.append(f"({100 * level:.0f} % intervals over test groups: " + "; ".join(
             f"{label.replace(' (paired)', '')} {v} [{lo}, {hi}]" for label, v, lo, hi in gains)
             + ")")
@@ -172,10 +172,10 @@ def _section_stages(summary):
            md_table(["stage"] + [h for _, h, _ in STAGE_COLUMNS], rows), ""]
     det = summary.get("detector") or {}
     notes = []
-    if _num(_get(det, "score_threshold")) is not None:
+    if finite_number(_get(det, "score_threshold")) is not None:
         notes.append(f"detector score threshold {fmt(det['score_threshold'])} (precision, "
                      f"recall, F1 and FP/image are counted at it)")
-    if _num(_get(summary.get("filter"), "threshold")) is not None:
+    if finite_number(_get(summary.get("filter"), "threshold")) is not None:
         notes.append(f"filter threshold {fmt(summary['filter']['threshold'])}")
     if notes:
         out += ["Operating point: " + "; ".join(notes) + ".", ""]
@@ -190,10 +190,10 @@ def _section_cv(summary):
         if isinstance(summary.get("cv_summary"), list) else []
     cv = [r for r in summary.get("cv") or [] if isinstance(r, dict)] \
         if isinstance(summary.get("cv"), list) else []
-    if not (cvs or cv or _num(det.get("cv_map_mean")) is not None):
+    if not (cvs or cv or finite_number(det.get("cv_map_mean")) is not None):
         return out
     out += ["## Cross-validation (detector)", ""]
-    if _num(det.get("cv_map_mean")) is not None:
+    if finite_number(det.get("cv_map_mean")) is not None:
         out += [f"Cross-validated mAP of the chosen set (mean ± std over folds): "
                 f"{_mean_std(det.get('cv_map_mean'), det.get('cv_map_std'))}.", ""]
     if cvs:
@@ -242,10 +242,10 @@ def _section_sweep(summary):
     rows = summary.get("two_stage_sweep")
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         return []
-    thr = _num(_get(summary.get("detector"), "score_threshold"))
+    thr = finite_number(_get(summary.get("detector"), "score_threshold"))
     table = []
-    for r in sorted(rows, key=lambda r: _num(r.get("det_threshold")) or 0.0):
-        t = _num(r.get("det_threshold"))
+    for r in sorted(rows, key=lambda r: finite_number(r.get("det_threshold")) or 0.0):
+        t = finite_number(r.get("det_threshold"))
         mark = " (operating)" if thr is not None and t is not None and abs(t - thr) < 1e-9 \
             else ""
         table.append([fmt(t) + mark, fmt(r.get("filter_threshold")),
@@ -267,7 +267,7 @@ def _section_sweep(summary):
 
 
 def _interval_cell(v, signed):
-    f = _num(v)
+    f = finite_number(v)
     return DASH if f is None else f"{f:+.3f}" if signed else f"{f:.3f}"
 
 
@@ -289,7 +289,7 @@ def _section_intervals(summary):
     if not rows:
         return []
     ci = summary["intervals"]
-    level = _num(ci.get("level"))
+    level = finite_number(ci.get("level"))
     pct = f"{100 * level:.0f} %" if level is not None else "confidence"
     fallback = sorted(k for k, m in ci["metrics"].items()
                       if isinstance(m, dict) and m.get("method") not in (None, ci.get("method")))
@@ -310,14 +310,31 @@ def _section_intervals(summary):
 def _cv_against_interval(summary):
     """Where the cross-validation mean falls against the test mAP's interval: does CV predict
     the test score as closely as the test split can tell?"""
-    cv = _num(_get(summary.get("detector"), "cv_map_mean"))
+    cv = finite_number(_get(summary.get("detector"), "cv_map_mean"))
     m = _get(_get(summary.get("intervals"), "metrics"), "detector_map_voc12")
-    low, high = _num(_get(m, "low")), _num(_get(m, "high"))
+    low, high = finite_number(_get(m, "low")), finite_number(_get(m, "high"))
     if cv is None or low is None or high is None:
         return None
     where = ("inside" if low <= cv <= high else "below" if cv < low else "above")
     return (f"The cross-validation mean mAP VOC12, {fmt(cv, 'pct')}, lies {where} the test "
             f"mAP's interval ({fmt(low, 'pct')} – {fmt(high, 'pct')}).")
+
+
+def _section_acceptance(summary):
+    """The README's lines for the CPU demo, as ``eval.acceptance`` judged them."""
+    a = summary.get("acceptance")
+    lines = _get(a, "lines")
+    if not isinstance(lines, list) or not lines:
+        return []
+    mark = {True: "held", False: "**broken**", None: "not judged (a number is missing)"}
+    rows = [[fmt(_get(line, "line"), "text"), fmt(_get(line, "value")),
+             fmt(_get(line, "rule"), "text"), mark.get(_get(line, "held"), DASH)]
+            for line in lines if isinstance(line, dict)]
+    out = ["## The lines the CPU demo is held to (README)", "",
+           md_table(["line", "value", "rule", "verdict"], rows, "lrll"), ""]
+    facts = [fmt(_get(a, "precision_note"), "text"), fmt(_get(a, "cpu"), "text"),
+             f"Verdict: {fmt(_get(a, 'verdict'), 'text')}."]
+    return out + [" ".join(f for f in facts if f != DASH), ""]
 
 
 def _section_filter(summary):
@@ -361,16 +378,16 @@ def _section_other(summary):
         if k in KNOWN or k == "best_set":
             continue
         if _scalar(v):
-            rows.append([k, fmt(v) if _num(v) is not None else fmt(v, "text")])
+            rows.append([k, fmt(v) if finite_number(v) is not None else fmt(v, "text")])
         elif isinstance(v, dict):
-            rows += [[f"{k}.{kk}", fmt(vv) if _num(vv) is not None else fmt(vv, "text")]
+            rows += [[f"{k}.{kk}", fmt(vv) if finite_number(vv) is not None else fmt(vv, "text")]
                      for kk, vv in v.items() if _scalar(vv)]
     for stage in ("detector", "two_stage"):
         d = summary.get(stage)
         if isinstance(d, dict):
             shown = {k for k, _, _ in STAGE_COLUMNS} | {"score_threshold", "cv_map_mean",
                                                           "cv_map_std", "best_set"}
-            rows += [[f"{stage}.{k}", fmt(v) if _num(v) is not None else fmt(v, "text")]
+            rows += [[f"{stage}.{k}", fmt(v) if finite_number(v) is not None else fmt(v, "text")]
                      for k, v in d.items() if k not in shown and _scalar(v)]
     if not rows:
         return []
@@ -399,11 +416,12 @@ def render_report(summary, run_dir=None, title=None):
     facts = []
     if run_dir is not None:
         facts.append(f"run folder `{Path(run_dir).name}`")
-    if _num(summary.get("elapsed_s")) is not None:
+    if finite_number(summary.get("elapsed_s")) is not None:
         facts.append(f"elapsed {_duration(summary['elapsed_s'])}")
     if facts:
         out += [", ".join(facts).capitalize() + ".", ""]
-    for section in (_section_stages(summary), _section_intervals(summary), _section_cv(summary),
+    for section in (_section_stages(summary), _section_acceptance(summary),
+                    _section_intervals(summary), _section_cv(summary),
                     _section_sweep(summary), _section_recall_by(summary),
                     _section_filter(summary),
                     _section_plots(summary, run_dir), _section_other(summary)):

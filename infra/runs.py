@@ -80,6 +80,31 @@ def cpu_model():
     return platform.processor() or None
 
 
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU's feature flags (Linux /proc/cpuinfo's first ``flags`` line); empty elsewhere."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_vector_isa(flags=None):
+    """The widest x86 vector extension the CPU has ("AVX-512 + AMX", "AVX-512", "AVX2", "AVX",
+    "SSE4.2"), None when no flags are known: the demo's budget is sized for an AVX2-only CPU,
+    and the model name alone does not say which (AMD EPYCs of one name differ)."""
+    flags = cpu_flags() if flags is None else set(flags)
+    if "avx512f" in flags:
+        return "AVX-512 + AMX" if "amx_tile" in flags else "AVX-512"
+    for flag, name in (("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")):
+        if flag in flags:
+            return name
+    return None
+
+
 def environment():
     """Versions, git state and host facts recorded in env.json."""
     versions = {}
@@ -96,6 +121,7 @@ def environment():
         "cpus_usable": usable_cpus(),
         "cpu_quota": cgroup_quota(),  # CPUs a cgroup quota allows (None: no quota)
         "cpu_model": cpu_model(),
+        "cpu_vector_isa": cpu_vector_isa(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "speed_variables": {k: os.environ.get(k) for k in SPEED_VARIABLES},
         "packages": versions,

@@ -11,6 +11,7 @@ import pytest
 import demo
 import predict
 from datasets.phantom import generator as phantom
+from eval import acceptance
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +78,10 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
         # test_scores.csv holds the scores to 6 digits
         assert m["filter_auc"]["value"] == pytest.approx(summary["filter"]["test_auc"], abs=1e-4)
     assert "How far the test numbers could move" in report
+    # the README's lines judged on this run, as eval.acceptance judges its folder again
+    assert summary["acceptance"] == acceptance.read_run(run_dir)
+    assert len(summary["acceptance"]["lines"]) == 7
+    assert "## The lines the CPU demo is held to (README)" in report
     for rel in ("raw/truth.json", "data/splits.json", "data/records/all.rec",
                 "detector/cv_results.csv", "detector/cv_summary.csv", "detector/model.json",
                 "detector/oof_detections.json", "detector/test_detections.json",
