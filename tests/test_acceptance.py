@@ -108,6 +108,11 @@ def test_a_missing_number_is_not_judged_and_does_not_hide_a_broken_line():
 def test_a_detector_that_finds_nothing_keeps_its_recall_trivially():
     s = _with("detector.recall", 0.0, _with("two_stage.recall", 0.0))
     assert _held(s)["recall kept"] is True
+    # a filter cannot find what the detector did not: such a summary is not judged, and its
+    # value stays JSON (no infinity)
+    s = _with("detector.recall", 0.0)
+    assert _held(s)["recall kept"] is None
+    json.dumps(acceptance.check(s), allow_nan=False)
 
 
 def test_a_wall_time_measured_outside_replaces_the_demo_clock():
