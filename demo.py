@@ -238,10 +238,8 @@ def main(args):
     report.write_report(run.dir, summary, title="Two-stage strain detection: demo on phantoms")
     table = report.format_summary_table(summary)
     print(table, flush=True)
-    judged = summary["acceptance"]
-    print("\n".join(filter(None, [acceptance.format_lines(judged["lines"]),
-                                  judged["precision_note"], judged["cpu"],
-                                  f"the README's lines: {judged['verdict']}"])), flush=True)
+    print(acceptance.format_judged(summary["acceptance"], label="the README's lines"),
+          flush=True)
     return summary
 
 

@@ -187,6 +187,14 @@ def format_lines(lines):
                      for r in rows)
 
 
+def format_judged(judged, label="verdict"):
+    """The console text of :func:`judge`'s result: the lines, the notes, then
+    ``"<label>: <verdict>"``."""
+    notes = [judged.get("precision_note"), judged.get("cpu")]
+    return "\n".join([format_lines(judged["lines"])] + [n for n in notes if n]
+                     + [f"{label}: {judged['verdict']}"])
+
+
 def judge(summary, env=None, wall_s=None):
     """``{"lines", "verdict", "cpu", "precision_note"}``: :func:`check`, :func:`verdict`,
     :func:`cpu_note` and :func:`precision_note` of a summary and its env.json (what
@@ -227,11 +235,7 @@ def main(args):
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_lines(result["lines"]))
-        for note in (result["precision_note"], result["cpu"]):
-            if note:
-                print(note)
-        print(f"verdict: {result['verdict']}")
+        print(format_judged(result))
     return result
 
 

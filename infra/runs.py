@@ -67,29 +67,28 @@ SPEED_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "DNNL
                    "MXNET_USE_OPERATOR_TUNING", "KEEP_DENORMALS")
 
 
-def cpu_model():
-    """The CPU's model name (Linux /proc/cpuinfo; else ``platform.processor()``): runs on
-    different CPUs buy different epochs under a time budget."""
+def _cpuinfo_field(name, path="/proc/cpuinfo"):
+    """The value of the first ``name : value`` line of /proc/cpuinfo; None where there is
+    none (not Linux, or no such field)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.lower().startswith("model name"):
+                if line.lower().startswith(name):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or None
+    return None
+
+
+def cpu_model():
+    """The CPU's model name (Linux /proc/cpuinfo; else ``platform.processor()``): runs on
+    different CPUs buy different epochs under a time budget."""
+    return _cpuinfo_field("model name") or platform.processor() or None
 
 
 def cpu_flags(path="/proc/cpuinfo"):
     """The CPU's feature flags (Linux /proc/cpuinfo's first ``flags`` line); empty elsewhere."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo_field("flags", path) or "").split())
 
 
 def cpu_vector_isa(flags=None):
