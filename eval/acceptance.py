@@ -11,9 +11,10 @@ its summary.json (``acceptance``), its report and its console; this entry point 
 existing run folder, so a run on another machine is judged by the same code.
 
 A line whose numbers are missing is neither held nor broken (``held`` None): the verdict then
-says "incomplete". The wall time is the demo's own clock (``elapsed_s``, from ``main``'s start),
-which leaves out the interpreter's start and the imports (a few seconds); ``--wall`` replaces it
-with a time measured outside (``/usr/bin/time``). The CPU the run had (``env.json``) is printed
+says "incomplete". The wall time is the demo's own clock (``elapsed_s``): from the process's
+start when ``python demo.py`` ran (``infra.process_clock``, imports included), from ``main``'s
+when a caller passed no start; ``--wall`` replaces it with a time measured outside
+(``/usr/bin/time``). The CPU the run had (``env.json``) is printed
 with the verdict: the lines are sized for an AVX2-only CPU, and a run on an AVX-512 CPU with
 ``DNNL_MAX_CPU_ISA=AVX2`` only approximates one.
 
@@ -225,7 +226,8 @@ def parse_args(argv=None):
     p.add_argument("run_dir", help="the demo's run folder (holds summary.json and env.json)")
     p.add_argument("--wall", type=float, default=None, metavar="SECONDS",
                    help="the process's wall time measured outside (e.g. /usr/bin/time); "
-                        "default: the summary's elapsed_s, which leaves out start-up and imports")
+                        "default: the summary's elapsed_s (from the process's start on the "
+                        "command line; summaries before it left out the ~3 s of imports)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p.parse_args(argv)
 
