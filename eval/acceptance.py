@@ -150,7 +150,10 @@ def cpu_note(env):
     env = env if isinstance(env, dict) else {}
     isa = env.get("cpu_vector_isa")
     model = env.get("cpu_model")
-    held_to = (env.get("speed_variables") or {}).get("DNNL_MAX_CPU_ISA")
+    speed = env.get("speed_variables") or {}
+    held_to = speed.get("DNNL_MAX_CPU_ISA")
+    # NumPy's and OpenCV's run-time dispatch held too (python -m infra.avx2_only)
+    all_held = bool(speed.get("NPY_DISABLE_CPU_FEATURES") and speed.get("OPENCV_CPU_DISABLE"))
     if not isa and not model:
         return None
     text = f"CPU: {model or 'unknown model'}, {env.get('cpus_usable') or '?'} usable"
@@ -158,6 +161,8 @@ def cpu_note(env):
         text += f", widest vector ISA {isa}"
     if held_to:
         text += f", MKLDNN held to {held_to} (DNNL_MAX_CPU_ISA)"
+        if all_held:
+            text += ", NumPy, OpenCV and OpenBLAS too (infra.avx2_only)"
     if isa == "AVX2":
         return text + ": an AVX2-only CPU, as the lines are sized for."
     if isa and isa.startswith("AVX-512"):

@@ -149,6 +149,11 @@ def test_the_cpu_note_says_whether_the_run_had_the_cpu_the_lines_are_sized_for()
     env.update(cpu_vector_isa="AVX-512", speed_variables={"DNNL_MAX_CPU_ISA": "AVX2"})
     note = acceptance.cpu_note(env)
     assert "not an AVX2-only CPU" in note and "only approximate" in note
+    assert "NumPy" not in note
+    env.update(speed_variables={"DNNL_MAX_CPU_ISA": "AVX2", "NPY_DISABLE_CPU_FEATURES": "AVX512F",
+                                "OPENCV_CPU_DISABLE": "AVX512F"})
+    note = acceptance.cpu_note(env)
+    assert "NumPy, OpenCV and OpenBLAS too" in note and "only approximate" in note
     env.update(speed_variables={})
     assert "its AVX-512 kernels ran" in acceptance.cpu_note(env)
     assert acceptance.cpu_note({}) is None and acceptance.cpu_note(None) is None
