@@ -152,8 +152,9 @@ def cpu_note(env):
     model = env.get("cpu_model")
     speed = env.get("speed_variables") or {}
     held_to = speed.get("DNNL_MAX_CPU_ISA")
-    # NumPy's and OpenCV's run-time dispatch held too (python -m infra.avx2_only)
-    all_held = bool(speed.get("NPY_DISABLE_CPU_FEATURES") and speed.get("OPENCV_CPU_DISABLE"))
+    # NumPy's, OpenCV's and OpenBLAS's run-time dispatch held too (python -m infra.avx2_only)
+    all_held = all(speed.get(k) for k in ("NPY_DISABLE_CPU_FEATURES", "OPENCV_CPU_DISABLE",
+                                          "OPENBLAS_CORETYPE"))
     if not isa and not model:
         return None
     text = f"CPU: {model or 'unknown model'}, {env.get('cpus_usable') or '?'} usable"

@@ -30,7 +30,7 @@ Standard library only.
 import os
 import sys
 
-from infra.runs import cpu_flags
+from infra.runs import ISA_CAP_VARIABLES, cpu_flags
 
 #: NumPy's AVX-512 dispatch targets and the /proc/cpuinfo flags each needs
 #: (numpy/core/src/common/npy_cpu_features.c's groups).
@@ -50,8 +50,7 @@ NUMPY_TARGETS = {
 }
 OPENCV_AVX512 = "AVX512F,AVX512-SKX"
 #: The variables this module sets (env.json records them with the other speed variables).
-VARIABLES = ("DNNL_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES", "OPENCV_CPU_DISABLE",
-             "OPENBLAS_CORETYPE")
+VARIABLES = ISA_CAP_VARIABLES
 
 
 def caps(flags):
@@ -81,9 +80,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip(), file=sys.stderr if not argv else sys.stdout)
-        return 2 if not argv else 0
+    if not argv:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
     env = environment()
     held = ", ".join(f"{k}={env[k]}" for k in VARIABLES if k in env)
     print(f"avx2_only: {held}", file=sys.stderr, flush=True)

@@ -25,7 +25,7 @@ def age_s(stat_text, uptime_text, ticks_per_s):
     return max(0.0, uptime - _starttime_ticks(stat_text) / float(ticks_per_s))
 
 
-def started_at(now=None):
+def started_at():
     """This process's start as a ``time.time()`` value; None where ``/proc`` does not say
     (not Linux, or a restricted sandbox): callers then start their clock themselves."""
     try:
@@ -36,4 +36,4 @@ def started_at(now=None):
         age = age_s(stat_text, uptime_text, os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-    return (time.time() if now is None else now) - age
+    return time.time() - age

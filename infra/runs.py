@@ -63,10 +63,11 @@ def git_state(cwd=None):
 
 #: Environment variables that change a CPU run's speed or kernels (infra/openmp.py sets the
 #: first three when the user did not), recorded in env.json as they were at the run's start.
-SPEED_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "DNNL_MAX_CPU_ISA",
-                   "MXNET_USE_OPERATOR_TUNING", "KEEP_DENORMALS",
-                   # the other libraries' ISA caps (python -m infra.avx2_only)
-                   "NPY_DISABLE_CPU_FEATURES", "OPENCV_CPU_DISABLE", "OPENBLAS_CORETYPE")
+#: The last four hold MKLDNN, NumPy, OpenCV and OpenBLAS to AVX2 (python -m infra.avx2_only).
+ISA_CAP_VARIABLES = ("DNNL_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES", "OPENCV_CPU_DISABLE",
+                     "OPENBLAS_CORETYPE")
+SPEED_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                   "MXNET_USE_OPERATOR_TUNING", "KEEP_DENORMALS") + ISA_CAP_VARIABLES
 
 
 def _cpuinfo_field(name, path="/proc/cpuinfo"):

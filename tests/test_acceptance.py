@@ -150,10 +150,14 @@ def test_the_cpu_note_says_whether_the_run_had_the_cpu_the_lines_are_sized_for()
     note = acceptance.cpu_note(env)
     assert "not an AVX2-only CPU" in note and "only approximate" in note
     assert "NumPy" not in note
-    env.update(speed_variables={"DNNL_MAX_CPU_ISA": "AVX2", "NPY_DISABLE_CPU_FEATURES": "AVX512F",
-                                "OPENCV_CPU_DISABLE": "AVX512F"})
+    caps = {"DNNL_MAX_CPU_ISA": "AVX2", "NPY_DISABLE_CPU_FEATURES": "AVX512F",
+            "OPENCV_CPU_DISABLE": "AVX512F", "OPENBLAS_CORETYPE": "Haswell"}
+    env.update(speed_variables=caps)
     note = acceptance.cpu_note(env)
     assert "NumPy, OpenCV and OpenBLAS too" in note and "only approximate" in note
+    # the note names a library only when every cap was set
+    env.update(speed_variables=dict(caps, OPENBLAS_CORETYPE=None))
+    assert "NumPy" not in acceptance.cpu_note(env)
     env.update(speed_variables={})
     assert "its AVX-512 kernels ran" in acceptance.cpu_note(env)
     assert acceptance.cpu_note({}) is None and acceptance.cpu_note(None) is None
