@@ -35,6 +35,12 @@ MAX_CV_GAP = 0.15
 MIN_PRECISION_GAIN = 0.10
 MIN_RECALL_RATIO = 0.9
 MIN_FILTER_AUC = 0.80
+#: The other checks of the same CPU (``python check_cpu.py`` runs all four): ``train_yolo3.py
+#: --only final --network yolo3_mobilenet1.0_custom --time-budget 30`` on real-sized pictures,
+#: the training loop against its bare step (``bench/bench_train_loop.py``), the test suite.
+REAL_SIZE_WALL_S = 40 * 60.0
+MIN_REAL_SIZE_MAP = 0.15
+MIN_LOOP_RATIO = 0.90
 #: Numbers this close to a limit count as at it: |0.75 - 0.90| is 0.15000000000000002 in binary
 #: and 0.2 + 0.1 is 0.30000000000000004, yet a gap of 0.15 and a gain of +0.10 are at their
 #: lines. Far below any count-based step (one box in a thousand is 1e-3): 0.09998 stays a miss.
@@ -114,6 +120,37 @@ def check(summary, wall_s=None):
     ]
 
 
+def check_real_size(summary, wall_s):
+    """The real-sized training's lines: ``wall_s`` (the ``train_yolo3.py`` process, timed
+    outside) and its summary's ``test_map_voc12``."""
+    summary = summary if isinstance(summary, dict) else {}
+    wall = finite_number(wall_s)
+    test_map = _at(summary, "test_map_voc12")
+    return [
+        _line("real-size wall time", f"wall time <= {REAL_SIZE_WALL_S:.0f} s", wall,
+              wall is not None and _at_least(REAL_SIZE_WALL_S, wall)),
+        _line("real-size test mAP", f"test_map_voc12 >= {MIN_REAL_SIZE_MAP:.2f}", test_map,
+              test_map is not None and _at_least(test_map, MIN_REAL_SIZE_MAP)),
+    ]
+
+
+def check_loop_ratio(ratio):
+    """The training loop's line: the ``ratio:`` ``bench/bench_train_loop.py`` printed last."""
+    ratio = finite_number(ratio)
+    return [_line("loop ratio", f"bench_train_loop ratio >= {MIN_LOOP_RATIO:.2f}", ratio,
+                  ratio is not None and _at_least(ratio, MIN_LOOP_RATIO))]
+
+
+def check_suite(returncode, passed, failed):
+    """The suite's line: pytest exited 0 with tests passed and none failed (``failed``
+    counts failures and errors; None when pytest printed no counts)."""
+    held = None if returncode is None else returncode == 0 and bool(passed) and not failed
+    # A run that exited non-zero is broken even when it printed no counts (a crash).
+    return [{"line": "test suite",
+             "rule": "python -m pytest -q: exit 0, tests passed, none failed",
+             "value": None if passed is None else float(passed), "held": held}]
+
+
 def verdict(lines):
     """"held" (every line held), "broken" (one or more failed) or "incomplete" (none failed,
     one or more could not be judged)."""
@@ -179,10 +216,12 @@ def format_lines(lines):
         v = line["value"]
         if v is None:
             return "–"
-        if line["line"] == "wall time":
+        if line["line"].endswith("wall time"):
             return f"{v:.0f} s"
         if line["line"] == "test halves":
             return f"{v:.0f}"
+        if line["line"] == "test suite":
+            return f"{v:.0f} passed"
         if line["line"] == "precision gain":
             return f"{v:+.4f}"
         return f"{v:.4f}"
