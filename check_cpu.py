@@ -38,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from datasets.prepared.folder import SPLITS
 from eval import acceptance
 from infra import runs
 from infra.atomic import atomic_write_json
@@ -161,7 +162,7 @@ def check_real_size(run, args, child=run_child):
     log = run.dir / "real_size.log"
     result = {"pictures": args.real_size_num}
     steps = []
-    if not (data / "splits.json").is_file():  # made by an earlier attempt: kept
+    if not (data / SPLITS).is_file():  # prepared by an attempt that was stopped: kept
         steps = [("phantom", [sys.executable, "-m", "datasets.phantom", "--out", raw,
                               "--num", args.real_size_num, "--seed", args.seed,
                               "--single-panel", "--no-progress"]),
