@@ -29,6 +29,7 @@ line held, 1 when one broke, 2 when one could not be judged, as ``python -m eval
 (3: not a run folder to resume). A resumed run keeps its first command's checks and options.
 """
 import argparse
+import collections
 import json
 import os
 import re
@@ -80,9 +81,14 @@ def parse_args(argv=None):
     return args
 
 
+#: What a check's child process did: exit status, wall seconds, peak resident memory (MB, of
+#: the largest process of its tree; None where ``os.wait4`` is missing).
+Child = collections.namedtuple("Child", "code wall_s peak_rss_mb")
+
+
 def run_child(argv, log_path, quiet=False, cwd=ROOT):
-    """Run ``argv`` and return ``(exit status, wall seconds)``: its output (stdout and stderr
-    together) appended to ``log_path`` and, unless ``quiet``, to this console as it comes."""
+    """Run ``argv`` and return its :class:`Child`: its output (stdout and stderr together)
+    appended to ``log_path`` and, unless ``quiet``, to this console as it comes."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(str(a) for a in argv)}\n".encode())
@@ -95,10 +101,15 @@ def run_child(argv, log_path, quiet=False, cwd=ROOT):
             if not quiet:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
+        peak = None
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+            peak = round(usage.ru_maxrss / 1024.0, 1)  # Linux reports KiB
         code = child.wait()
         wall = time.monotonic() - start
-        log.write(f"\n[exit status {code}, {wall:.1f} s]\n".encode())
-    return code, wall
+        log.write(f"\n[exit status {code}, {wall:.1f} s, peak RSS {peak} MB]\n".encode())
+    return Child(code, wall, peak)
 
 
 def new_folder(parent, before):
@@ -140,11 +151,11 @@ def _read_json(path):
 def check_demo(run, args, child=run_child):
     parent = run.path("demo", ".keep").parent
     before = _folders(parent)
-    code, wall = child([sys.executable, "demo.py", "--out", parent, "--seed", args.seed,
-                        "--no-progress", *shlex.split(args.demo_args)],
-                       run.dir / "demo.log", args.quiet)
+    code, wall, peak = child([sys.executable, "demo.py", "--out", parent, "--seed", args.seed,
+                              "--no-progress", *shlex.split(args.demo_args)],
+                             run.dir / "demo.log", args.quiet)
     folder = new_folder(parent, before)
-    result = {"exit_status": code, "wall_s": round(wall, 1),
+    result = {"exit_status": code, "wall_s": round(wall, 1), "peak_rss_mb": peak,
               "run_dir": str(folder) if folder else None}
     summary = _read_json(folder / "summary.json") if folder else None
     env = _read_json(folder / "env.json") if folder else None
@@ -169,7 +180,7 @@ def check_real_size(run, args, child=run_child):
                  ("prepare", [sys.executable, "prepare_data.py", "--raw", raw, "--out", data,
                               "--no-crop", "--no-split", "--seed", args.seed, "--no-progress"])]
     for name, argv in steps:
-        code, wall = child(argv, log, args.quiet)
+        code, wall, _ = child(argv, log, args.quiet)
         result[f"{name}_s"] = round(wall, 1)
         if code:
             result.update(exit_status=code, failed_step=name)
@@ -177,15 +188,17 @@ def check_real_size(run, args, child=run_child):
                                acceptance.check_real_size(None, None)]
             return result
     before = _folders(train_out)
-    code, wall = child([sys.executable, "train_yolo3.py", "--data", data, *REAL_SIZE_TRAIN,
-                        "--out", train_out, "--seed", args.seed, "--progress", "off",
-                        *shlex.split(args.real_size_train_args)], log, args.quiet)
+    code, wall, peak = child([sys.executable, "train_yolo3.py", "--data", data,
+                              *REAL_SIZE_TRAIN, "--out", train_out, "--seed", args.seed,
+                              "--progress", "off", *shlex.split(args.real_size_train_args)],
+                             log, args.quiet)
     folder = new_folder(train_out, before)
     summary = _read_json(folder / "summary.json") if folder else None
     lines = acceptance.check_real_size(summary, wall)
     if code or summary is None:
         lines = [dict(line, held=False) if line["held"] is not True else line for line in lines]
-    result.update(exit_status=code, wall_s=round(wall, 1), run_dir=str(folder) if folder else None,
+    result.update(exit_status=code, wall_s=round(wall, 1), peak_rss_mb=peak,
+                  run_dir=str(folder) if folder else None,
                   epochs=(summary or {}).get("final_epochs"),
                   test_map_voc07=(summary or {}).get("test_map_voc07"), lines=lines)
     return result
@@ -194,8 +207,8 @@ def check_real_size(run, args, child=run_child):
 def check_bench(run, args, child=run_child):
     log = run.dir / "bench.log"
     start = log.stat().st_size if log.exists() else 0
-    code, wall = child([sys.executable, "bench/bench_train_loop.py",
-                        *shlex.split(args.bench_args)], log, args.quiet)
+    code, wall, _ = child([sys.executable, "bench/bench_train_loop.py",
+                           *shlex.split(args.bench_args)], log, args.quiet)
     ratio = parse_ratio(log.read_bytes()[start:].decode(errors="replace"))
     lines = acceptance.check_loop_ratio(ratio)
     if code and lines[0]["held"] is None:
@@ -206,8 +219,8 @@ def check_bench(run, args, child=run_child):
 def check_tests(run, args, child=run_child):
     log = run.dir / "tests.log"
     start = log.stat().st_size if log.exists() else 0
-    code, wall = child([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        *shlex.split(args.pytest_args)], log, args.quiet)
+    code, wall, _ = child([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *shlex.split(args.pytest_args)], log, args.quiet)
     passed, failed = parse_pytest_counts(log.read_bytes()[start:].decode(errors="replace"))
     return {"exit_status": code, "wall_s": round(wall, 1), "passed": passed, "failed": failed,
             "lines": acceptance.check_suite(code, passed, failed)}

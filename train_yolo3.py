@@ -110,6 +110,16 @@ def main(args):
                              "--num-workers 0")
         # Resolved once here, so the loaders, args.json and job children see one value.
         args.loader_thread = False  # the recipe's thread stands down for loader processes
+    if args.loader_burst < 1:
+        raise ValueError(f"--loader-burst must be at least 1 batch, got {args.loader_burst}")
+    if args.loader_burst > 1 and (args.num_workers or args.loader_thread):
+        if "loader_burst" in from_recipe:
+            args.loader_burst = 1  # the recipe's burst stands down for a thread or processes
+        elif "loader_thread" in from_recipe and not args.num_workers:
+            args.loader_thread = False  # an explicit burst replaces the recipe's thread
+        else:
+            raise ValueError("--loader-burst loads in the training process: use it with "
+                             "--num-workers 0 and --no-loader-thread")
     sets = grid.parse_grid(args.grid, grid.grid_types(parser, GRID_KEYS))
     if args.time_budget is not None and any("epochs" in s for s in sets):
         raise ValueError("--time-budget sizes the epochs itself: drop 'epochs' from --grid")
@@ -285,7 +295,8 @@ def calibrate(data, p, ctx, args, train_ids, iters=20):
                                  learning_rate=1e-7, optimizer=p.optimizer)
     batch = min(p.batch_size, len(train_ids))
     loader = dd.train_loader(train_subset(data, train_ids, p, 0)[0], transforms, batch,
-                             args.num_workers, thread=args.loader_thread)
+                             args.num_workers, thread=args.loader_thread,
+                             burst=args.loader_burst)
     job_overhead = time.time() - t0
     try:
         yolo_train.set_mode(net, "train", fixed_shape=not p.random_shape)
@@ -338,7 +349,7 @@ def build_job(name, p, data, ctx, kv, args, train_ids, seed):
                                              kv.kv or args.kvstore, args.amp)
     average = ema.for_run(net, p.ema_decay, ipe * p.epochs)
     loader = dd.train_loader(train_set, transforms, batch, args.num_workers, sampler,
-                             thread=args.loader_thread)
+                             thread=args.loader_thread, burst=args.loader_burst)
     log.info("%s: %d training images (%d on this worker), batch %d, %d iterations/epoch, "
              "%d epochs, max side %s, anchors %s, %s", name, len(train_set), len(sampler),
              batch, ipe, p.epochs, max_side, anchors or "coco", sched)

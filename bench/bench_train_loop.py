@@ -6,9 +6,10 @@ its targets; ExtraAugment and the 4x zoom-out in the paper recipe), batchify, lo
 then ``models.yolo_train.train_step``. Baseline: the
 same ``train_step`` on batches made beforehand. Same net, input size and batch, one fixed
 input size for both (random shapes would make the two differ in compute). The loop is
-measured loading in the training process (0), in one background thread of it (thread: the
-CPU recipe's default) and with 1 and 2 loader processes, each right after a bare
-measurement (paired, so the machine's drift cancels); loading in the training process,
+measured loading in the training process one batch before each step (0) and ``--burst``
+batches at a time (burst: the CPU recipe's default, ``train_yolo3.py --loader-burst``), in
+one background thread of it (thread) and with 1 and 2 loader processes, each right after a
+bare measurement (paired, so the machine's drift cancels); loading in the training process,
 which has no prefetch queue, is paired chunk by chunk (``--chunk`` steps of each, in turn).
 The last line is the best median ratio.
 
@@ -52,9 +53,13 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=64, help="timed iterations per measurement "
                    "(default: %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
-    p.add_argument("--workers", default="0,thread,1,2",
+    p.add_argument("--workers", default="0,burst,thread,1,2",
                    help="loaders to measure: loader process counts (0 = in the training "
-                        "process) and 'thread' (one background thread of it)")
+                        "process, one batch before each step), 'burst' (in the training "
+                        "process, --burst batches at a time) and 'thread' (one background "
+                        "thread of it)")
+    p.add_argument("--burst", type=int, default=8,
+                   help="batches a 'burst' loader makes at a time (default: %(default)s)")
     p.add_argument("--max-side", type=int, default=-1,
                    help="shrink images before augmenting as train_yolo3.py does "
                         "(-1 = --data-shape, 0 = never)")
@@ -121,6 +126,10 @@ def chunked_rates(net, trainer, batches, loader, ctx, warmup, iters, chunk):
     for b in batches[:warmup]:
         yolo_train.train_step(net, trainer, b, ctx)
         yolo_train.train_step(net, trainer, next(it), ctx)
+    if isinstance(loader, dd.BurstLoader):
+        # to the epoch's end, where a burst starts: no batch loaded in the warm-up is timed
+        for _ in range(-warmup % len(loader)):
+            yolo_train.train_step(net, trainer, next(it), ctx)
     seconds, images = [0.0, 0.0], [0, 0]
     for c in range(max(1, iters // chunk)):
         for side in ((0, 1) if c % 2 == 0 else (1, 0)):
@@ -181,9 +190,10 @@ def measure(args, data_dir):
             pass
     n_img = args.repeats * (len(subset) // args.batch_size) * args.batch_size
     print(f"loader alone (0 workers, no training): {n_img / (time.time() - t0):.1f} img/s")
-    workers = [v.strip() if v.strip() == "thread" else int(v)
+    workers = [v.strip() if v.strip() in ("thread", "burst") else int(v)
                for v in args.workers.split(",") if v.strip()]
-    chunked = {w for w in workers if w == 0 and args.chunk > 0}
+    # no prefetch between chunks: a burst loader makes its batches inside the chunk
+    chunked = {w for w in workers if w in (0, "burst") and args.chunk > 0}
     bare, own_bare, loops = [], {w: [] for w in chunked}, {w: [] for w in workers}
     # Paired: each repeat times the bare step and then every loop right after it, so a
     # machine that speeds up or slows down between repeats (shared hosts do) moves both
@@ -194,7 +204,8 @@ def measure(args, data_dir):
             bare.append(bare_rate(net, trainer, batches, ctx, args.warmup))
         for w in workers:
             loader = dd.train_loader(subset, transforms, args.batch_size,
-                                     0 if w == "thread" else w, thread=w == "thread")
+                                     w if isinstance(w, int) else 0, thread=w == "thread",
+                                     burst=args.burst if w == "burst" else 1)
             try:
                 if w in chunked:
                     b, loop = chunked_rates(net, trainer, batches, loader, ctx, args.warmup,
@@ -214,7 +225,10 @@ def measure(args, data_dir):
         paired = own_bare.get(w, bare)
         ratios = np.array(loops[w]) / np.array(paired)
         med = float(np.median(ratios))
-        label = "a loader thread" if w == "thread" else f"{w} worker(s)"
+        per_epoch = len(subset) // args.batch_size  # a burst never crosses an epoch's end
+        label = {"thread": "a loader thread",
+                 "burst": f"in process, --burst {args.burst} ({min(args.burst, per_epoch)} "
+                          f"batches at a time here)"}.get(w, f"{w} worker(s)")
         how = f", in {args.chunk}-step chunks against bare {np.median(paired):.2f} img/s" \
             if w in chunked else ""
         print(f"real loop, {label}{how}: {np.median(loops[w]):.2f} img/s, ratio {med:.3f} "

@@ -78,7 +78,7 @@ def run_parallel(script, run, args, cv_jobs, before_start=None):
     commands = [(job_name(j), [sys.executable, script, "--data", args.data,
                                "--resume", str(run.dir), "--only", "{}:{}".format(*j),
                                "--progress", "off", "--num-workers", str(args.num_workers),
-                               thread],
+                               thread, "--loader-burst", str(args.loader_burst)],
                  run.path(job_name(j), "console.txt")) for j in todo]
     run_processes(commands, args.folds_parallel, args.gpus, args.fold_threads, run.log,
                   before_start=before_start)

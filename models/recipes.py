@@ -6,8 +6,9 @@ and ``cpu`` otherwise: a from-scratch run on a CPU has minutes, not days, and wh
 fastest per CPU-second there was measured on phantoms (README, "Detector on a CPU"): Adam at
 6e-3, a 128 px fixed input, detection heads a quarter of the zoo's width, no random shapes,
 no zoom-out, no extra augmentation (each of those cost validation mAP at equal iterations),
-and the images loaded in one thread of the training process (no loader process competing
-for the cores; the thread makes the next batch while the step computes).
+and the images loaded in the training process, 8 batches at a time (no loader process or
+thread competing with the step for the cores, and the loader's work done in runs, on warm
+caches: bench/bench_train_loop.py, README "Benchmarks").
 """
 import argparse
 
@@ -18,13 +19,13 @@ RECIPES = {
     # GluonCV scripts/detection/yolo/train_yolo3.py with the notes' augmentations.
     "paper": dict(optimizer="sgd", lr=1e-3, data_shape=416, batch_size=8, random_shape=True,
                   extra_augment=True, max_expand=4.0, warmup_epochs=2.0, epochs=30,
-                  head_scale=1.0, num_workers=4, loader_thread=False,
+                  head_scale=1.0, num_workers=4, loader_thread=False, loader_burst=1,
                   job_processes=False),
     # Measured on phantoms from scratch on a 2-core CPU (README, ablation table): fold mAP
     # 0.27 -> 0.81 at the same 770 iterations, in less time (narrow heads).
     "cpu": dict(optimizer="adam", lr=6e-3, data_shape=128, batch_size=8, random_shape=False,
                 extra_augment=False, max_expand=1.0, warmup_epochs=1.0, epochs=30,
-                head_scale=0.25, num_workers=0, loader_thread=True,
+                head_scale=0.25, num_workers=0, loader_thread=False, loader_burst=8,
                 job_processes=True),
 }
 CHOICES = ("auto",) + tuple(RECIPES)
@@ -111,7 +112,14 @@ def add_training_arguments(parser):
                    help="with --num-workers 0 and a fixed input size, make the next batches "
                         "in one background thread of the training process while the step "
                         "computes (Gluon's thread_pool; same batches as without). Recipe: "
-                        "cpu on, paper off")
+                        "off (cpu: bursts instead)")
+    g.add_argument("--loader-burst", type=int, default=None, metavar="BATCHES",
+                   help="with --num-workers 0 and no loader thread, make this many batches at "
+                        "a time in the training process, then train on them (same batches "
+                        "as one at a time; datasets.detector.data.BurstLoader); 1 = one "
+                        "before each step. Recipe: paper 1, cpu 8 (the training loop "
+                        "against its bare step: 0.935-0.970 in bursts, 0.899-0.915 one at a "
+                        "time, 0.813-0.932 with the thread; README 'Benchmarks')")
     g.add_argument("--val-interval", type=int, default=1,
                    help="validate every N epochs and at the last, for the curve in metrics.csv "
                         "(default %(default)s)")

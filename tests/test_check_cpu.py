@@ -68,10 +68,14 @@ def test_parse_pytest_counts(text, counts):
 
 def test_run_child_times_and_logs_a_real_process(tmp_path, capsys):
     log = tmp_path / "c.log"
-    code, wall = check_cpu.run_child(
-        [sys.executable, "-c", "import sys, time; print('to the log'); time.sleep(0.3); "
+    # 200 MB touched, so the peak memory reads above it (Python alone is ~10 MB)
+    code, wall, peak = check_cpu.run_child(
+        [sys.executable, "-c", "import sys, time; b = bytearray(200 << 20); b[::4096] = "
+                               "b'x' * len(b[::4096]); print('to the log'); time.sleep(0.3); "
                                "sys.exit(3)"], log, quiet=True)
     assert code == 3 and 0.3 <= wall < 30
+    if hasattr(__import__("os"), "wait4"):
+        assert 200 <= peak < 1000
     text = log.read_text()
     assert "to the log" in text and "[exit status 3," in text
     assert "to the log" not in capsys.readouterr().out  # quiet: the log only
@@ -127,7 +131,7 @@ class FakeChildren:
             out = self.suite + "\n"
         with open(log_path, "a") as log:
             log.write(out)
-        return (1 if what in self.fail else 0), 100.0
+        return check_cpu.Child(1 if what in self.fail else 0, 100.0, 512.0)
 
 
 def _args(tmp_path, *extra):

@@ -115,21 +115,58 @@ def test_train_batches_are_the_same_with_0_and_1_workers(data, numpy_transform, 
     transforms = dd.train_transforms(net, [64], ExtraAugment() if extra else None,
                                      max_expand=4.0, numpy_transform=numpy_transform)
 
-    def batches(workers, thread=False):
+    def batches(workers, thread=False, burst=1):
         loader = dd.train_loader(sub, transforms, 4, workers,
-                                 sampler=dd.SplitSampler(len(sub), seed=3), thread=thread)
-        try:
-            return [[x.asnumpy() for x in b] for b in loader]
+                                 sampler=dd.SplitSampler(len(sub), seed=3), thread=thread,
+                                 burst=burst)
+        try:  # two epochs: the second's augmentation is keyed by its own epoch
+            return [[x.asnumpy() for x in b] for _ in range(2) for b in loader]
         finally:
             dd.close_loader(loader)
 
     here, threaded, forked = batches(0), batches(0, thread=True), batches(1)
-    assert len(here) == len(threaded) == len(forked) == len(sub) // 4
-    for a, b, c in zip(here, threaded, forked):
-        assert [x.shape for x in a] == [x.shape for x in b] == [x.shape for x in c]
-        for x, y, z in zip(a, b, c):
-            np.testing.assert_array_equal(x, y)
-            np.testing.assert_array_equal(x, z)
+    bursts = [batches(0, burst=b) for b in (2, 5)]  # 3 batches an epoch: 2 + 1, then 3
+    assert len(here) == len(threaded) == len(forked) == 2 * (len(sub) // 4)
+    for a, *others in zip(here, threaded, forked, *bursts):
+        for b in others:
+            assert [x.shape for x in a] == [x.shape for x in b]
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(here[0][0], here[len(here) // 2][0])  # epochs differ
+
+
+def test_burst_loader_reads_ahead_within_an_epoch_only():
+    """BurstLoader pulls ``burst`` batches before yielding the first of them, never across
+    the end of an epoch (the next epoch's iterator starts afresh)."""
+    pulled = []
+
+    class Epoch:
+        def __len__(self):
+            return 5
+
+        def __iter__(self):
+            for k in range(5):
+                pulled.append(k)
+                yield k
+
+    seen = []
+    loader = dd.BurstLoader(Epoch(), 2)
+    assert len(loader) == 5
+    for k in loader:
+        seen.append((k, len(pulled)))
+    assert seen == [(0, 2), (1, 2), (2, 4), (3, 4), (4, 5)]
+    with pytest.raises(ValueError, match="at least 1 batch"):
+        dd.BurstLoader(Epoch(), 0)
+
+
+def test_burst_loading_takes_no_thread_or_processes(data):
+    from models import yolo
+    net = yolo.transform_net("yolo3_mobilenet0.25_custom", ["lesion"])
+    sub = data.subset(data.ids, seed=5, max_side=96, cache=True)
+    for workers, thread in ((1, False), (0, True)):
+        with pytest.raises(ValueError, match="burst loading"):
+            dd.train_loader(sub, dd.train_transforms(net, [64]), 4, workers, thread=thread,
+                            burst=2)
 
 
 def test_loader_thread_takes_no_loader_processes(data):

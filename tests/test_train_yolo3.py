@@ -434,17 +434,27 @@ def test_loader_workers_do_not_change_the_model(data_dir, tmp_path):
     training process, in its loader thread (the CPU recipe's default) or in 1 loader
     process (same OpenMP thread count)."""
     digests = []
-    for workers, thread in (("0", "--no-loader-thread"), ("0", "--loader-thread"),
-                            ("1", "--no-loader-thread")):
+    for workers, loader in (("0", "--no-loader-thread"), ("0", "--loader-thread"),
+                            ("1", "--no-loader-thread"), ("0", "--loader-burst=3")):
         argv = ["--data", str(data_dir), "--only", "0:0", "--epochs", "2", "--out",
-                str(tmp_path), "--name", f"w{workers}{thread}", thread, *TINY]
+                str(tmp_path), "--name", f"w{workers}{loader}", loader, *TINY]
         argv[argv.index("--num-workers") + 1] = workers
         digests.append(train_yolo3.main(train_yolo3.parse_args(argv))["param_digest"])
-    assert digests[0] == digests[1] == digests[2]
+        if loader.startswith("--loader-burst"):  # an explicit burst replaced the thread
+            options = json.loads((tmp_path / argv[argv.index("--name") + 1] /
+                                  "args.json").read_text())["options"]
+            assert (options["loader_burst"], options["loader_thread"]) == (3, False)
+    assert digests[0] == digests[1] == digests[2] == digests[3]
     with pytest.raises(ValueError, match="use it with --num-workers 0"):
         argv = ["--data", str(data_dir), "--loader-thread", "--out", str(tmp_path), *TINY]
         argv[argv.index("--num-workers") + 1] = "1"
         train_yolo3.main(train_yolo3.parse_args(argv))
+    for bad, match in (("--loader-burst=0", "at least 1 batch"),
+                       ("--loader-burst=2", "--num-workers 0 and --no-loader-thread")):
+        with pytest.raises(ValueError, match=match):
+            argv = ["--data", str(data_dir), bad, "--out", str(tmp_path), *TINY]
+            argv[argv.index("--num-workers") + 1] = "1"
+            train_yolo3.main(train_yolo3.parse_args(argv))
 
 
 def test_job_processes_train_the_same_models(data_dir, tmp_path):
