@@ -98,6 +98,7 @@ def run_child(argv, log_path, quiet=False, cwd=ROOT):
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for chunk in iter(lambda: child.stdout.read1(65536), b""):
             log.write(chunk)
+            log.flush()  # the log follows the child (tail -f)
             if not quiet:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
