@@ -5,7 +5,9 @@ Usage: ``python -m datasets.phantom --out RAW --num 200 --seed 0 [--preview] [--
 Writes ``RAW/scan_0000.jpg`` (red boxes burnt in) or ``RAW/scan_0000.png|.jpg`` +
 ``RAW/scan_0000.json`` (labelme, clean image), and ``RAW/truth.json`` with the exact boxes
 (docs/CONTRACTS.md, "Raw phantom set"). Screenshot ``i`` depends only on ``(seed, i)``,
-so a larger ``--num`` extends a set without changing its first images; same seed, same bytes.
+so a larger ``--num`` extends a set without changing its first images; same seed, same bytes
+on one kind of CPU (across CPUs OpenBLAS's per-CPU dot kernel, under ``np.convolve``, can move
+a few grey levels: README, "Phantom data").
 ``--label-by-kind`` labels each labelme shape by its lesion's kind (``hypo`` / ``hetero``), a
 two-class set; red boxes carry no label (prepare_data gives them ``--red-label``, ``lesion``
 by default, and truth.json says so), so add ``--labelme-frac 1`` for a set of only those two
