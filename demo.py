@@ -260,9 +260,11 @@ def run_stages(run, args, cfg, t0):
     data_dir = run.dir / "data"
     if args.raw:
         raw_dir = Path(args.raw)
+        phantom_version = None
     else:
         raw_dir = run.dir / "raw"
-        phantom.generate(raw_dir, cfg["num"], seed=args.seed, progress=not args.no_progress)
+        phantom_version = phantom.generate(raw_dir, cfg["num"], seed=args.seed,
+                                           progress=not args.no_progress)["phantom_version"]
     prep = prepare_data.main(prepare_data.parse_args(
         ["--raw", str(raw_dir), "--out", str(data_dir), "--folds", str(cfg["folds"]),
          "--test-frac", str(cfg["test_frac"]), "--seed", seed]
@@ -303,8 +305,9 @@ def run_stages(run, args, cfg, t0):
 
     return {
         "profile": cfg,
-        "data": {k: prep.get(k) for k in ("sources", "samples", "boxes", "skipped_files",
-                                          "both_sides", "test", "train", "folds")},
+        "data": dict({k: prep.get(k) for k in ("sources", "samples", "boxes", "skipped_files",
+                                               "both_sides", "test", "train", "folds")},
+                     phantom_version=phantom_version),
         "detector": dict(e2e["detector"], **{k: det.get(k) for k in (
             "cv_map_mean", "cv_map_std", "best_set", "oof_map_voc12", "test_random_map_voc12",
             "final_model", "epochs", "fold_epochs")}),

@@ -36,6 +36,10 @@ def test_demo_writes_summary_report_and_stage_folders(demo_run, capsys):
         assert key in summary["two_stage"], key
     assert {"test_auc", "test_f1"} <= set(summary["filter"])
     assert summary["budget"]["startup_s"] >= 7.0
+    # which phantom bytes the run trained on, as its raw/truth.json says
+    truth = json.loads((run_dir / "raw" / "truth.json").read_text())
+    assert summary["data"]["phantom_version"] == truth["phantom_version"] \
+        == phantom.PHANTOM_VERSION
     assert summary["elapsed_s"] >= summary["budget"]["startup_s"] + 0.1
     assert json.loads((run_dir / "summary.json").read_text()) == json.loads(
         json.dumps(summary, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

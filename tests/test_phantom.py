@@ -5,6 +5,7 @@ in the pixels, the bounding box of the labelme points computed here by hand, the
 done by scan lines as the notes describe (002, preprocessing step 1).
 """
 import hashlib
+import os
 import json
 import math
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from datasets.phantom import generator as phantom
-from datasets.phantom.scene import render_pair
+from datasets.phantom.scene import convolve_in_order, render_pair
+from infra import avx2_only
+from infra.runs import ISA_CAP_VARIABLES, cpu_flags
 
 SEED = 3
 NUM = 10
@@ -80,18 +83,22 @@ def test_same_seed_same_bytes_and_prefix_stable(raw_set, tmp_path):
 
 # SHA-256 (first 16 hex digits) of the raw_set's annotation files as written before
 # --single-panel existed (commit 0cdbe75): the single-panel option must leave the dual-panel
-# set alone. truth.json holds every drawn lesion and box, so it pins the random draws.
+# set alone. truth.json holds every drawn lesion and box, so it pins the random draws. Its
+# pin changed once, with phantom version 2, which added the ``phantom_version`` key and
+# nothing else (its records equal those of version 1's truth.json; the labelme files kept
+# their bytes).
 PINNED = {
     "scan_0000.json": "aee5fa5cbf7ae302", "scan_0001.json": "2b5b513153fdb506",
     "scan_0002.json": "bd099c58c1442e0f", "scan_0003.json": "4c156dc20299458f",
     "scan_0004.json": "aa17e09dc000362e", "scan_0008.json": "8338d96778cac12a",
-    "scan_0009.json": "66ddbd2435934135", "truth.json": "adfcb54ed93d5d74",
+    "scan_0009.json": "66ddbd2435934135", "truth.json": "68207abfb83c25a6",
 }
-# The images' bytes also matched that commit on an Intel AVX-512 CPU, but OpenCV's SIMD
-# paths (rendering, JPEG) round differently on other CPUs: on an AMD EPYC two of the ten
-# files differ. Each image is pinned instead by its size and per-channel (B, G, R) mean and
-# standard deviation of the decoded pixels, recorded on that AMD EPYC from code whose
-# annotation files hash to the pins above, to PIXEL_STATS_ATOL grey levels.
+# Each image is pinned by its size and per-channel (B, G, R) mean and standard deviation of
+# the decoded pixels, to PIXEL_STATS_ATOL grey levels, recorded on an AMD EPYC from version 1
+# (code whose annotation files hash to the pins above). Version 1's bytes differed between
+# CPUs (OpenBLAS's dot kernel under np.convolve; version 2 is checked for that below by
+# test_phantom_bytes_do_not_depend_on_the_cpus_kernels), and version 2 moved a few grey
+# levels in two of these files: the statistics moved by at most 0.0005.
 PINNED_IMAGES = {
     "scan_0000.png": (1136, 852, [40.112, 40.112, 40.112], [46.829, 46.829, 46.829]),
     "scan_0001.png": (1136, 852, [38.842, 38.842, 38.842], [45.772, 45.772, 45.772]),
@@ -403,3 +410,74 @@ def test_python_m_datasets_phantom_writes_what_generate_writes(tmp_path):
     assert sorted(p.name for p in cli.iterdir()) == sorted(p.name for p in api.iterdir())
     for p in sorted(api.iterdir()):
         assert (cli / p.name).read_bytes() == p.read_bytes(), f"seed {SEED}: {p.name} differs"
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (2, 1), (7, 3), (8, 2), (50, 8), (601, 61)])
+@pytest.mark.parametrize("mode", ["valid", "same"])
+def test_convolve_in_order_is_numpys_convolution(n, m, mode):
+    """Against np.convolve in float64, to float32 rounding of a sum of m products."""
+    rng = np.random.default_rng(n * 100 + m)
+    a = rng.standard_normal(n).astype(np.float32)
+    v = rng.standard_normal(m).astype(np.float32)
+    want = np.convolve(a.astype(np.float64), v.astype(np.float64), mode)
+    got = convolve_in_order(a, v, mode)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    bound = m * np.finfo(np.float32).eps * float(np.abs(a).max() * np.abs(v).sum())
+    np.testing.assert_allclose(got, want, rtol=0, atol=bound)
+
+
+def test_convolve_in_order_sums_the_taps_in_one_order():
+    """Bit for bit the slow loop that says the order: output i is v[m-1]*x[i] + v[m-2]*x[i+1]
+    + ..., each product and each partial sum rounded to float32."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(40).astype(np.float32)
+    v = rng.standard_normal(7).astype(np.float32)
+    for mode, x, start, length in [("valid", a, 0, 34),
+                                   ("same", np.concatenate([np.zeros(6, np.float32), a,
+                                                            np.zeros(6, np.float32)]), 3, 40)]:
+        want = np.zeros(length, np.float32)
+        for i in range(length):
+            acc = np.float32(0)
+            for k in range(len(v)):
+                acc = np.float32(acc + np.float32(x[start + i + k] * v[len(v) - 1 - k]))
+            want[i] = acc
+        assert convolve_in_order(a, v, mode).tobytes() == want.tobytes(), mode
+
+
+def test_convolve_in_order_refuses_what_it_does_not_do():
+    with pytest.raises(ValueError, match="mode"):
+        convolve_in_order(np.ones(5), np.ones(3), "full")
+    with pytest.raises(ValueError, match="len"):
+        convolve_in_order(np.ones(2), np.ones(3), "same")
+    with pytest.raises(ValueError, match="1-D"):
+        convolve_in_order(np.ones((2, 3)), np.ones(1), "valid")
+
+
+def test_phantom_bytes_do_not_depend_on_the_cpus_kernels(tmp_path):
+    """Version 2's promise (README, "Phantom data"): the same bytes whichever kernels
+    OpenBLAS, NumPy and OpenCV pick for the CPU. Each run is a child process with the
+    libraries' own switches: OpenBLAS's Nehalem (SSE) kernel, which any x86-64 CPU this code
+    runs on can execute, its Haswell (AVX2) one, and the AVX2 caps of infra.avx2_only on a
+    CPU with AVX-512. Version 1 failed this at seed 0 within ten screenshots (three of them
+    differed between the Nehalem and Haswell kernels)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    flags = cpu_flags()
+    base = {k: v for k, v in os.environ.items() if k not in ISA_CAP_VARIABLES}
+    variants = {"native": {}, "openblas_nehalem": {"OPENBLAS_CORETYPE": "Nehalem"}}
+    if not flags or "avx2" in flags:  # no /proc/cpuinfo: let OpenBLAS refuse, not skip
+        variants["openblas_haswell"] = {"OPENBLAS_CORETYPE": "Haswell"}
+    if "avx512f" in flags:
+        variants["avx2_caps"] = avx2_only.caps(flags)
+    for name, extra in variants.items():
+        subprocess.run([sys.executable, "-m", "datasets.phantom", "--out", str(tmp_path / name),
+                        "--num", "10", "--seed", "0", "--no-progress"],
+                       cwd=root, env={**base, **extra}, check=True, capture_output=True)
+    files = sorted(p.name for p in (tmp_path / "native").iterdir())
+    assert len(files) > 10
+    for name in variants:
+        differ = [f for f in files if (tmp_path / name / f).read_bytes()
+                  != (tmp_path / "native" / f).read_bytes()]
+        assert not differ, f"{name}: {differ} differ from the native kernels' bytes"

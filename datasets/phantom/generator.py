@@ -6,8 +6,8 @@ Writes ``RAW/scan_0000.jpg`` (red boxes burnt in) or ``RAW/scan_0000.png|.jpg`` 
 ``RAW/scan_0000.json`` (labelme, clean image), and ``RAW/truth.json`` with the exact boxes
 (docs/CONTRACTS.md, "Raw phantom set"). Screenshot ``i`` depends only on ``(seed, i)``,
 so a larger ``--num`` extends a set without changing its first images; same seed, same bytes
-on one kind of CPU (across CPUs OpenBLAS's per-CPU dot kernel, under ``np.convolve``, can move
-a few grey levels: README, "Phantom data").
+on every x86-64 CPU with AVX2 (README, "Phantom data": version 2 sums its convolutions in one
+order; version 1's ``np.convolve`` moved a few grey levels with OpenBLAS's per-CPU kernel).
 ``--label-by-kind`` labels each labelme shape by its lesion's kind (``hypo`` / ``hetero``), a
 two-class set; red boxes carry no label (prepare_data gives them ``--red-label``, ``lesion``
 by default, and truth.json says so), so add ``--labelme-frac 1`` for a set of only those two
@@ -44,6 +44,10 @@ from infra.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 CLASSES = ["lesion"]
+#: What truth.json's ``phantom_version`` says: 2 since the in-order convolution
+#: (scene.convolve_in_order); a truth.json without the key is version 1, whose grey levels
+#: depended on the CPU. A new version is a new set of bytes for the same seed.
+PHANTOM_VERSION = 2
 _OWN_FILE = re.compile(r"^scan_\d{4,}\.(jpg|png|json)$")
 
 
@@ -214,12 +218,13 @@ def generate(out_dir, num, seed=0, preview=False, labelme_frac=0.4, both_sides_f
         log.info("removed %d stale files from an earlier set in %s", len(stale), out)
     classes = sorted({b["class"] for r in records for b in r["boxes"]}) \
         if label_by_kind else CLASSES
-    atomic_write_json(out / "truth.json", {"seed": int(seed), "classes": classes,
-                                           "images": records})
+    atomic_write_json(out / "truth.json", {"seed": int(seed), "phantom_version": PHANTOM_VERSION,
+                                           "classes": classes, "images": records})
     seconds = time.perf_counter() - t0
     prev = draw_preview(out, records) if preview else None
     summary = {
-        "out": str(out), "num": num, "seed": int(seed), "single_panel": bool(single_panel),
+        "out": str(out), "num": num, "seed": int(seed), "phantom_version": PHANTOM_VERSION,
+        "single_panel": bool(single_panel),
         "n_red": sum(r["annotation"] == "red" for r in records),
         "n_labelme": sum(r["annotation"] == "labelme" for r in records),
         "n_boxes": sum(len(r["boxes"]) for r in records), "classes": classes,

@@ -78,11 +78,42 @@ class Screenshot:
 
 
 # ----------------------------------------------------------------------------- helpers
+def convolve_in_order(a, v, mode):
+    """``np.convolve(a, v, mode)`` for float32 1-D arrays, summed tap by tap in one order.
+
+    Why not ``np.convolve``: on float32 it calls OpenBLAS's dot product, whose kernel OpenBLAS
+    picks for the CPU, and the kernels sum in different orders, so the phantom's grey levels
+    differed between CPUs (README, "Phantom data"). Here each output is ``v[m-1] * x[i] +
+    v[m-2] * x[i+1] + ...`` over the zero-padded input, accumulated tap by tap with
+    element-wise float32 multiply and add: IEEE rounds each of those the same on every CPU
+    and at every SIMD width, and NumPy does not fuse them. Only ``"valid"`` and ``"same"``
+    with ``len(a) >= len(v)``, the two the phantom uses.
+    """
+    a = np.asarray(a, np.float32)
+    v = np.asarray(v, np.float32)
+    n, m = len(a), len(v)
+    if a.ndim != 1 or v.ndim != 1 or m == 0 or n < m:
+        raise ValueError(f"convolve_in_order needs 1-D arrays with len(a) >= len(v) > 0, "
+                         f"got shapes {a.shape} and {v.shape}")
+    if mode == "valid":
+        padded, start, length = a, 0, n - m + 1
+    elif mode == "same":
+        # np.convolve's "same" is the middle n of the full n + m - 1 outputs.
+        padded = np.concatenate([np.zeros(m - 1, np.float32), a, np.zeros(m - 1, np.float32)])
+        start, length = (m - 1) // 2, n
+    else:
+        raise ValueError(f"convolve_in_order: mode must be 'valid' or 'same', got {mode!r}")
+    out = np.zeros(length, np.float32)
+    for k, tap in enumerate(v[::-1]):
+        out += padded[start + k:start + k + length] * tap
+    return out
+
+
 def _smooth_noise(rng, n, scale, amp):
     """1-D smooth random curve of length ``n`` (Gaussian-filtered white noise, std ~amp)."""
     k = cv2.getGaussianKernel(int(6 * scale) | 1, scale).astype(np.float32).ravel()
     raw = rng.standard_normal(n + len(k) - 1).astype(np.float32)
-    sm = np.convolve(raw, k, mode="valid")[:n]
+    sm = convolve_in_order(raw, k, "valid")[:n]
     sm /= max(float(sm.std()), 1e-6)
     return amp * sm
 
@@ -108,7 +139,7 @@ def _line_profile(rng, length, spacing, width, amp_range):
     prof = np.zeros(length, np.float32)
     np.add.at(prof, pos[keep].astype(np.int64), amps[keep].astype(np.float32))
     k = cv2.getGaussianKernel(int(6 * width) | 1, width).astype(np.float32).ravel()
-    return np.convolve(prof, k / k.max(), mode="same")
+    return convolve_in_order(prof, k / k.max(), "same")
 
 
 def _sample_1d(profile, u):
