@@ -81,6 +81,36 @@ def test_run_child_times_and_logs_a_real_process(tmp_path, capsys):
     assert "to the log" not in capsys.readouterr().out  # quiet: the log only
 
 
+@pytest.mark.parametrize("start, end, want", [
+    ((100.0, 5000.0), (110.0, 5010.0), 10.0),  # the clocks agree
+    ((100.0, 5000.0), (110.0, 5027.0), 27.0),  # paused 17 s: the wall clock stepped forward
+    ((100.0, 5000.0), (110.0, 4990.0), 10.0),  # the wall clock stepped back 20 s
+])
+def test_a_check_is_timed_by_the_larger_of_the_two_clocks(start, end, want):
+    assert check_cpu.elapsed_s(start, end) == pytest.approx(want)
+
+
+def test_run_child_counts_a_pause_the_monotonic_clock_missed(tmp_path, monkeypatch):
+    """A VM paused during the child: its monotonic clock stops, its wall clock then steps
+    forward; the check counts what a stopwatch would."""
+    real = check_cpu.time
+    calls = {"n": 0}
+
+    class Clock:
+        monotonic = staticmethod(real.monotonic)
+
+        @staticmethod
+        def time():
+            calls["n"] += 1
+            return real.time() + (17.0 if calls["n"] > 1 else 0.0)  # stepped after the start
+
+    monkeypatch.setattr(check_cpu, "time", Clock)
+    code, wall, _ = check_cpu.run_child([sys.executable, "-c", "pass"], tmp_path / "c.log",
+                                        quiet=True)
+    assert code == 0 and 17.0 <= wall < 47.0
+    assert "s, peak RSS" in (tmp_path / "c.log").read_text()
+
+
 def test_a_real_pytest_child_with_a_failing_test_breaks_the_suite_line(tmp_path):
     suite = tmp_path / "test_tiny.py"
     suite.write_text("def test_a():\n    assert True\n\n\ndef test_b():\n    assert 1 == 2\n")
