@@ -83,7 +83,7 @@ def test_run_child_times_and_logs_a_real_process(tmp_path, capsys):
 
 @pytest.mark.parametrize("start, end, want", [
     ((100.0, 5000.0), (110.0, 5010.0), 10.0),  # the clocks agree
-    ((100.0, 5000.0), (110.0, 5027.0), 27.0),  # paused 17 s: the wall clock stepped forward
+    ((100.0, 5000.0), (110.0, 5028.0), 28.0),  # paused 18 s: the wall clock stepped forward
     ((100.0, 5000.0), (110.0, 4990.0), 10.0),  # the wall clock stepped back 20 s
 ])
 def test_a_check_is_timed_by_the_larger_of_the_two_clocks(start, end, want):
@@ -102,12 +102,12 @@ def test_run_child_counts_a_pause_the_monotonic_clock_missed(tmp_path, monkeypat
         @staticmethod
         def time():
             calls["n"] += 1
-            return real.time() + (17.0 if calls["n"] > 1 else 0.0)  # stepped after the start
+            return real.time() + (18.0 if calls["n"] > 1 else 0.0)  # stepped after the start
 
     monkeypatch.setattr(check_cpu, "time", Clock)
     code, wall, _ = check_cpu.run_child([sys.executable, "-c", "pass"], tmp_path / "c.log",
                                         quiet=True)
-    assert code == 0 and 17.0 <= wall < 47.0
+    assert code == 0 and 18.0 <= wall < 48.0
     assert "s, peak RSS" in (tmp_path / "c.log").read_text()
 
 

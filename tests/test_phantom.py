@@ -5,9 +5,9 @@ in the pixels, the bounding box of the labelme points computed here by hand, the
 done by scan lines as the notes describe (002, preprocessing step 1).
 """
 import hashlib
-import os
 import json
 import math
+import os
 
 import cv2
 import numpy as np

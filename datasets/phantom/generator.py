@@ -5,9 +5,10 @@ Usage: ``python -m datasets.phantom --out RAW --num 200 --seed 0 [--preview] [--
 Writes ``RAW/scan_0000.jpg`` (red boxes burnt in) or ``RAW/scan_0000.png|.jpg`` +
 ``RAW/scan_0000.json`` (labelme, clean image), and ``RAW/truth.json`` with the exact boxes
 (docs/CONTRACTS.md, "Raw phantom set"). Screenshot ``i`` depends only on ``(seed, i)``,
-so a larger ``--num`` extends a set without changing its first images; same seed, same bytes
-on every x86-64 CPU with AVX2 (README, "Phantom data": version 2 sums its convolutions in one
-order; version 1's ``np.convolve`` moved a few grey levels with OpenBLAS's per-CPU kernel).
+so a larger ``--num`` extends a set without changing its first images; same seed, same bytes,
+whichever kernels OpenBLAS, NumPy and OpenCV pick on an x86-64 CPU with AVX2 (README, "Phantom
+data": version 2 sums its convolutions in one order; version 1's ``np.convolve`` moved a few
+grey levels with OpenBLAS's per-CPU kernel).
 ``--label-by-kind`` labels each labelme shape by its lesion's kind (``hypo`` / ``hetero``), a
 two-class set; red boxes carry no label (prepare_data gives them ``--red-label``, ``lesion``
 by default, and truth.json says so), so add ``--labelme-frac 1`` for a set of only those two
