@@ -8,6 +8,9 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,10 +19,17 @@ import pytest
 from datasets.phantom import generator as phantom
 from datasets.phantom.scene import convolve_in_order, render_pair
 from infra import avx2_only
-from infra.runs import ISA_CAP_VARIABLES, cpu_flags
+from infra.runs import cpu_flags
 
 SEED = 3
 NUM = 10
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _phantom_cli(out, *options, env=None):
+    """``python -m datasets.phantom --out OUT OPTIONS --no-progress`` in a child process."""
+    subprocess.run([sys.executable, "-m", "datasets.phantom", "--out", str(out), *options,
+                    "--no-progress"], cwd=ROOT, env=env, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -397,14 +407,8 @@ def test_cli_and_input_errors(tmp_path):
 def test_python_m_datasets_phantom_writes_what_generate_writes(tmp_path):
     """The contract's command line (docs/CONTRACTS.md): the package's __main__ runs the
     generator with the same options."""
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
     cli = tmp_path / "cli"
-    subprocess.run([sys.executable, "-m", "datasets.phantom", "--out", str(cli), "--num", "3",
-                    "--seed", str(SEED), "--labelme-frac", "0.5", "--no-progress"],
-                   cwd=root, check=True, capture_output=True)
+    _phantom_cli(cli, "--num", "3", "--seed", str(SEED), "--labelme-frac", "0.5")
     api = tmp_path / "api"
     phantom.generate(api, 3, seed=SEED, labelme_frac=0.5, progress=False)
     assert sorted(p.name for p in cli.iterdir()) == sorted(p.name for p in api.iterdir())
@@ -460,21 +464,16 @@ def test_phantom_bytes_do_not_depend_on_the_cpus_kernels(tmp_path):
     runs on can execute, its Haswell (AVX2) one, and the AVX2 caps of infra.avx2_only on a
     CPU with AVX-512. Version 1 failed this at seed 0 within ten screenshots (three of them
     differed between the Nehalem and Haswell kernels)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
     flags = cpu_flags()
-    base = {k: v for k, v in os.environ.items() if k not in ISA_CAP_VARIABLES}
+    # the caps infra.avx2_only sets are left out of every child's environment but their own
+    base = {k: v for k, v in os.environ.items() if k not in avx2_only.VARIABLES}
     variants = {"native": {}, "openblas_nehalem": {"OPENBLAS_CORETYPE": "Nehalem"}}
     if not flags or "avx2" in flags:  # no /proc/cpuinfo: let OpenBLAS refuse, not skip
         variants["openblas_haswell"] = {"OPENBLAS_CORETYPE": "Haswell"}
     if "avx512f" in flags:
         variants["avx2_caps"] = avx2_only.caps(flags)
     for name, extra in variants.items():
-        subprocess.run([sys.executable, "-m", "datasets.phantom", "--out", str(tmp_path / name),
-                        "--num", "10", "--seed", "0", "--no-progress"],
-                       cwd=root, env={**base, **extra}, check=True, capture_output=True)
+        _phantom_cli(tmp_path / name, "--num", "10", "--seed", "0", env={**base, **extra})
     files = sorted(p.name for p in (tmp_path / "native").iterdir())
     assert len(files) > 10
     for name in variants:
