@@ -23,23 +23,27 @@ threshold, the single-stage reference) and the filter's threshold is chosen on v
 crops (by default the highest keeping 95 % of the lesions the detector found there): none
 looks at the test split.
 """
-import argparse
-import csv
-import logging
 import time
-from pathlib import Path
 
-import numpy as np
+# before the imports below (mxnet, gluoncv, OpenCV: seconds), which the budget counts
+SCRIPT_STARTED = time.time()
 
-import prepare_data
-import train_filter
-import train_yolo3
-from datasets.phantom import generator as phantom
-from datasets.prepared import classes as class_names
-from datasets.prepared.folder import manifest_by_id, read_splits
-from eval import acceptance, bootstrap, detection, plots, report, two_stage
-from infra import process_clock, runs
-from models import filter_threshold
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import prepare_data  # noqa: E402
+import train_filter  # noqa: E402
+import train_yolo3  # noqa: E402
+from datasets.phantom import generator as phantom  # noqa: E402
+from datasets.prepared import classes as class_names  # noqa: E402
+from datasets.prepared.folder import manifest_by_id, read_splits  # noqa: E402
+from eval import acceptance, bootstrap, detection, plots, report, two_stage  # noqa: E402
+from infra import process_clock, runs  # noqa: E402
+from models import filter_threshold  # noqa: E402
 
 log = logging.getLogger("demo")
 
@@ -231,6 +235,13 @@ def recall_breakdown(data_dir, gt, det, kept, det_threshold, offset):
             for attr, (v, edges) in values.items()}
 
 
+def command_started_at():
+    """When ``python demo.py`` started: the process's start (imports included), but no
+    earlier than an interpreter's start can be before this module's first line."""
+    return process_clock.started_at(
+        not_before=SCRIPT_STARTED - process_clock.MAX_INTERPRETER_START_S)
+
+
 def main(args, started_at=None):
     """``started_at``: the ``time.time()`` the clock of the budget and of ``elapsed_s`` starts
     from; the command line passes the process's start (``infra.process_clock``), so both
@@ -286,6 +297,14 @@ def run_stages(run, args, cfg, t0):
                         out=run.dir, name="detector", seed=seed) + ["--gpus", args.gpus]
     det = train_yolo3.main(train_yolo3.parse_args(det_argv + _progress(args)))
     det_dir = run.dir / "detector"
+    if det.get("oof_threshold") is None:
+        # without an operating point there is no two-stage pipeline to judge: stop before
+        # the filter spends the rest of the budget (the detector's run folder stays)
+        raise SystemExit(
+            f"demo: the detector has no operating point: its fold models found no lesion out "
+            f"of fold ({det.get('epochs')} epoch(s) a fold), so {det_dir / 'model.json'} has "
+            f"no score_threshold. It has not learned yet: give it more minutes "
+            f"(--time-budget) or epochs.")
     filter_minutes = filter_budget_minutes(left_s()) if budget_s is not None else None
     # A detector trained for minutes on a CPU finds few lesions, so its out-of-fold boxes
     # hold few positives; the CPU profiles add the ground-truth boxes as extra positives.
@@ -345,4 +364,4 @@ def _collect_plots(run_dir, extra):
 
 
 if __name__ == "__main__":
-    main(parse_args(), started_at=process_clock.started_at())
+    main(parse_args(), started_at=command_started_at())

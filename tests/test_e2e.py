@@ -163,3 +163,25 @@ def test_a_detector_overrun_leaves_the_filter_its_floor(caplog):
     for left_s in (-24.0, 0.0, floor * 60.0 - 1.0):
         assert demo.filter_budget_minutes(left_s) == floor
     assert "overruns its budget" in caplog.text
+
+
+def test_a_detector_without_an_operating_point_stops_the_demo_before_the_filter(
+        tmp_path, monkeypatch):
+    """A budget too small to learn once left the fold models with no out-of-fold lesion, so
+    no score_threshold in model.json: the filter then trained for minutes and the demo ended
+    in a KeyError. It now stops after the detector, saying why."""
+    def detector_that_learned_nothing(args):
+        return {"epochs": 1, "oof_f1_threshold": None}
+
+    def filter_must_not_run(args):
+        raise AssertionError("the filter trained without a detector operating point")
+
+    monkeypatch.setattr(demo.train_yolo3, "main", detector_that_learned_nothing)
+    monkeypatch.setattr(demo.train_filter, "main", filter_must_not_run)
+    with pytest.raises(SystemExit) as stop:
+        demo.main(demo.parse_args(["--tiny", "--out", str(tmp_path), "--name", "none",
+                                   "--no-progress", "--seed", "3"]))
+    message = str(stop.value)
+    assert "no operating point" in message and "1 epoch(s) a fold" in message
+    assert "--time-budget" in message
+    assert (tmp_path / "none" / "data").is_dir()  # what ran before stays

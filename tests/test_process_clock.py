@@ -1,5 +1,6 @@
 """infra.process_clock: the process's age from /proc, against a wall clock measured outside."""
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -56,3 +57,44 @@ def test_started_at_is_in_the_past_and_stable():
         pytest.skip("no /proc")
     assert first <= time.time()
     assert process_clock.started_at() == pytest.approx(first, abs=2 * TICK_S)
+
+
+def test_not_before_bounds_the_start_from_below():
+    first = process_clock.started_at()
+    if first is None:
+        pytest.skip("no /proc")
+    assert process_clock.started_at(not_before=first + 10.0) == first + 10.0
+    assert process_clock.started_at(not_before=first - 10.0) == \
+        pytest.approx(first, abs=2 * TICK_S)
+
+
+SHELL_EXEC = ("import time; t = time.time(); from infra import process_clock; "
+              "print(t - process_clock.started_at(), "
+              "t - process_clock.started_at(not_before=t - 0.5))")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or shutil.which("bash") is None,
+                    reason="needs Linux /proc and bash")
+def test_a_shell_that_execs_the_interpreter_is_not_counted_past_not_before():
+    # bash -c "... && exec python": the pid, and /proc's start, is the shell's, 2 s earlier
+    cmd = f"sleep 2 && exec {sys.executable} -c '{SHELL_EXEC}'"
+    out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    fork_age, bounded_age = (float(x) for x in out.stdout.split())
+    assert fork_age >= 2.0, fork_age
+    assert bounded_age <= 0.5 + 2 * TICK_S, bounded_age
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or shutil.which("bash") is None,
+                    reason="needs Linux /proc and bash")
+def test_the_demo_command_counts_at_most_an_interpreter_start_before_its_first_line():
+    code = ("import time; import demo; from infra import process_clock; now = time.time(); "
+            "print(now - process_clock.started_at(), now - demo.command_started_at(), "
+            "now - demo.SCRIPT_STARTED)")
+    cmd = f"sleep 7 && exec {sys.executable} -c '{code}'"
+    out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    fork_age, command_age, since_first_line = (float(x) for x in out.stdout.split())
+    assert fork_age >= 7.0, fork_age
+    assert command_age <= since_first_line + process_clock.MAX_INTERPRETER_START_S + TICK_S
+    assert command_age >= since_first_line
