@@ -68,33 +68,36 @@ def test_not_before_bounds_the_start_from_below():
         pytest.approx(first, abs=2 * TICK_S)
 
 
-SHELL_EXEC = ("import time; t = time.time(); from infra import process_clock; "
-              "print(t - process_clock.started_at(), "
-              "t - process_clock.started_at(not_before=t - 0.5))")
+needs_proc_and_bash = pytest.mark.skipif(
+    not Path("/proc/self/stat").exists() or shutil.which("bash") is None,
+    reason="needs Linux /proc and bash")
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists() or shutil.which("bash") is None,
-                    reason="needs Linux /proc and bash")
-def test_a_shell_that_execs_the_interpreter_is_not_counted_past_not_before():
-    # bash -c "... && exec python": the pid, and /proc's start, is the shell's, 2 s earlier
-    cmd = f"sleep 2 && exec {sys.executable} -c '{SHELL_EXEC}'"
+def _printed_by_python_execd_after(sleep_s, code):
+    """The numbers ``code`` prints in a Python that bash execs after ``sleep_s`` seconds, as
+    ``bash -c "... && python ..."`` does: the pid, and /proc's start, are the shell's."""
+    cmd = f"sleep {sleep_s} && exec {sys.executable} -c '{code}'"
     out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
                          check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    fork_age, bounded_age = (float(x) for x in out.stdout.split())
+    return [float(x) for x in out.stdout.split()]
+
+
+@needs_proc_and_bash
+def test_a_shell_that_execs_the_interpreter_is_not_counted_past_not_before():
+    fork_age, bounded_age = _printed_by_python_execd_after(2, (
+        "import time; t = time.time(); from infra import process_clock; "
+        "print(t - process_clock.started_at(), "
+        "t - process_clock.started_at(not_before=t - 0.5))"))
     assert fork_age >= 2.0, fork_age
     assert bounded_age <= 0.5 + 2 * TICK_S, bounded_age
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists() or shutil.which("bash") is None,
-                    reason="needs Linux /proc and bash")
+@needs_proc_and_bash
 def test_the_demo_command_counts_at_most_an_interpreter_start_before_its_first_line():
-    code = ("import time; import demo; from infra import process_clock; now = time.time(); "
-            "print(now - process_clock.started_at(), now - demo.command_started_at(), "
-            "now - demo.SCRIPT_STARTED)")
-    cmd = f"sleep 7 && exec {sys.executable} -c '{code}'"
-    out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    fork_age, command_age, since_first_line = (float(x) for x in out.stdout.split())
+    fork_age, command_age, since_first_line = _printed_by_python_execd_after(7, (
+        "import time; import demo; from infra import process_clock; now = time.time(); "
+        "print(now - process_clock.started_at(), now - demo.command_started_at(), "
+        "now - demo.SCRIPT_STARTED)"))
     assert fork_age >= 7.0, fork_age
     assert command_age <= since_first_line + process_clock.MAX_INTERPRETER_START_S + TICK_S
     assert command_age >= since_first_line
